@@ -1,0 +1,1 @@
+//! edgec backends. Each heavy backend is a cargo feature (`llvm`, `mlir`).
