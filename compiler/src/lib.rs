@@ -1,1 +1,2 @@
 //! edgec library.
+pub mod onnx;
