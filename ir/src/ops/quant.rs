@@ -32,8 +32,8 @@
 //!   `f16`-rounded multiplier), rounded half to even and saturated.
 //!
 //! ## Mapping to TFLite-style integer arithmetic (for later passes)
-//! TFLite's integer kernels (see `docs/int8-arithmetic.md`) compute the same affine maps with
-//! integer-only requantization, so a lowering pass rewrites these graph-level ops as follows:
+//! TFLite's integer kernels (see the project's `int8-arithmetic.md`) compute the same affine maps
+//! with integer-only requantization; these graph-level ops map onto them as follows:
 //! - `q.quantize_linear` / `q.dequantize_linear` with constant scale and zero point become the
 //!   TFLite QUANTIZE / DEQUANTIZE ops at the model's float boundaries; between int8 ops they
 //!   disappear into the quantized element types (`!q.uniform<i8:f32, s, zp>`).
@@ -45,9 +45,8 @@
 //!   with scale `x_scale · w_scale[c]`. Only the last step differs: here `acc · M` is computed
 //!   in floating point and rounded half to even, while TFLite quantizes `M` to a 31-bit
 //!   fixed-point multiplier and shift (SaturatingRoundingDoublingHighMul + RoundingDivideByPOT,
-//!   ties away from zero). The two can differ by one LSB, so the int8 backends are checked
-//!   against the interpreter with a 1-LSB tolerance, and bit-exactly against a reference that
-//!   implements the fixed-point rule.
+//!   ties away from zero). The two can differ by one LSB, so kernels using the fixed-point rule
+//!   match these ops only within one LSB.
 //! - TFLite requires symmetric int8 weights (zero point 0, range [−127, 127]); a `u8` or
 //!   asymmetric weight zero point must be folded (`w − w_zp` re-quantized) or rejected by the
 //!   lowering. Activations are asymmetric int8; `u8` activations are shifted by 128
