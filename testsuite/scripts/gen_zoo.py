@@ -64,15 +64,14 @@ def randomize_norms(model, gen):
     """
     with torch.no_grad():
         for mod in model.modules():
-            cls = type(mod).__name__.lower()
-            if not ("norm" in cls or isinstance(mod, (nn.modules.batchnorm._BatchNorm,
-                                                      nn.GroupNorm, nn.LayerNorm))):
+            # By class name, to catch the libraries' own norms too (LlamaRMSNorm, ...).
+            if "norm" not in type(mod).__name__.lower():
                 continue
             w = getattr(mod, "weight", None)
-            if isinstance(w, torch.Tensor) and w is not None:
+            if isinstance(w, torch.Tensor):
                 w.copy_(1.0 + 0.2 * torch.randn(w.shape, generator=gen))
             b = getattr(mod, "bias", None)
-            if isinstance(b, torch.Tensor) and b is not None:
+            if isinstance(b, torch.Tensor):
                 b.copy_(0.2 * torch.randn(b.shape, generator=gen))
             if isinstance(mod, nn.modules.batchnorm._BatchNorm):
                 mod.running_mean.copy_(0.3 * torch.randn(mod.running_mean.shape, generator=gen))
