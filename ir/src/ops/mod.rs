@@ -14,6 +14,7 @@
 
 pub mod builtin;
 pub mod elementwise;
+pub mod elementwise_kernels;
 pub mod linalg;
 pub mod quant;
 pub mod reduce;
