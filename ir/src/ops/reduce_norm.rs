@@ -7,7 +7,7 @@
 //! thus computed in higher precision and rounded once, and the per-row loops are plain slices.
 //! Per-channel parameters (scale, bias, running statistics) are read into small f64 vectors.
 
-use super::reduce::{float_attr, int_attr, inverse_perm, rows_perm, unsupported, Elem};
+use super::reduce::{float_attr, gather_permuted, int_attr, inverse_perm, rows_perm, unsupported, Elem};
 use super::util::{input, norm_axis, operand};
 use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
 use crate::attr::AttrKind;
@@ -28,7 +28,7 @@ fn float_operand(ctx: &InferCtx, i: usize, op: &str) -> OpResult<ScalarType> {
 }
 
 fn read_rows<T: Elem>(a: &ArrayD<T>, perm: &[usize]) -> Vec<f64> {
-    a.view().permuted_axes(perm.to_vec()).iter().map(|v| v.to_f64()).collect()
+    gather_permuted(a.view(), perm, |x| x.to_f64())
 }
 
 /// The elements of a float tensor as f64, in row-major order of its axes permuted by `perm`.
@@ -42,25 +42,30 @@ fn read_f64(t: &Tensor, perm: &[usize], op: &str) -> OpResult<Vec<f64>> {
     })
 }
 
-fn convert<T: Elem>(v: ArrayViewD<f64>) -> OpResult<ArrayD<T>> {
-    ArrayD::from_shape_vec(v.raw_dim(), v.iter().map(|&x| T::from_f64(x)).collect())
-        .map_err(|e| e.to_string())
+/// `data`, row-major in the axis order `perm` with `permuted_shape`, converted to `T` and
+/// returned in the original axis order.
+fn convert<T: Elem>(perm: &[usize], permuted_shape: &[usize], data: &[f64]) -> OpResult<ArrayD<T>> {
+    let v = ArrayViewD::from_shape(IxDyn(permuted_shape), data).map_err(|e| e.to_string())?;
+    let inv = inverse_perm(perm);
+    let shape: Vec<usize> = inv.iter().map(|&p| permuted_shape[p]).collect();
+    let out = gather_permuted(v, &inv, |&x| T::from_f64(x));
+    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
 }
 
 /// A tensor of element type `ty` from f64 data that is row-major in the axis order `perm`
 /// (with `permuted_shape`), returned in the original axis order.
 fn write_f64(ty: ScalarType, perm: &[usize], permuted_shape: &[usize], data: Vec<f64>) -> OpResult<Tensor> {
-    let a = ArrayD::from_shape_vec(IxDyn(permuted_shape), data).map_err(|e| e.to_string())?;
     let identity = perm.iter().enumerate().all(|(i, &p)| i == p);
     if identity && ty == ScalarType::F64 {
-        return Ok(Tensor::F64(a));
+        return Ok(Tensor::F64(
+            ArrayD::from_shape_vec(IxDyn(permuted_shape), data).map_err(|e| e.to_string())?,
+        ));
     }
-    let v = if identity { a.view() } else { a.view().permuted_axes(inverse_perm(perm)) };
     Ok(match ty {
-        ScalarType::F32 => Tensor::F32(convert(v)?),
-        ScalarType::F16 => Tensor::F16(convert(v)?),
-        ScalarType::BF16 => Tensor::BF16(convert(v)?),
-        ScalarType::F64 => Tensor::F64(convert(v)?),
+        ScalarType::F32 => Tensor::F32(convert(perm, permuted_shape, &data)?),
+        ScalarType::F16 => Tensor::F16(convert(perm, permuted_shape, &data)?),
+        ScalarType::BF16 => Tensor::BF16(convert(perm, permuted_shape, &data)?),
+        ScalarType::F64 => Tensor::F64(convert(perm, permuted_shape, &data)?),
         other => return Err(format!("internal error: {other} is not a float type")),
     })
 }
