@@ -1023,6 +1023,53 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn nan_propagates_and_sorts_high() {
+        let x = f32t(&[4], &[1., f32::NAN, 3., 2.]);
+        assert!(run(&REDUCE_MAX, &[], vec![x.clone()], 1)[0].to_f64_vec()[0].is_nan());
+        assert!(run(&REDUCE_MIN, &[], vec![x.clone()], 1)[0].to_f64_vec()[0].is_nan());
+        assert_eq!(run(&ARG_MAX, &[], vec![x.clone()], 1)[0].to_f64_vec(), vec![1.0]);
+        let out = run(&TOP_K, &[], vec![x.clone(), i64t(&[1], &[2])], 2);
+        assert_eq!(out[1].to_f64_vec(), vec![1.0, 2.0]);
+        let out = run(&TOP_K, &[("largest", Attr::Int(0))], vec![x, i64t(&[1], &[4])], 2);
+        assert_eq!(out[1].to_f64_vec(), vec![0.0, 3.0, 2.0, 1.0]);
+        let inf = f32t(&[3], &[f32::NEG_INFINITY, 1.0, f32::INFINITY]);
+        close(&run(&REDUCE_LOG_SUM_EXP, &[], vec![inf], 1)[0], &[f64::INFINITY]);
+    }
+
+    #[test]
+    fn half_precision_sums_in_f32_or_better() {
+        // 4096 ones: an f16 accumulator would stall at 2048.
+        let x = Tensor::F16(ArrayD::from_elem(IxDyn(&[4096]), f16::ONE));
+        let out = run(&REDUCE_SUM, &[], vec![x], 1);
+        assert!(matches!(out[0], Tensor::F16(_)));
+        assert_eq!(out[0].to_f64_vec(), vec![4096.0]);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let x = f32t(&[2, 2], &[1., 2., 3., 4.]);
+        let types = vec![x.ty(), TensorType::of(&[1], ScalarType::I64)];
+        let consts = vec![None, Some(i64t(&[1], &[2]))];
+        let at = Attrs::new();
+        let ctx = InferCtx { attrs: &at, operands: &types, consts: &consts, num_results: 1 };
+        assert!((REDUCE_SUM.infer)(&ctx).unwrap_err().contains("out of range"));
+        let consts = vec![None, Some(i64t(&[2], &[1, -1]))];
+        let types = vec![x.ty(), TensorType::of(&[2], ScalarType::I64)];
+        let ctx = InferCtx { attrs: &at, operands: &types, consts: &consts, num_results: 1 };
+        assert!((REDUCE_SUM.infer)(&ctx).unwrap_err().contains("twice"));
+        let b = Tensor::Bool(ArrayD::from_elem(IxDyn(&[2]), true));
+        let types = vec![b.ty()];
+        let ctx = InferCtx { attrs: &at, operands: &types, consts: &[None], num_results: 1 };
+        assert!((REDUCE_SUM.infer)(&ctx).is_err());
+        let ectx = EvalCtx { attrs: &at, inputs: &[b], operand_types: &types, result_types: &types };
+        assert!((REDUCE_SUM.eval)(&ectx).is_err());
+        let types = vec![x.ty(), TensorType::of(&[1], ScalarType::I64)];
+        let ins = [x, i64t(&[1], &[5])];
+        let ectx = EvalCtx { attrs: &at, inputs: &ins, operand_types: &types, result_types: &types };
+        assert!((TOP_K.eval)(&ectx).unwrap_err().contains("exceeds"));
+    }
+
+    #[test]
     fn arg_max_ties_and_last_index() {
         let x = f32t(&[2, 3], &[1., 5., 5., 7., 2., 7.]);
         let out = run(&ARG_MAX, &[("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))], vec![x.clone()], 1);

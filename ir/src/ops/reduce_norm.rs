@@ -734,6 +734,29 @@ mod tests {
     }
 
     #[test]
+    fn layer_norm_scale_broadcast_over_rows() {
+        // A Scale with more dims than the normalized part varies per row.
+        let x = f32t(&[2, 2], &[1., 3., 1., 3.]);
+        let scale = f32t(&[2, 1], &[1., 10.]);
+        let out = run(&LAYER_NORM, &[("epsilon", Attr::Float(0.0))], vec![x, scale], 1);
+        close(&out[0], &[-1., 1., -10., 10.]);
+    }
+
+    #[test]
+    fn softmax_of_all_neg_inf_is_nan_like_numpy() {
+        let x = f32t(&[2], &[f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        close(&run(&SOFTMAX, &[], vec![x], 1)[0], &[f64::NAN, f64::NAN]);
+    }
+
+    #[test]
+    fn mvn_and_lp_norm() {
+        let x = f32t(&[1, 1, 1, 2], &[1., 3.]);
+        close(&run(&MEAN_VARIANCE_NORM, &[], vec![x.clone()], 1)[0], &[-1., 1.]);
+        close(&run(&LP_NORM, &[("p", Attr::Int(1))], vec![f32t(&[2], &[-1., 3.])], 1)[0], &[-0.25, 0.75]);
+        close(&run(&LP_NORM, &[], vec![f32t(&[2], &[0., 0.])], 1)[0], &[0., 0.]);
+    }
+
+    #[test]
     fn group_norm_two_groups() {
         // N=1, C=4, spatial 1; groups {0,1} and {2,3}.
         let x = f32t(&[1, 4, 1], &[1., 3., 10., 20.]);
