@@ -18,6 +18,7 @@ pub mod elementwise_kernels;
 pub mod linalg;
 pub mod quant;
 pub mod reduce;
+pub mod reduce_norm;
 pub mod shape;
 pub mod util;
 
@@ -292,6 +293,13 @@ op_table! {
     InstanceNorm => reduce::INSTANCE_NORM,
     GroupNorm => reduce::GROUP_NORM,
     RmsNorm => reduce::RMS_NORM,
+    ReduceL1 => reduce::REDUCE_L1,
+    ReduceLogSum => reduce::REDUCE_LOG_SUM,
+    ReduceLogSumExp => reduce::REDUCE_LOG_SUM_EXP,
+    CumProd => reduce::CUM_PROD,
+    Hardmax => reduce::HARDMAX,
+    LpNorm => reduce::LP_NORM,
+    MeanVarianceNorm => reduce::MEAN_VARIANCE_NORM,
 
     // nn: linear algebra, convolution, pooling, attention
     MatMul => linalg::MATMUL,
