@@ -16,6 +16,12 @@ pub mod builtin;
 pub mod elementwise;
 pub mod elementwise_kernels;
 pub mod linalg;
+mod linalg_attention;
+mod linalg_conv;
+mod linalg_einsum;
+mod linalg_pool;
+#[cfg(test)]
+mod linalg_testdata;
 pub mod quant;
 pub mod reduce;
 pub mod reduce_norm;
