@@ -18,6 +18,8 @@ pub mod linalg;
 pub mod quant;
 pub mod reduce;
 pub mod shape;
+pub mod shape_index;
+pub mod shape_resample;
 pub mod util;
 
 use crate::attr::{AttrKind, Attrs};
