@@ -25,9 +25,16 @@ fn norm_index(i: i64, dim: usize, what: &str) -> OpResult<usize> {
     Ok(if i < 0 { (i + d) as usize } else { i as usize })
 }
 
-/// The row-major elements of an array, as a contiguous slice.
+/// The row-major elements of an array, copied.
 fn contiguous<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
     a.iter().cloned().collect()
+}
+
+/// Runs `f` on the row-major elements of `a`, borrowing them when `a` is already in standard
+/// layout (gathers read few elements of possibly large tables, e.g. embeddings).
+fn with_elems<T: Clone, R>(a: &ArrayD<T>, f: impl FnOnce(&[T]) -> OpResult<R>) -> OpResult<R> {
+    let s = a.as_standard_layout();
+    f(s.as_slice().ok_or("internal: non-contiguous array")?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,17 +84,21 @@ fn gather_array<T: Clone>(
     axis: usize,
 ) -> OpResult<ArrayD<T>> {
     let s = a.shape();
-    let data = contiguous(a);
     let outer: usize = s[..axis].iter().product();
     let dim = s[axis];
     let inner: usize = s[axis + 1..].iter().product();
     let mut out = Vec::with_capacity(outer * idx.len() * inner);
-    for o in 0..outer {
-        for &i in idx {
-            let start = (o * dim + i) * inner;
-            out.extend_from_slice(data.get(start..start + inner).ok_or("internal: gather out of bounds")?);
+    with_elems(a, |data| {
+        for o in 0..outer {
+            for &i in idx {
+                let start = (o * dim + i) * inner;
+                out.extend_from_slice(
+                    data.get(start..start + inner).ok_or("internal: gather out of bounds")?,
+                );
+            }
         }
-    }
+        Ok(())
+    })?;
     let mut shape = s[..axis].to_vec();
     shape.extend_from_slice(ind_shape);
     shape.extend_from_slice(&s[axis + 1..]);
@@ -195,8 +206,10 @@ fn eval_gather_elements(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let offs = element_offsets(data.shape(), ind.shape(), &idx, axis, "gather_elements")?;
     let shape = ind.shape().to_vec();
     Ok(vec![map_tensor!(data, a => {
-        let v = contiguous(a);
-        from_vec(&shape, offs.iter().map(|&o| v[o].clone()).collect())?
+        let v = with_elems(a, |v| {
+            offs.iter().map(|&o| v.get(o).cloned().ok_or_else(|| "internal: gather_elements out of bounds".to_string())).collect()
+        })?;
+        from_vec(&shape, v)?
     })])
 }
 
@@ -435,11 +448,13 @@ fn eval_gather_nd(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let mut shape = is[..is.len() - 1].to_vec();
     shape.extend_from_slice(&ds[b + m..]);
     Ok(vec![map_tensor!(data, a => {
-        let v = contiguous(a);
-        let mut out = Vec::with_capacity(offs.len() * slice);
-        for &o in &offs {
-            out.extend_from_slice(v.get(o..o + slice).ok_or("internal: gather_nd out of bounds")?);
-        }
+        let out = with_elems(a, |v| {
+            let mut out = Vec::with_capacity(offs.len() * slice);
+            for &o in &offs {
+                out.extend_from_slice(v.get(o..o + slice).ok_or("internal: gather_nd out of bounds")?);
+            }
+            Ok(out)
+        })?;
         from_vec(&shape, out)?
     })])
 }
