@@ -26,6 +26,8 @@ pub mod quant;
 pub mod reduce;
 pub mod reduce_norm;
 pub mod shape;
+pub mod shape_index;
+pub mod shape_resample;
 pub mod util;
 
 use crate::attr::{AttrKind, Attrs};
