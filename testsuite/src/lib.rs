@@ -1,1 +1,3 @@
 //! Test-support code shared by the integration tests in `tests/`.
+
+pub mod filetest;
