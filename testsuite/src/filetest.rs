@@ -16,8 +16,9 @@
 //!   comments and surrounding blank lines.
 //! - `verify`: parse, then verify each function. With an `// expected-error: SUBSTRING`
 //!   annotation, the first error (from the parser or the verifier) must contain SUBSTRING and be
-//!   reported at the op on the nearest code line above or below the annotation; without one, the
-//!   module must parse and verify cleanly.
+//!   reported at the nearest code line above or below the annotation (where the annotated op or
+//!   function starts; an op is "at" the line where it starts); without one, the module must
+//!   parse and verify cleanly.
 //! - `print`: the printed module must equal the block of comment lines after
 //!   `// ---- expected ----` (each line with its `// ` prefix removed).
 //!
@@ -361,7 +362,9 @@ fn check_verify(lines: &[&str], parsed: &Result<(Module, SourceLines), IrError>)
             // The annotated op: the nearest code line above or below the annotation.
             let above = (1..aline).rev().find(|&l| is_code(lines[l - 1]));
             let below = (aline + 1..=lines.len()).find(|&l| is_code(lines[l - 1]));
-            let at_op = above == Some(line) || below == Some(line);
+            // The annotation covers the code lines just above and below it and anything in
+            // between (an error at the end of the input has no code line below).
+            let at_op = above.unwrap_or(0) <= line && below.is_none_or(|b| line <= b);
             if msg.contains(want) && at_op {
                 Ok(())
             } else if msg.contains(want) {
