@@ -388,7 +388,7 @@ pub fn op_reference_markdown() -> String {
                 out.push_str("- attributes:\n\n| name | kind | required | default |\n|---|---|---|---|\n");
                 for a in def.attrs {
                     let (req, default) = match a.req {
-                        AttrReq::Required => ("yes", String::new()),
+                        AttrReq::Required => ("yes", "—".to_string()),
                         AttrReq::Optional if a.default.is_empty() => ("no", "(none)".to_string()),
                         AttrReq::Optional => ("no", format!("`{}`", cell(a.default))),
                     };
