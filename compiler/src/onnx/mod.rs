@@ -55,14 +55,19 @@ pub struct ImportOptions {
 
 /// Imports an ONNX model file. External data files are resolved relative to its directory.
 pub fn import_model(path: &Path, opts: &ImportOptions) -> Result<Module, ImportError> {
-    let bytes = tensor::map_file(path).map_err(|message| ImportError::Io { path: path.to_path_buf(), message })?;
+    let bytes =
+        tensor::map_file(path).map_err(|message| ImportError::Io { path: path.to_path_buf(), message })?;
     let base = path.parent().unwrap_or(Path::new("."));
     import_model_bytes(bytes, Some(base), opts)
 }
 
 /// Imports a serialized `ModelProto`. `base_dir` is where external data files are looked up;
 /// without one, a model with external data is an error.
-pub fn import_model_bytes(bytes: Bytes, base_dir: Option<&Path>, opts: &ImportOptions) -> Result<Module, ImportError> {
+pub fn import_model_bytes(
+    bytes: Bytes,
+    base_dir: Option<&Path>,
+    opts: &ImportOptions,
+) -> Result<Module, ImportError> {
     let model = proto::ModelProto::decode(bytes).map_err(|e| ImportError::Malformed(e.to_string()))?;
     import::import(&model, base_dir, opts)
 }
