@@ -722,3 +722,34 @@ fn corrupted_models_never_panic() {
         assert!(r.is_err(), "garbage tail at {cut} accepted");
     }
 }
+
+/// Imports every model of the zoo (`testsuite/zoo/*/model.onnx`) and prints the outcome.
+/// `cargo test -p edgec --lib onnx::tests::zoo_models -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn zoo_models() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testsuite/zoo");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .expect("zoo present")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    dirs.sort();
+    for d in &dirs {
+        let name = d.file_name().unwrap().to_string_lossy().to_string();
+        let t = std::time::Instant::now();
+        match import_model(&d.join("model.onnx"), &ImportOptions::default()) {
+            Ok(m) => {
+                let f = m.main().unwrap();
+                println!(
+                    "{name}: ok, {} ops ({} compute), {:.3}s",
+                    f.body_ops().len(),
+                    f.compute_op_count(),
+                    t.elapsed().as_secs_f64()
+                )
+            }
+            Err(e) => println!("{name}: {e}"),
+        }
+    }
+}
