@@ -762,3 +762,27 @@ fn zoo_models() {
         }
     }
 }
+
+#[test]
+fn constant_operands_fold() {
+    let u8_init = |name: &str, v: u8| TensorProto {
+        name: Some(name.into()),
+        data_type: Some(dt::UINT8),
+        int32_data: vec![v as i32],
+        ..Default::default()
+    };
+    let m = model(
+        21,
+        vec![node("QuantizeLinear", "q", &["w", "s", "z"], &["y"], vec![])],
+        vec![],
+        vec![out("y")],
+        vec![f32_init("w", &[3], &[0.0, 1.0, 2.5]), f32_init("s", &[], &[0.5]), u8_init("z", 10)],
+    );
+    let module = import(&m).unwrap();
+    let t = returned_const(&module, 0);
+    assert_eq!((t.scalar_type(), t.to_f64_vec()), (ScalarType::U8, vec![10.0, 12.0, 15.0]));
+    let f = module.main().unwrap();
+    // Only the folded constant and the return are left.
+    assert_eq!(f.body_ops().len(), 2);
+    assert_eq!(f.ops[f.body_ops()[0]].loc, edgec_ir::Loc::Name("q".into()));
+}
