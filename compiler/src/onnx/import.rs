@@ -19,10 +19,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 
-/// Oldest default-domain opset whose forms the importer handles for every op it maps. A model
-/// with an older opset imports if each of its ops is unchanged since then
-/// ([`super::ops::oldest_opset`]); otherwise it should be upgraded with
-/// `onnx.version_converter`.
+/// Oldest default-domain opset the importer accepts. Older models should be upgraded with
+/// `onnx.version_converter` first.
 pub const MIN_OPSET: i64 = 11;
 /// Newest default-domain opset the importer knows (onnx 1.23's schemas).
 pub const MAX_OPSET: i64 = 28;
@@ -197,7 +195,7 @@ pub fn import(
     let graph = model.graph.as_ref().ok_or(ImportError::MissingGraph)?;
     let opset = default_opset(model)?;
     check_dims(graph, opts)?;
-    check_ops(graph, model, opset)?;
+    check_ops(graph, model)?;
     let order = topo_order(graph)?;
 
     let mut imp = Importer {
@@ -316,7 +314,7 @@ fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
         .ok_or_else(|| {
             ImportError::UnsupportedOpset("the model does not import the default ONNX opset".into())
         })?;
-    if !(1..=MAX_OPSET).contains(&v) {
+    if !(MIN_OPSET..=MAX_OPSET).contains(&v) {
         return Err(ImportError::UnsupportedOpset(format!(
             "the model uses ONNX opset {v}; edgec supports opsets {MIN_OPSET} to {MAX_OPSET} \
              (convert it with onnx.version_converter)"
@@ -334,7 +332,7 @@ fn node_name(n: &NodeProto, index: usize) -> String {
 
 /// Rejects unsupported ops before anything else, so that an unknown op is reported as such
 /// rather than as a consequence (e.g. an undefined tensor or a shape error downstream).
-fn check_ops(graph: &GraphProto, model: &ModelProto, opset: i64) -> Result<(), ImportError> {
+fn check_ops(graph: &GraphProto, model: &ModelProto) -> Result<(), ImportError> {
     for (i, n) in graph.node.iter().enumerate() {
         let op_type = n.op_type.as_deref().unwrap_or("");
         let domain = n.domain.as_deref().unwrap_or("");
@@ -356,14 +354,6 @@ fn check_ops(graph: &GraphProto, model: &ModelProto, opset: i64) -> Result<(), I
                 op_type: op_type.to_string(),
                 domain: domain.to_string(),
             });
-        }
-        let oldest = ops::oldest_opset(op_type);
-        if opset < oldest {
-            return Err(ImportError::UnsupportedOpset(format!(
-                "node {:?} ({op_type}): the model uses ONNX opset {opset}; edgec supports {op_type} from opset \
-                 {oldest} (convert the model with onnx.version_converter)",
-                node_name(n, i)
-            )));
         }
     }
     Ok(())

@@ -162,53 +162,6 @@ pub fn lookup(op_type: &str) -> Option<&'static Entry> {
     MAP.get_or_init(|| TABLE.iter().map(|e| (e.op_type, e)).collect()).get(op_type).copied()
 }
 
-/// The oldest default-domain opset at which the frontend handles `op_type`: opset 11, or
-/// earlier for ops whose inputs, outputs and attributes did not change between that opset and
-/// 11 (later changes only widened them: more types, negative axes, broadcasting), so an older
-/// model means the same thing. Derived from the ONNX schema history.
-pub fn oldest_opset(op_type: &str) -> i64 {
-    match op_type {
-        "Constant" | "Identity" | "Not" | "Softplus" | "ReduceMean" | "ReduceSum" | "ReduceMax"
-        | "ReduceMin" | "ReduceProd" | "ReduceL2" | "ReduceSumSquare" | "ArgMax" | "ArgMin" | "Softmax"
-        | "LogSoftmax" | "MatMul" | "Conv" | "ConvTranspose" | "GlobalAveragePool" | "GlobalMaxPool"
-        | "Transpose" | "Gather" | "Squeeze" | "Unsqueeze" | "Flatten" | "SpaceToDepth" | "Shape"
-        | "Size" => 1,
-        "Split" => 2,
-        "Concat" => 4,
-        "Reshape" => 5,
-        "Min"
-        | "Max"
-        | "Sum"
-        | "Mean"
-        | "Sqrt"
-        | "Reciprocal"
-        | "Neg"
-        | "Abs"
-        | "Exp"
-        | "Log"
-        | "Tanh"
-        | "Sigmoid"
-        | "Relu"
-        | "LeakyRelu"
-        | "Elu"
-        | "Selu"
-        | "HardSigmoid"
-        | "Floor"
-        | "Ceil"
-        | "Cast"
-        | "InstanceNormalization"
-        | "Tile" => 6,
-        "Dropout" | "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" | "And" | "Or"
-        | "Xor" | "Sin" | "Cos" => 7,
-        "Expand" => 8,
-        "Where" | "Erf" | "Sign" | "IsNaN" | "BatchNormalization" | "ConstantOfShape" | "OneHot"
-        | "NonZero" => 9,
-        "Mod" | "IsInf" | "MaxPool" | "AveragePool" | "Slice" | "QuantizeLinear" | "DequantizeLinear"
-        | "MatMulInteger" | "ConvInteger" | "QLinearMatMul" | "QLinearConv" => 10,
-        _ => super::import::MIN_OPSET,
-    }
-}
-
 /// Every ONNX op type the frontend maps.
 pub fn supported_op_types() -> impl Iterator<Item = &'static str> {
     TABLE.iter().map(|e| e.op_type)
