@@ -478,6 +478,13 @@ fn topo_order(graph: &GraphProto) -> Result<Vec<usize>, ImportError> {
             }
         }
     }
+    // Undefined graph outputs are reported before any node is built.
+    for o in &graph.output {
+        let name = o.name.as_deref().unwrap_or("");
+        if !producer.contains_key(name) && !outer.contains(name) {
+            return Err(ImportError::UndefinedOutput(name.to_string()));
+        }
+    }
     let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse(i)) = ready.pop() {

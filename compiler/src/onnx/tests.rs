@@ -325,7 +325,7 @@ fn bad_tensors_are_errors() {
     let e = decode_init(t(dt::STRING, &[1])).unwrap_err();
     assert!(e.contains("unsupported data type STRING"), "{e}");
     let e = decode_init(t(99, &[1])).unwrap_err();
-    assert!(e.contains("unsupported data type data type 99"), "{e}");
+    assert!(e.contains("unsupported data type 99"), "{e}");
     let e = decode_init(t(dt::FLOAT, &[3])).unwrap_err();
     assert!(e.contains("float_data has 0 elements"), "{e}");
 }
@@ -450,7 +450,7 @@ fn header_errors() {
     assert_eq!(import_err(&m), "the model has no graph");
     let e =
         import_model_bytes(Bytes::from_static(b"\x0a\xff\xff"), None, &ImportOptions::default()).unwrap_err();
-    assert!(e.to_string().starts_with("malformed ONNX model: "), "{e}");
+    assert!(e.to_string().starts_with("malformed ONNX protobuf: "), "{e}");
     let e = import_model(Path::new("/nonexistent/model.onnx"), &ImportOptions::default()).unwrap_err();
     assert!(e.to_string().starts_with("cannot read /nonexistent/model.onnx: "), "{e}");
 }
