@@ -176,6 +176,32 @@ static TABLE: &[Entry] = &[
 ];
 
 /// The table entry for an ONNX op type of the default domain.
+/// For models older than opset 11: the oldest opset at which `op_type` already has the inputs
+/// and attributes of its opset-11 version (from ONNX's schema history), so that the builders,
+/// written for opset 11 and later, apply unchanged. Ops not listed have had their current form
+/// since opset 1; ops introduced after opset 11 cannot occur in such models.
+pub fn oldest_opset_with_current_form(op_type: &str) -> i64 {
+    const TABLE: &[(&str, i64)] = &[
+        ("Constant", 11), ("Dropout", 7), ("Add", 7), ("Sub", 7), ("Mul", 7), ("Div", 7), ("Pow", 7),
+        ("Mod", 10), ("Min", 6), ("Max", 6), ("Sum", 6), ("Mean", 6), ("Equal", 7), ("Less", 7),
+        ("Greater", 7), ("And", 7), ("Or", 7), ("Xor", 7), ("Where", 9), ("Sqrt", 6), ("Reciprocal", 6),
+        ("Neg", 6), ("Abs", 6), ("Exp", 6), ("Log", 6), ("Erf", 9), ("Tanh", 6), ("Sigmoid", 6), ("Relu", 6),
+        ("LeakyRelu", 6), ("Elu", 6), ("Selu", 6), ("HardSigmoid", 6), ("Sin", 7), ("Cos", 7), ("Floor", 6),
+        ("Ceil", 6), ("Round", 11), ("Sign", 9), ("IsNaN", 9), ("IsInf", 10), ("Clip", 11), ("Acos", 7),
+        ("Asin", 7), ("Atan", 7), ("Acosh", 9), ("Asinh", 9), ("Atanh", 9), ("Sinh", 9), ("Cosh", 9),
+        ("Tan", 7), ("ThresholdedRelu", 10), ("Shrink", 9), ("PRelu", 6), ("CumSum", 11), ("TopK", 11),
+        ("BatchNormalization", 9), ("InstanceNormalization", 6), ("Gemm", 7), ("MaxPool", 10),
+        ("AveragePool", 10), ("Reshape", 5), ("Split", 2), ("Slice", 10), ("GatherElements", 11),
+        ("GatherND", 11), ("ScatterND", 11), ("ScatterElements", 11), ("Expand", 8), ("Tile", 6), ("Pad", 11),
+        ("Resize", 11), ("DepthToSpace", 11), ("ConstantOfShape", 9), ("Range", 11), ("OneHot", 9),
+        ("NonZero", 9), ("QuantizeLinear", 10), ("DequantizeLinear", 10), ("DynamicQuantizeLinear", 11),
+        ("MatMulInteger", 10), ("ConvInteger", 10), ("QLinearMatMul", 10), ("QLinearConv", 10),
+        // Cast-1..5 took `to` as a string; Concat-1..3 had an optional axis.
+        ("Cast", 6), ("Concat", 4),
+    ];
+    TABLE.iter().find(|(op, _)| *op == op_type).map(|&(_, v)| v).unwrap_or(1)
+}
+
 pub fn lookup(op_type: &str) -> Option<&'static Entry> {
     static MAP: OnceLock<HashMap<&'static str, &'static Entry>> = OnceLock::new();
     MAP.get_or_init(|| TABLE.iter().map(|e| (e.op_type, e)).collect()).get(op_type).copied()
