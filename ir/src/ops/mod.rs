@@ -14,11 +14,20 @@
 
 pub mod builtin;
 pub mod elementwise;
+pub mod elementwise_kernels;
 pub mod linalg;
+mod linalg_attention;
+mod linalg_conv;
+mod linalg_einsum;
+mod linalg_pool;
+#[cfg(test)]
+mod linalg_testdata;
 pub mod quant;
 pub mod reduce;
 pub mod reduce_norm;
 pub mod shape;
+pub mod shape_index;
+pub mod shape_resample;
 pub mod util;
 
 use crate::attr::{AttrKind, Attrs};
