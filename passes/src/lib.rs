@@ -1,1 +1,13 @@
-//! edgec passes.
+//! `edgec-passes`: the pass manager and the IR transformations.
+//!
+//! A pass is declared once in [`registry::PASSES`] with its name, summary and constructor; a
+//! pipeline is a comma-separated list of names (`--passes=dce,verify`). The [`PassManager`]
+//! runs the verifier after every pass in debug and test builds (and on request in release
+//! builds), can print the IR after each pass, and times each pass.
+
+pub mod dce;
+pub mod manager;
+pub mod registry;
+
+pub use manager::{Pass, PassError, PassManager, PassTiming, PrintAfter};
+pub use registry::{pass_info, PassInfo, PASSES};

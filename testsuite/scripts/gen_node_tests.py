@@ -8,6 +8,7 @@ into a cache directory (default: testsuite/cache/node). A stamp file records the
 so a re-run with the same version is a no-op.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -55,6 +56,31 @@ def write_value(value, name, type_proto, path):
         f.write(proto.SerializeToString())
 
 
+def describe(model):
+    """Ops (with domain, including subgraphs) and graph I/O element types of a test model."""
+    ops = set()
+
+    def walk(g):
+        for n in g.node:
+            dom = n.domain if n.domain not in ("", "ai.onnx") else ""
+            ops.add(f"{dom}:{n.op_type}" if dom else n.op_type)
+            for a in n.attribute:
+                if a.HasField("g"):
+                    walk(a.g)
+                for sub in a.graphs:
+                    walk(sub)
+
+    walk(model.graph)
+    io_types = []
+    for v in list(model.graph.input) + list(model.graph.output):
+        t = v.type
+        if t.HasField("tensor_type"):
+            io_types.append(onnx.TensorProto.DataType.Name(t.tensor_type.elem_type))
+        else:
+            io_types.append(t.WhichOneof("value") or "unknown")
+    return {"ops": sorted(ops), "io_types": sorted(set(io_types))}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -71,12 +97,16 @@ def main():
     os.makedirs(out)
     cases = node_cases.collect_testcases(None)
     written = 0
+    index = {}
     for case in cases:
         try:
             write_case(case, out)
+            index[case.name] = describe(case.model)
             written += 1
         except Exception as e:  # a generator the wheel cannot serialize: report, keep going
             print(f"skip {case.name}: {e}", file=sys.stderr)
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump(index, f, indent=0, sort_keys=True)
     with open(stamp, "w") as f:
         f.write(onnx.__version__)
     print(f"wrote {written} node tests to {out}")

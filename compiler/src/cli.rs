@@ -1,0 +1,276 @@
+//! The `edgec` command line (see `docs/cli.md`; the contract scripts rely on is in
+//! `architecture.md`): `import`, `opt`, `compile`, `run`, `bench`. Exit codes: 0 success,
+//! 2 the input is at fault (one line naming the node/op), 1 anything else.
+
+use crate::error::Error;
+use crate::session::{CompileOptions, Session};
+use crate::target::Target;
+use clap::{Args, Parser, Subcommand};
+use edgec_passes::{PassManager, PrintAfter};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(name = "edgec", version, about = "Compiles generative ONNX models for edge hardware")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Import an ONNX model and print its IR.
+    Import {
+        model: PathBuf,
+        /// Write the IR here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        dims: DimArgs,
+        /// Print constants larger than N bytes as `dense_elided<...>` (the result does not parse).
+        #[arg(long, value_name = "N")]
+        elide_constants: Option<usize>,
+    },
+    /// Run passes over an IR text file (like mlir-opt).
+    Opt {
+        input: PathBuf,
+        /// Comma-separated pipeline, e.g. `--passes=dce,verify`.
+        #[arg(long, default_value = "verify")]
+        passes: String,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print the IR after every pass (to standard error).
+        #[arg(long)]
+        print_after_all: bool,
+        /// Print the IR after the named pass (repeatable).
+        #[arg(long, value_name = "PASS")]
+        print_after: Vec<String>,
+        /// Print how long each pass took (to standard error).
+        #[arg(long)]
+        time_passes: bool,
+    },
+    /// Compile a model for a target into DIR (object, header, report.json).
+    Compile {
+        model: PathBuf,
+        #[arg(long)]
+        target: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Compile and execute a model on inputs; write outputs to an .npz.
+    Run {
+        model: PathBuf,
+        /// An .npz with arrays named after the graph inputs, or a directory of input_N.pb files.
+        #[arg(long)]
+        inputs: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value = "interp")]
+        target: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Time a model on a target.
+    Bench {
+        model: PathBuf,
+        #[arg(long)]
+        inputs: PathBuf,
+        #[arg(long, default_value = "host")]
+        target: String,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print one JSON line with median_ms, min_ms, runs.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DimArgs {
+    /// Bind a symbolic dim: `--dim seq=128` (repeatable).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    pub dims: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub dims: DimArgs,
+    /// none | int8 | int4-weights
+    #[arg(long, default_value = "none")]
+    pub quantize: String,
+    /// Calibration data (.npz) for --quantize int8.
+    #[arg(long)]
+    pub calibrate: Option<PathBuf>,
+}
+
+impl DimArgs {
+    fn parse(&self) -> Result<BTreeMap<String, u64>, Error> {
+        let mut out = BTreeMap::new();
+        for d in &self.dims {
+            let (name, value) = d
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("--dim {d}: expected NAME=VALUE")))?;
+            let value: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| Error::Usage(format!("--dim {d}: `{value}` is not a non-negative integer")))?;
+            if out.insert(name.trim().to_string(), value).is_some() {
+                return Err(Error::Usage(format!("--dim {name} given twice")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CommonArgs {
+    fn options(&self, target: &str) -> Result<CompileOptions, Error> {
+        let target = Target::parse(target)?;
+        match self.quantize.as_str() {
+            "none" => {}
+            "int8" | "int4-weights" => {
+                return Err(Error::Usage(format!(
+                    "--quantize {} is not available yet in this edgec (only `none`)",
+                    self.quantize
+                )))
+            }
+            other => return Err(Error::Usage(format!("--quantize {other}: expected none, int8 or int4-weights"))),
+        }
+        if self.calibrate.is_some() {
+            return Err(Error::Usage("--calibrate needs --quantize int8".into()));
+        }
+        Ok(CompileOptions { target, dims: self.dims.parse()? })
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so that a failure never
+/// leaves a half-written output.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Internal(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// Runs a parsed command line. Returns the process exit code.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Import { model, output, dims, elide_constants } => {
+            let opts = CompileOptions { dims: dims.parse()?, ..CompileOptions::default() };
+            let session = Session::import(&model, &opts)?;
+            let text = edgec_ir::printer::print_module_with(
+                session.module(),
+                edgec_ir::printer::PrintOptions { elide_constants_over: elide_constants },
+            );
+            emit_text(output.as_deref(), &text)
+        }
+        Command::Opt { input, passes, output, print_after_all, print_after, time_passes } => {
+            let text = std::fs::read_to_string(&input)
+                .map_err(|e| Error::Usage(format!("{}: {e}", input.display())))?;
+            let mut module = edgec_ir::parser::parse_module(&text)?;
+            edgec_ir::verify::verify_module(&module)?;
+            let mut pm = PassManager::parse(&passes)?;
+            pm.verify_each = true;
+            pm.print_after = if print_after_all {
+                PrintAfter::All
+            } else if !print_after.is_empty() {
+                PrintAfter::Passes(print_after)
+            } else {
+                PrintAfter::None
+            };
+            pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
+            pm.run(&mut module)?;
+            if time_passes {
+                eprint!("{}", pm.timing_report());
+            }
+            emit_text(output.as_deref(), &edgec_ir::printer::print_module(&module))
+        }
+        Command::Compile { model, target, output: _, common } => {
+            let opts = common.options(&target)?;
+            if opts.target == Target::Interp {
+                return Err(Error::Usage(
+                    "target `interp` runs models but does not compile them; use `edgec run --target interp`".into(),
+                ));
+            }
+            opts.target.check_available()?;
+            let _session = Session::import(&model, &opts)?;
+            Err(Error::Internal(format!("code generation for {} is not implemented yet", opts.target)))
+        }
+        Command::Run { model, inputs, output, target, common } => {
+            let opts = common.options(&target)?;
+            opts.target.check_available()?;
+            let session = Session::import(&model, &opts)?;
+            let inputs = session.read_inputs(&inputs)?;
+            let outputs = session.run(inputs)?;
+            let named: Vec<_> = session.output_names().into_iter().zip(outputs).collect();
+            crate::io::write_npz(&output, &named)?;
+            println!("wrote {} ({} outputs, target {})", output.display(), named.len(), opts.target);
+            for (name, t) in &named {
+                println!("  {}", summarize(name, t));
+            }
+            Ok(())
+        }
+        Command::Bench { model, inputs, target, runs, json, common } => {
+            let opts = common.options(&target)?;
+            opts.target.check_available()?;
+            if runs == 0 {
+                return Err(Error::Usage("--runs must be at least 1".into()));
+            }
+            let session = Session::import(&model, &opts)?;
+            let inputs = session.read_inputs(&inputs)?;
+            // One warm-up run, then `runs` timed runs.
+            session.run(inputs.clone())?;
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let start = Instant::now();
+                session.run(inputs.clone())?;
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            let median = if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
+            let min = times[0];
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"target": opts.target.to_string(), "median_ms": median, "min_ms": min, "runs": runs})
+                );
+            } else {
+                println!("{}: median {median:.3} ms, min {min:.3} ms over {runs} runs", opts.target);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One line describing a tensor: name, type, and value range.
+fn summarize(name: &str, t: &edgec_ir::Tensor) -> String {
+    let v = t.to_f64_vec();
+    let (min, max) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let mean = if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    format!("{name}: {} min {min:.6} max {max:.6} mean {mean:.6}", t.ty())
+}
+
+fn emit_text(output: Option<&Path>, text: &str) -> Result<(), Error> {
+    match output {
+        Some(p) => write_atomically(p, text.as_bytes()),
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`edgec import m.onnx | head`) is not an error worth a message.
+            let _ = out.write_all(text.as_bytes());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Model inputs and outputs on disk, per the CLI contract:
+//! - `.npz` archives (numpy): one array per graph input/output, named after it;
+//! - a directory of ONNX `input_N.pb` / `output_N.pb` TensorProto files (the ONNX backend-test
+//!   layout).
+//!
+//! `.npz` goes through `ndarray-npy`. It has no `float16` element, so f16 arrays use a small
+//! newtype implementing its element traits. Element types numpy cannot hold (`bfloat16`, 4-bit)
+//! are reported as errors when writing rather than silently widened; 4-bit values are written as
+//! their 8-bit storage type, the convention of ONNX's own numpy helpers.
+
+use crate::onnx::decode_tensor_proto;
+use edgec_ir::{Function, ScalarType, Tensor};
+use half::f16;
+use ndarray::ArrayD;
+use ndarray_npy::{NpzReader, NpzWriter, ReadDataError, ReadNpyError, ReadNpzError, ReadableElement, WritableElement, WriteDataError};
+use py_literal::Value as PyValue;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors reading or writing tensors; all are the user's input at fault except `Write`.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}: cannot write: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("inputs {path}: {message}")]
+    Mismatch { path: PathBuf, message: String },
+}
+
+fn read_err(path: &Path, message: impl std::fmt::Display) -> IoError {
+    IoError::Read { path: path.to_path_buf(), message: message.to_string() }
+}
+
+/// An IEEE half-precision element for `ndarray-npy` (`<f2`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct NpyF16(f16);
+
+impl ReadableElement for NpyF16 {
+    fn read_to_end_exact_vec<R: Read>(mut reader: R, type_desc: &PyValue, len: usize) -> Result<Vec<Self>, ReadDataError> {
+        let little = match type_desc {
+            PyValue::String(s) if s == "<f2" || s == "f2" => true,
+            PyValue::String(s) if s == ">f2" => false,
+            _ => return Err(ReadDataError::WrongDescriptor(type_desc.clone())),
+        };
+        let mut bytes = vec![0u8; len.checked_mul(2).ok_or(ReadDataError::MissingData)?];
+        reader.read_exact(&mut bytes).map_err(|_| ReadDataError::MissingData)?;
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).map_err(ReadDataError::Io)?;
+        if !rest.is_empty() {
+            return Err(ReadDataError::ExtraBytes(rest.len()));
+        }
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|c| {
+                let b = [c[0], c[1]];
+                NpyF16(if little { f16::from_le_bytes(b) } else { f16::from_be_bytes(b) })
+            })
+            .collect())
+    }
+}
+
+impl WritableElement for NpyF16 {
+    fn type_descriptor() -> PyValue {
+        PyValue::String("<f2".into())
+    }
+    fn write<W: Write>(&self, mut writer: W) -> Result<(), WriteDataError> {
+        writer.write_all(&self.0.to_le_bytes()).map_err(WriteDataError::Io)
+    }
+    fn write_slice<W: Write>(slice: &[Self], mut writer: W) -> Result<(), WriteDataError> {
+        for v in slice {
+            writer.write_all(&v.0.to_le_bytes()).map_err(WriteDataError::Io)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads every array of an `.npz` archive, in archive order.
+pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, IoError> {
+    let file = File::open(path).map_err(|e| read_err(path, e))?;
+    let mut npz = NpzReader::new(file).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
+    let names = npz.names().map_err(|e| read_err(path, e))?;
+    let mut out = Vec::with_capacity(names.len());
+    for entry in names {
+        let t = read_entry(&mut npz, &entry).map_err(|m| read_err(path, format!("array {entry:?}: {m}")))?;
+        let name = entry.strip_suffix(".npy").unwrap_or(&entry).to_string();
+        out.push((name, t));
+    }
+    Ok(out)
+}
+
+/// Reads one archive entry whatever its element type: try f32 first, and on a descriptor
+/// mismatch dispatch on the descriptor `ndarray-npy` reports.
+fn read_entry(npz: &mut NpzReader<File>, entry: &str) -> Result<Tensor, String> {
+    let desc = match npz.by_name::<_, ndarray::IxDyn>(entry) {
+        Ok(a) => return Ok(Tensor::F32(a)),
+        Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => d,
+        Err(e) => return Err(e.to_string()),
+    };
+    let code = match &desc {
+        PyValue::String(s) => s.trim_start_matches(['<', '|', '=']).to_string(),
+        other => return Err(format!("unsupported array type {other}")),
+    };
+    fn get<T: ReadableElement>(npz: &mut NpzReader<File>, entry: &str) -> Result<ArrayD<T>, String> {
+        npz.by_name::<ndarray::OwnedRepr<T>, ndarray::IxDyn>(entry).map_err(|e| e.to_string())
+    }
+    Ok(match code.as_str() {
+        "f8" => Tensor::F64(get(npz, entry)?),
+        "f2" => Tensor::F16(get::<NpyF16>(npz, entry)?.mapv(|v| v.0)),
+        "i8" => Tensor::I64(get(npz, entry)?),
+        "i4" => Tensor::I32(get(npz, entry)?),
+        "i2" => Tensor::I16(get(npz, entry)?),
+        "i1" => Tensor::I8(get(npz, entry)?),
+        "u8" => Tensor::U64(get(npz, entry)?),
+        "u4" => Tensor::U32(get(npz, entry)?),
+        "u2" => Tensor::U16(get(npz, entry)?),
+        "u1" => Tensor::U8(get(npz, entry)?),
+        "b1" => Tensor::Bool(get(npz, entry)?),
+        _ => return Err(format!("unsupported numpy dtype {desc}")),
+    })
+}
+
+/// Writes arrays to an `.npz` archive. The archive is written to a temporary file next to
+/// `path` and renamed, so a failure never leaves a half-written output.
+pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), IoError> {
+    let werr = |m: String| IoError::Write { path: path.to_path_buf(), message: m };
+    let tmp = path.with_extension("npz.partial");
+    let file = File::create(&tmp).map_err(|e| werr(e.to_string()))?;
+    let mut npz = NpzWriter::new(file);
+    let result = (|| -> Result<(), String> {
+        for (name, t) in arrays {
+            let r = match t {
+                Tensor::F32(a) => npz.add_array(name.as_str(), a),
+                Tensor::F64(a) => npz.add_array(name.as_str(), a),
+                Tensor::F16(a) => npz.add_array(name.as_str(), &a.mapv(NpyF16)),
+                Tensor::I64(a) => npz.add_array(name.as_str(), a),
+                Tensor::I32(a) => npz.add_array(name.as_str(), a),
+                Tensor::I16(a) => npz.add_array(name.as_str(), a),
+                Tensor::I8(a) | Tensor::I4(a) => npz.add_array(name.as_str(), a),
+                Tensor::U64(a) => npz.add_array(name.as_str(), a),
+                Tensor::U32(a) => npz.add_array(name.as_str(), a),
+                Tensor::U16(a) => npz.add_array(name.as_str(), a),
+                Tensor::U8(a) | Tensor::U4(a) => npz.add_array(name.as_str(), a),
+                Tensor::Bool(a) => npz.add_array(name.as_str(), a),
+                Tensor::BF16(_) => return Err(format!("output {name:?} is bfloat16, which .npz cannot hold")),
+            };
+            r.map_err(|e| format!("array {name:?}: {e}"))?;
+        }
+        npz.finish().map_err(|e| e.to_string())?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string())),
+        Err(m) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(werr(m))
+        }
+    }
+}
+
+/// Reads `prefix_N.pb` files (`input_0.pb`, `input_1.pb`, ...) from a directory, in N order.
+pub fn read_pb_dir(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, IoError> {
+    let mut files = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| read_err(dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| read_err(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).and_then(|r| r.strip_suffix(".pb")) {
+            if let Ok(n) = n.parse::<usize>() {
+                files.push((n, entry.path()));
+            }
+        }
+    }
+    files.sort();
+    for (i, (n, p)) in files.iter().enumerate() {
+        if *n != i {
+            return Err(read_err(p, format!("expected {prefix}_{i}.pb before this file")));
+        }
+    }
+    files
+        .into_iter()
+        .map(|(_, p)| {
+            let bytes = std::fs::read(&p).map_err(|e| read_err(&p, e))?;
+            decode_tensor_proto(&bytes).map_err(|e| read_err(&p, e))
+        })
+        .collect()
+}
+
+/// Reads the inputs for `func` from an `.npz` file or an `input_N.pb` directory and orders
+/// them like the function's parameters. `.npz` arrays are matched by name; `.pb` files by
+/// name when every file is named after a parameter, else by position.
+pub fn read_inputs(path: &Path, func: &Function) -> Result<Vec<Tensor>, IoError> {
+    let mismatch = |m: String| IoError::Mismatch { path: path.to_path_buf(), message: m };
+    let params: Vec<String> = func
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| func.values[p].name.clone().unwrap_or_else(|| format!("input_{i}")))
+        .collect();
+    let (arrays, by_position_ok) = if path.is_dir() {
+        (read_pb_dir(path, "input")?, true)
+    } else {
+        (read_npz(path)?, false)
+    };
+    let all_named = arrays.iter().all(|(n, _)| params.contains(n));
+    if all_named && arrays.len() == params.len() {
+        let mut out = Vec::with_capacity(params.len());
+        for p in &params {
+            let t = arrays.iter().find(|(n, _)| n == p).map(|(_, t)| t.clone());
+            out.push(t.ok_or_else(|| mismatch(format!("no array for input {p:?}")))?);
+        }
+        return Ok(out);
+    }
+    if by_position_ok && arrays.len() == params.len() {
+        return Ok(arrays.into_iter().map(|(_, t)| t).collect());
+    }
+    let missing: Vec<&String> = params.iter().filter(|p| !arrays.iter().any(|(n, _)| n == *p)).collect();
+    let extra: Vec<&String> = arrays.iter().map(|(n, _)| n).filter(|n| !params.contains(n)).collect();
+    Err(mismatch(format!(
+        "the model takes inputs {params:?}; missing {missing:?}, unexpected {extra:?}"
+    )))
+}
+
+/// Whether the element type can be written to `.npz`.
+pub fn npz_can_hold(t: ScalarType) -> bool {
+    t != ScalarType::BF16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn npz_round_trip_all_types() {
+        let dir = std::env::temp_dir().join(format!("edgec-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.npz");
+        let mut arrays = Vec::new();
+        for ty in ScalarType::ALL {
+            if matches!(ty, ScalarType::BF16 | ScalarType::I4 | ScalarType::U4) {
+                continue;
+            }
+            arrays.push((format!("a_{ty}"), Tensor::zeros(ty, &[2, 3])));
+        }
+        arrays.push(("h".into(), Tensor::F16(ArrayD::from_elem(IxDyn(&[2]), f16::from_f32(1.5)))));
+        write_npz(&path, &arrays).unwrap();
+        let back = read_npz(&path).unwrap();
+        assert_eq!(back, arrays);
+        assert!(write_npz(&path, &[("b".into(), Tensor::zeros(ScalarType::BF16, &[1]))]).is_err());
+        // the failed write left the previous file intact
+        assert_eq!(read_npz(&path).unwrap(), arrays);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,125 @@
+//! The pass manager.
+
+use edgec_ir::verify::verify_module;
+use edgec_ir::{IrError, Module};
+use std::time::{Duration, Instant};
+
+/// A transformation (or analysis) of a whole module.
+pub trait Pass {
+    /// The name the pipeline uses (`dce`, `verify`, ...).
+    fn name(&self) -> &'static str;
+    /// Runs the pass. A pass must leave the module verifier-clean.
+    fn run(&mut self, module: &mut Module) -> Result<(), PassError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The pipeline text names a pass that does not exist.
+    #[error("unknown pass `{name}` (available: {available})")]
+    UnknownPass { name: String, available: String },
+    /// The IR given to the pipeline, or produced by a pass, does not verify.
+    #[error("after pass `{pass}`: {error}")]
+    Verify { pass: String, error: IrError },
+    /// A pass failed for another reason.
+    #[error("pass `{pass}`: {message}")]
+    Failed { pass: String, message: String },
+}
+
+/// Which passes to print the IR after.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PrintAfter {
+    #[default]
+    None,
+    All,
+    Passes(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct PassTiming {
+    pub pass: &'static str,
+    pub duration: Duration,
+}
+
+/// Runs a pipeline of passes over a module.
+pub struct PassManager {
+    passes: Vec<Box<dyn Pass>>,
+    /// Verify after every pass (default: on in debug builds).
+    pub verify_each: bool,
+    pub print_after: PrintAfter,
+    /// Receives `(pass name, printed IR)` when `print_after` selects a pass.
+    pub printer: Option<Box<dyn FnMut(&str, &str)>>,
+    pub timings: Vec<PassTiming>,
+}
+
+impl Default for PassManager {
+    fn default() -> Self {
+        PassManager {
+            passes: Vec::new(),
+            verify_each: cfg!(debug_assertions),
+            print_after: PrintAfter::None,
+            printer: None,
+            timings: Vec::new(),
+        }
+    }
+}
+
+impl PassManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a pipeline from comma-separated pass names.
+    pub fn parse(pipeline: &str) -> Result<PassManager, PassError> {
+        let mut pm = PassManager::new();
+        for name in pipeline.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let info = crate::registry::pass_info(name).ok_or_else(|| PassError::UnknownPass {
+                name: name.to_string(),
+                available: crate::registry::PASSES.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+            })?;
+            pm.add((info.create)());
+        }
+        Ok(pm)
+    }
+
+    pub fn add(&mut self, pass: Box<dyn Pass>) {
+        self.passes.push(pass);
+    }
+
+    pub fn pass_names(&self) -> Vec<&'static str> {
+        self.passes.iter().map(|p| p.name()).collect()
+    }
+
+    /// Runs every pass in order.
+    pub fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
+        for pass in self.passes.iter_mut() {
+            let start = Instant::now();
+            pass.run(module)?;
+            self.timings.push(PassTiming { pass: pass.name(), duration: start.elapsed() });
+            if self.verify_each {
+                verify_module(module).map_err(|error| PassError::Verify { pass: pass.name().into(), error })?;
+            }
+            let print = match &self.print_after {
+                PrintAfter::None => false,
+                PrintAfter::All => true,
+                PrintAfter::Passes(names) => names.iter().any(|n| n == pass.name()),
+            };
+            if print {
+                if let Some(p) = self.printer.as_mut() {
+                    p(pass.name(), &edgec_ir::printer::print_module(module));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A table of pass timings, like `--time-passes` prints.
+    pub fn timing_report(&self) -> String {
+        let total: Duration = self.timings.iter().map(|t| t.duration).sum();
+        let mut out = String::from("pass timings:\n");
+        for t in &self.timings {
+            out.push_str(&format!("  {:>10.3} ms  {}\n", t.duration.as_secs_f64() * 1e3, t.pass));
+        }
+        out.push_str(&format!("  {:>10.3} ms  total\n", total.as_secs_f64() * 1e3));
+        out
+    }
+}

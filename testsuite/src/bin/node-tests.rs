@@ -1,0 +1,42 @@
+//! Runs ONNX node tests through the interpreter and prints one line per test.
+//!
+//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures]`
+//! Without substrings every test runs. Exit status 0 iff every selected (non-excluded) test passes.
+
+use edgec_testsuite::node::{cache_dir, discover, run_all, Class, Outcome, Tally};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only_failures = args.iter().any(|a| a == "--failures");
+    let include_excluded = args.iter().any(|a| a == "--all");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let tests = match discover(&cache_dir()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let selected: Vec<_> = tests
+        .into_iter()
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| include_excluded || t.class != Class::Excluded)
+        .collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let outcomes = run_all(&selected, threads);
+    let mut failed = 0;
+    for (t, o) in selected.iter().zip(&outcomes) {
+        match o {
+            Outcome::Pass if !only_failures => println!("PASS {}", t.name),
+            Outcome::Pass => {}
+            Outcome::Fail(m) => {
+                failed += 1;
+                let m: String = m.chars().take(400).collect();
+                println!("FAIL {} [{}]: {m}", t.name, t.ops.join(","));
+            }
+        }
+    }
+    println!("{}", Tally::of(&selected, &outcomes).summary());
+    println!("{} passed, {} failed", selected.len() - failed, failed);
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}

@@ -1,0 +1,76 @@
+//! The model zoo: real generative architectures exported from torch with random weights
+//! (`testsuite/scripts/gen_zoo.py`), each a directory with `model.onnx` (plus external data
+//! for the dynamo exporter), `inputs.npz` and `ref.npz` (ONNX Runtime's outputs).
+
+use crate::compare::max_rel_error;
+use edgec::{CompileOptions, Session};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The zoo's acceptance bound: max abs error ≤ 1e-4 × max |reference|.
+pub const ZOO_REL_TOL: f64 = 1e-4;
+
+#[derive(Clone, Debug)]
+pub struct ZooModel {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl ZooModel {
+    pub fn model(&self) -> PathBuf {
+        self.dir.join("model.onnx")
+    }
+    pub fn inputs(&self) -> PathBuf {
+        self.dir.join("inputs.npz")
+    }
+    pub fn reference(&self) -> PathBuf {
+        self.dir.join("ref.npz")
+    }
+}
+
+pub fn zoo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo")
+}
+
+/// Every committed zoo model (directories holding model.onnx, inputs.npz and ref.npz), sorted.
+pub fn discover(dir: &Path) -> Vec<ZooModel> {
+    let mut out: Vec<ZooModel> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("model.onnx").is_file() && p.join("inputs.npz").is_file() && p.join("ref.npz").is_file())
+                .map(|p| ZooModel { name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), dir: p })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Result of checking one zoo model through the interpreter.
+#[derive(Debug)]
+pub struct ZooResult {
+    pub import_time: Duration,
+    pub run_time: Duration,
+    /// `(output name, max abs error / max |ref|)`.
+    pub errors: Vec<(String, f64)>,
+}
+
+pub fn check_model(m: &ZooModel) -> Result<ZooResult, String> {
+    let t0 = Instant::now();
+    let session = Session::import(m.model(), &CompileOptions::default()).map_err(|e| format!("import: {e}"))?;
+    let import_time = t0.elapsed();
+    let inputs = session.read_inputs(m.inputs()).map_err(|e| format!("inputs: {e}"))?;
+    let t1 = Instant::now();
+    let outputs = session.run(inputs).map_err(|e| format!("run: {e}"))?;
+    let run_time = t1.elapsed();
+    let refs = edgec::io::read_npz(&m.reference()).map_err(|e| format!("reference: {e}"))?;
+    let names = session.output_names();
+    let mut errors = Vec::new();
+    for (name, out) in names.iter().zip(&outputs) {
+        let (_, r) = refs.iter().find(|(n, _)| n == name).ok_or_else(|| format!("ref.npz has no output {name:?}"))?;
+        let err = max_rel_error(r, out).map_err(|e| format!("output {name:?}: {e}"))?;
+        errors.push((name.clone(), err));
+    }
+    Ok(ZooResult { import_time, run_time, errors })
+}
