@@ -145,6 +145,8 @@ static TABLE: &[Entry] = &[
     e("AveragePool", K::AveragePool, simple),
     e("GlobalAveragePool", K::GlobalAveragePool, simple),
     e("GlobalMaxPool", K::GlobalMaxPool, simple),
+    e("LpPool", K::LpPool, simple),
+    e("LRN", K::Lrn, simple),
     // shape and data movement
     e("Reshape", K::Reshape, simple),
     e("Transpose", K::Transpose, simple),

@@ -28,7 +28,7 @@ use ndarray::{
 pub use super::linalg_attention::{ATTENTION, ROTARY_EMBEDDING};
 pub use super::linalg_conv::{CONV, CONV_TRANSPOSE};
 pub use super::linalg_einsum::EINSUM;
-pub use super::linalg_pool::{AVERAGE_POOL, GLOBAL_AVERAGE_POOL, GLOBAL_MAX_POOL, MAX_POOL};
+pub use super::linalg_pool::{AVERAGE_POOL, GLOBAL_AVERAGE_POOL, GLOBAL_MAX_POOL, LP_POOL, LRN, MAX_POOL};
 
 // ---------------------------------------------------------------------------------------------
 // Numeric machinery shared by the family
@@ -43,8 +43,6 @@ pub(crate) trait Scalar: Copy + PartialOrd + Send + Sync + std::fmt::Debug + 'st
     const IS_FLOAT: bool;
     /// Addition; wrapping for integers.
     fn add(self, o: Self) -> Self;
-    /// Multiplication; wrapping for integers.
-    fn mul(self, o: Self) -> Self;
     fn to_f64(self) -> f64;
     /// Conversion from f64 (saturating for integers).
     fn from_f64(v: f64) -> Self;
@@ -65,9 +63,6 @@ impl Scalar for f32 {
     const IS_FLOAT: bool = true;
     fn add(self, o: f32) -> f32 {
         self + o
-    }
-    fn mul(self, o: f32) -> f32 {
-        self * o
     }
     fn to_f64(self) -> f64 {
         self as f64
@@ -96,9 +91,6 @@ impl Scalar for f64 {
     fn add(self, o: f64) -> f64 {
         self + o
     }
-    fn mul(self, o: f64) -> f64 {
-        self * o
-    }
     fn to_f64(self) -> f64 {
         self
     }
@@ -123,9 +115,6 @@ impl Scalar for i64 {
     const IS_FLOAT: bool = false;
     fn add(self, o: i64) -> i64 {
         self.wrapping_add(o)
-    }
-    fn mul(self, o: i64) -> i64 {
-        self.wrapping_mul(o)
     }
     fn to_f64(self) -> f64 {
         self as f64

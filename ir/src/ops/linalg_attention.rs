@@ -436,7 +436,6 @@ fn attention<F: Real>(
     let mut y = vec![F::ZERO; b * hq * sq * dv];
     let mut qk_out = vec![F::ZERO; if p.mode >= 0 { b * hq * sq * total } else { 0 }];
     let mut scores = vec![F::ZERO; sq * total];
-    let mut bias = vec![0f64; sq * total];
     let mut row_masked = vec![false; sq];
     let group = hq / hkv;
     let sm_ty = p.softmax_precision.unwrap_or(p.ty);
@@ -473,40 +472,40 @@ fn attention<F: Real>(
             if p.mode == 1 {
                 qk_slot.copy_from_slice(&scores);
             }
-            // Bias: the mask plus the structural constraints.
+            // Bias: the structural constraints (causal, window, padding) allow one interval
+            // of keys per query; the mask adds to the scores inside it.
             for i in 0..sq {
                 let pos = i as i64 + offset;
+                let mut lo = 0i64;
+                let mut hi = total as i64;
+                if p.is_causal {
+                    hi = hi.min(pos + 1);
+                }
+                if p.left >= 0 {
+                    lo = lo.max(pos - p.left);
+                }
+                if p.right >= 0 {
+                    hi = hi.min(pos + p.right + 1);
+                }
+                if let Some(n) = nonpad {
+                    hi = hi.min(n[bi]);
+                }
+                let (lo, hi) = (lo.clamp(0, total as i64) as usize, hi.clamp(0, total as i64) as usize);
+                let row = &mut scores[i * total..(i + 1) * total];
                 let mut all_masked = true;
-                for j in 0..total {
-                    let jj = j as i64;
-                    let mut allowed = true;
-                    if p.is_causal && jj > pos {
-                        allowed = false;
-                    }
-                    if p.left >= 0 && pos - jj > p.left {
-                        allowed = false;
-                    }
-                    if p.right >= 0 && jj - pos > p.right {
-                        allowed = false;
-                    }
-                    if let Some(n) = nonpad {
-                        if jj >= n[bi] {
-                            allowed = false;
-                        }
-                    }
-                    let mut bv = if allowed { 0.0 } else { f64::NEG_INFINITY };
+                for (j, s) in row.iter_mut().enumerate() {
+                    let mut bv = if j >= lo && j < hi { 0.0 } else { f64::NEG_INFINITY };
                     if let Some(m) = mask {
                         bv += m.at(bi, h, i, j);
                     }
                     if bv != f64::NEG_INFINITY {
                         all_masked = false;
                     }
-                    bias[i * total + j] = bv;
+                    if bv != 0.0 {
+                        *s = *s + F::from_f64(bv);
+                    }
                 }
                 row_masked[i] = all_masked;
-            }
-            for (s, &bv) in scores.iter_mut().zip(&bias) {
-                *s = *s + F::from_f64(bv);
             }
             round_all(&mut scores, p.ty);
             if p.mode == 2 {
@@ -543,16 +542,45 @@ fn softmax_row<F: Real>(row: &mut [F], ty: ScalarType, fully_masked: bool) {
         row.iter_mut().for_each(|v| *v = F::ZERO);
         return;
     }
-    let vals: Vec<f64> = row.iter().map(|v| round_to(*v, ty).to_f64()).collect();
-    let max = vals.iter().copied().fold(f64::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
+    if (ty == ScalarType::F32 && std::mem::size_of::<F>() == 4) || ty == ScalarType::F64 {
+        // The kernel type is the softmax precision (or finer): compute natively.
+        let max = row.iter().copied().fold(F::neg_infinity(), |m, v| if v > m || v.is_nan() { v } else { m });
+        if max == F::neg_infinity() {
+            row.iter_mut().for_each(|v| *v = F::ZERO);
+            return;
+        }
+        let mut sum = 0f64;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += Scalar::to_f64(*v);
+        }
+        let inv = F::from_f64(1.0 / sum);
+        row.iter_mut().for_each(|v| *v = *v * inv);
+        return;
+    }
+    // Each step rounds to the softmax precision, as a runtime computing in it does; a bf16
+    // sum rounds after every addition, an f16 sum accumulates in f32.
+    let r = |v: f64| round_to(F::from_f64(v), ty).to_f64();
+    let max = row.iter().map(|v| r(Scalar::to_f64(*v))).fold(f64::NEG_INFINITY, |m, v| {
+        if v > m || v.is_nan() {
+            v
+        } else {
+            m
+        }
+    });
     if max == f64::NEG_INFINITY {
         row.iter_mut().for_each(|v| *v = F::ZERO);
         return;
     }
-    let exps: Vec<f64> = vals.iter().map(|v| (v - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    for (r, e) in row.iter_mut().zip(exps) {
-        *r = round_to(F::from_f64(e / sum), ty);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        let e = r(r(r(Scalar::to_f64(*v)) - max).exp());
+        sum = if ty == ScalarType::BF16 { r(sum + e) } else { sum + e };
+        *v = F::from_f64(e);
+    }
+    let sum = r(sum);
+    for v in row.iter_mut() {
+        *v = round_to(F::from_f64(Scalar::to_f64(*v) / sum), ty);
     }
 }
 

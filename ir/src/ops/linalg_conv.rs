@@ -218,27 +218,47 @@ struct ConvGeom<'a> {
 }
 
 /// Copies the receptive fields of one image's channel group `x` (`[cg, in...]`, row-major)
-/// into `col` (`[cg * prod(kernel), prod(out)]`), with zeros for padding.
-fn im2col<T: Scalar>(x: &[T], cg: usize, input: &[usize], out: &[usize], g: &ConvGeom, col: &mut [T]) {
+/// into `col` (`[cg * prod(kernel), cols]`), with zeros for padding. Only the output rows
+/// `rows` of spatial dim 0 are produced (`cols = rows.len() * prod(out[1..])`), so that large
+/// images are processed in cache-sized slabs.
+fn im2col<T: Scalar>(
+    x: &[T],
+    cg: usize,
+    input: &[usize],
+    out: &[usize],
+    rows: std::ops::Range<usize>,
+    g: &ConvGeom,
+    col: &mut [T],
+) {
     let nd = input.len();
     let last = nd - 1;
     let iprod: usize = input.iter().product();
-    let oprod: usize = out.iter().product();
-    let out_last = out[last];
+    // The produced block of output positions, and the offset of its first row.
+    let mut block = out.to_vec();
+    block[0] = rows.len();
+    let r0 = rows.start;
+    let cols: usize = block.iter().product();
+    let out_last = block[last];
+    let s_last = g.strides[last];
     let mut row = 0;
     for c in 0..cg {
         let xc = &x[c * iprod..(c + 1) * iprod];
         for_each_index(g.kernel, |kidx| {
-            let dst = &mut col[row * oprod..(row + 1) * oprod];
-            let koff = (kidx[last] * g.dilations[last]) as i64 - g.pads_begin[last];
-            let (lo, hi) = valid_range(out_last, g.strides[last], koff, input[last]);
+            let dst = &mut col[row * cols..(row + 1) * cols];
+            row += 1;
+            let mut koff = (kidx[last] * g.dilations[last]) as i64 - g.pads_begin[last];
+            if last == 0 {
+                koff += (r0 * s_last) as i64;
+            }
+            let (lo, hi) = valid_range(out_last, s_last, koff, input[last]);
             let mut o = 0;
-            for_each_index(&out[..last], |oidx| {
+            for_each_index(&block[..last], |oidx| {
                 let dst_row = &mut dst[o..o + out_last];
                 o += out_last;
                 let mut off = 0usize;
                 for d in 0..last {
-                    let ip = (oidx[d] * g.strides[d] + kidx[d] * g.dilations[d]) as i64 - g.pads_begin[d];
+                    let od = if d == 0 { oidx[d] + r0 } else { oidx[d] };
+                    let ip = (od * g.strides[d] + kidx[d] * g.dilations[d]) as i64 - g.pads_begin[d];
                     if ip < 0 || ip >= input[d] as i64 {
                         dst_row.iter_mut().for_each(|v| *v = T::ZERO);
                         return;
@@ -248,46 +268,61 @@ fn im2col<T: Scalar>(x: &[T], cg: usize, input: &[usize], out: &[usize], g: &Con
                 let base = off * input[last];
                 dst_row[..lo].iter_mut().for_each(|v| *v = T::ZERO);
                 dst_row[hi..].iter_mut().for_each(|v| *v = T::ZERO);
-                let s = g.strides[last];
                 if lo < hi {
-                    let start = (base as i64 + lo as i64 * s as i64 + koff) as usize;
-                    if s == 1 {
+                    let start = (base as i64 + (lo * s_last) as i64 + koff) as usize;
+                    if s_last == 1 {
                         dst_row[lo..hi].copy_from_slice(&xc[start..start + (hi - lo)]);
                     } else {
                         for (j, v) in dst_row[lo..hi].iter_mut().enumerate() {
-                            *v = xc[start + j * s];
+                            *v = xc[start + j * s_last];
                         }
                     }
                 }
             });
-            row += 1;
         });
     }
 }
 
-/// Adds `col` (`[mg * prod(kernel), prod(in)]`) into `y` (`[mg, out...]`, row-major): the
-/// value of input position `i` and tap `k` lands at `i * stride + k * dilation - pad_begin`.
-fn col2im<T: Scalar>(col: &[T], mg: usize, input: &[usize], out: &[usize], g: &ConvGeom, y: &mut [T]) {
+/// Adds `col` (`[mg * prod(kernel), cols]`, the contributions of the input rows `rows` of
+/// spatial dim 0, `cols = rows.len() * prod(in[1..])`) into `y` (`[mg, out...]`, row-major):
+/// the value of input position `i` and tap `k` lands at `i * stride + k * dilation - pad_begin`.
+fn col2im<T: Scalar>(
+    col: &[T],
+    mg: usize,
+    input: &[usize],
+    out: &[usize],
+    rows: std::ops::Range<usize>,
+    g: &ConvGeom,
+    y: &mut [T],
+) {
     let nd = input.len();
     let last = nd - 1;
-    let iprod: usize = input.iter().product();
+    let mut block = input.to_vec();
+    block[0] = rows.len();
+    let r0 = rows.start;
+    let cols: usize = block.iter().product();
     let oprod: usize = out.iter().product();
-    let in_last = input[last];
+    let in_last = block[last];
+    let s_last = g.strides[last];
     let mut row = 0;
     for m in 0..mg {
         let ym = &mut y[m * oprod..(m + 1) * oprod];
         for_each_index(g.kernel, |kidx| {
-            let src = &col[row * iprod..(row + 1) * iprod];
-            let koff = (kidx[last] * g.dilations[last]) as i64 - g.pads_begin[last];
-            let s = g.strides[last];
-            let (lo, hi) = valid_range(in_last, s, koff, out[last]);
+            let src = &col[row * cols..(row + 1) * cols];
+            row += 1;
+            let mut koff = (kidx[last] * g.dilations[last]) as i64 - g.pads_begin[last];
+            if last == 0 {
+                koff += (r0 * s_last) as i64;
+            }
+            let (lo, hi) = valid_range(in_last, s_last, koff, out[last]);
             let mut i = 0;
-            for_each_index(&input[..last], |iidx| {
+            for_each_index(&block[..last], |iidx| {
                 let src_row = &src[i..i + in_last];
                 i += in_last;
                 let mut off = 0usize;
                 for d in 0..last {
-                    let op = (iidx[d] * g.strides[d] + kidx[d] * g.dilations[d]) as i64 - g.pads_begin[d];
+                    let id = if d == 0 { iidx[d] + r0 } else { iidx[d] };
+                    let op = (id * g.strides[d] + kidx[d] * g.dilations[d]) as i64 - g.pads_begin[d];
                     if op < 0 || op >= out[d] as i64 {
                         return;
                     }
@@ -295,16 +330,23 @@ fn col2im<T: Scalar>(col: &[T], mg: usize, input: &[usize], out: &[usize], g: &C
                 }
                 let base = off * out[last];
                 if lo < hi {
-                    let start = (base as i64 + lo as i64 * s as i64 + koff) as usize;
+                    let start = (base as i64 + (lo * s_last) as i64 + koff) as usize;
                     for (j, &v) in src_row[lo..hi].iter().enumerate() {
-                        let t = &mut ym[start + j * s];
+                        let t = &mut ym[start + j * s_last];
                         *t = t.add(v);
                     }
                 }
             });
-            row += 1;
         });
     }
+}
+
+/// Number of rows of spatial dim 0 per slab so that a `[height, rows * row_len]` buffer stays
+/// around 8 MiB (at least one row).
+fn slab_rows<T>(height: usize, row_len: usize, total_rows: usize) -> usize {
+    const TARGET_BYTES: usize = 8 << 20;
+    let per_row = (height * row_len * std::mem::size_of::<T>()).max(1);
+    (TARGET_BYTES / per_row).clamp(1, total_rows.max(1))
 }
 
 /// Kernel spatial shape: the `kernel_shape` attribute if present (checked against the weight
@@ -459,7 +501,7 @@ pub(crate) fn conv<T: Scalar>(
     w: &ArrayViewD<T>,
     b: Option<&ArrayViewD<T>>,
 ) -> OpResult<ArrayD<T>> {
-    let nd = check_conv_ranks(x.shape(), w.shape())?;
+    check_conv_ranks(x.shape(), w.shape())?;
     let kernel = runtime_kernel(attrs, w.shape())?;
     let win = Window::from_attrs(attrs, kernel, false)?;
     let group = group_attr(attrs)?;
@@ -498,18 +540,13 @@ pub(crate) fn conv<T: Scalar>(
     // A 1x1 kernel with unit strides and no padding reads the input as it is.
     let direct =
         kprod == 1 && win.strides.iter().all(|&s| s == 1) && begins.iter().all(|&p| p == 0) && out == input;
-    let mut col = if direct { Vec::new() } else { vec![T::ZERO; cg * kprod * oprod] };
+    let row_len: usize = out[1..].iter().product();
+    let slab = slab_rows::<T>(cg * kprod, row_len, out[0]);
+    let mut col = if direct { Vec::new() } else { vec![T::ZERO; cg * kprod * slab * row_len] };
     let ys = y.as_slice_mut().ok_or("internal: layout")?;
-    let _ = nd;
     for ni in 0..n {
         for gi in 0..group {
             let xg = &xs[(ni * c + gi * cg) * iprod..(ni * c + (gi + 1) * cg) * iprod];
-            let colv = if direct {
-                ArrayView2::from_shape((cg, oprod), xg).map_err(|e| e.to_string())?
-            } else {
-                im2col(xg, cg, input, &out, &geom, &mut col);
-                ArrayView2::from_shape((cg * kprod, oprod), &col[..]).map_err(|e| e.to_string())?
-            };
             let wg = ArrayView2::from_shape(
                 (mg, cg * kprod),
                 &ws[gi * mg * cg * kprod..(gi + 1) * mg * cg * kprod],
@@ -517,7 +554,23 @@ pub(crate) fn conv<T: Scalar>(
             .map_err(|e| e.to_string())?;
             let yg = &mut ys[(ni * m + gi * mg) * oprod..(ni * m + (gi + 1) * mg) * oprod];
             let mut yv = ndarray::ArrayViewMut2::from_shape((mg, oprod), yg).map_err(|e| e.to_string())?;
-            T::gemm(T::ONE, &wg, &colv, T::ZERO, &mut yv);
+            if direct {
+                let xv = ArrayView2::from_shape((cg, oprod), xg).map_err(|e| e.to_string())?;
+                T::gemm(T::ONE, &wg, &xv, T::ZERO, &mut yv);
+                continue;
+            }
+            let mut r0 = 0;
+            while r0 < out[0] {
+                let r1 = (r0 + slab).min(out[0]);
+                let cols = (r1 - r0) * row_len;
+                let colv = &mut col[..cg * kprod * cols];
+                im2col(xg, cg, input, &out, r0..r1, &geom, colv);
+                let colv =
+                    ArrayView2::from_shape((cg * kprod, cols), &colv[..]).map_err(|e| e.to_string())?;
+                let mut yslab = yv.slice_mut(ndarray::s![.., r0 * row_len..r1 * row_len]);
+                T::gemm(T::ONE, &wg, &colv, T::ZERO, &mut yslab);
+                r0 = r1;
+            }
         }
     }
     if let Some(b) = b {
@@ -742,7 +795,9 @@ pub(crate) fn conv_transpose<T: Scalar>(
         dilations: &geom.dilations,
         pads_begin: begins,
     };
-    let mut col = vec![T::ZERO; mg * kprod * iprod];
+    let row_len: usize = input[1..].iter().product();
+    let slab = slab_rows::<T>(mg * kprod, row_len, input[0]);
+    let mut col = vec![T::ZERO; mg * kprod * slab * row_len];
     let ys = y.as_slice_mut().ok_or("internal: layout")?;
     for ni in 0..n {
         for gi in 0..group {
@@ -753,13 +808,21 @@ pub(crate) fn conv_transpose<T: Scalar>(
                 &ws[gi * cg * mg * kprod..(gi + 1) * cg * mg * kprod],
             )
             .map_err(|e| e.to_string())?;
-            {
-                let mut colv = ndarray::ArrayViewMut2::from_shape((mg * kprod, iprod), &mut col[..])
-                    .map_err(|e| e.to_string())?;
-                T::gemm(T::ONE, &wg.t(), &xv, T::ZERO, &mut colv);
-            }
             let yg = &mut ys[(ni * m + gi * mg) * oprod..(ni * m + (gi + 1) * mg) * oprod];
-            col2im(&col, mg, input, &out, &cgeom, yg);
+            let mut r0 = 0;
+            while r0 < input[0] {
+                let r1 = (r0 + slab).min(input[0]);
+                let cols = (r1 - r0) * row_len;
+                {
+                    let mut colv =
+                        ndarray::ArrayViewMut2::from_shape((mg * kprod, cols), &mut col[..mg * kprod * cols])
+                            .map_err(|e| e.to_string())?;
+                    let xslab = xv.slice(ndarray::s![.., r0 * row_len..r1 * row_len]);
+                    T::gemm(T::ONE, &wg.t(), &xslab, T::ZERO, &mut colv);
+                }
+                col2im(&col[..mg * kprod * cols], mg, input, &out, r0..r1, &cgeom, yg);
+                r0 = r1;
+            }
         }
     }
     if let Some(b) = b {

@@ -14,7 +14,7 @@ use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
 use crate::attr::AttrKind;
 use crate::tensor::Tensor;
 use crate::types::{Dim, TensorType};
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, Axis, CowArray, Ix3, IxDyn};
 
 pub static EINSUM: OpDef = OpDef {
     name: "nn.einsum",
@@ -290,26 +290,54 @@ fn contract<T: Scalar>(x: Labeled<T>, y: Labeled<T>, keep: &dyn Fn(Label) -> boo
             (None, None) => Err("internal: unknown label".into()),
         }
     };
-    let arrange = |z: &Labeled<T>, order: &[Label]| -> OpResult<ArrayD<T>> {
-        let perm: Vec<usize> = order
-            .iter()
-            .map(|l| z.labels.iter().position(|m| m == l).expect("label of this operand"))
-            .collect();
-        let target: Vec<usize> = order.iter().map(|&l| size(l)).collect::<OpResult<_>>()?;
-        let v = z.a.view().permuted_axes(IxDyn(&perm));
-        let v = v.broadcast(IxDyn(&target)).ok_or("internal: einsum broadcast")?;
-        Ok(v.as_standard_layout().into_owned())
-    };
     let prod = |ls: &[Label]| -> OpResult<usize> { ls.iter().map(|&l| size(l)).product() };
     let (nb, m, k, n) = (prod(&batch)?, prod(&left)?, prod(&summed)?, prod(&right)?);
-    let xa: Vec<Label> = batch.iter().chain(&left).chain(&summed).copied().collect();
-    let ya: Vec<Label> = batch.iter().chain(&summed).chain(&right).copied().collect();
-    let xa = reshape_owned(arrange(&x, &xa)?, &[nb, m, k])?;
-    let ya = reshape_owned(arrange(&y, &ya)?, &[nb, k, n])?;
-    let z = batched_gemm(&xa.view(), &ya.view(), &[nb], m, k, n)?;
+    let xa = matrices(&x, &batch, &left, &summed, &size)?;
+    let ya = matrices(&y, &batch, &summed, &right, &size)?;
+    let z = batched_gemm(&xa.view().into_dyn(), &ya.view().into_dyn(), &[nb], m, k, n)?;
     let labels: Vec<Label> = batch.iter().chain(&left).chain(&right).copied().collect();
     let shape: Vec<usize> = labels.iter().map(|&l| size(l)).collect::<OpResult<_>>()?;
     Ok(Labeled { a: reshape_owned(z, &shape)?, labels })
+}
+
+/// `z` as `[nb, rows, cols]` matrices for the labels `batch`, `rows`, `cols` (of sizes given
+/// by `size`): borrowed when its axes already come in the order (batch, rows, cols), or
+/// (batch, cols, rows) viewed transposed; copied (and broadcast) otherwise.
+fn matrices<'a, T: Scalar>(
+    z: &'a Labeled<T>,
+    batch: &[Label],
+    rows: &[Label],
+    cols: &[Label],
+    size: &dyn Fn(Label) -> OpResult<usize>,
+) -> OpResult<CowArray<'a, T, Ix3>> {
+    let prod = |ls: &[Label]| -> OpResult<usize> { ls.iter().map(|&l| size(l)).product() };
+    let (nb, r, c) = (prod(batch)?, prod(rows)?, prod(cols)?);
+    let straight: Vec<Label> = batch.iter().chain(rows).chain(cols).copied().collect();
+    let swapped: Vec<Label> = batch.iter().chain(cols).chain(rows).copied().collect();
+    // Without broadcasting, every dim already has the contraction's size.
+    let mut full = true;
+    for (&l, &d) in z.labels.iter().zip(z.a.shape()) {
+        full &= d == size(l)?;
+    }
+    if z.a.is_standard_layout() && full {
+        if z.labels == straight {
+            let v = z.a.view().into_shape_with_order((nb, r, c)).map_err(|e| e.to_string())?;
+            return Ok(v.into());
+        }
+        if z.labels == swapped {
+            let v = z.a.view().into_shape_with_order((nb, c, r)).map_err(|e| e.to_string())?;
+            return Ok(v.permuted_axes([0, 2, 1]).into());
+        }
+    }
+    let perm: Vec<usize> = straight
+        .iter()
+        .map(|l| z.labels.iter().position(|m| m == l).expect("label of this operand"))
+        .collect();
+    let target: Vec<usize> = straight.iter().map(|&l| size(l)).collect::<OpResult<_>>()?;
+    let v = z.a.view().permuted_axes(IxDyn(&perm));
+    let v = v.broadcast(IxDyn(&target)).ok_or("internal: einsum broadcast")?;
+    let owned = reshape_owned(v.as_standard_layout().into_owned(), &[nb, r, c])?;
+    Ok(owned.into_dimensionality::<Ix3>().map_err(|e| e.to_string())?.into())
 }
 
 fn einsum<T: Scalar>(eq: &Equation, ops: &[&ArrayViewD<T>]) -> OpResult<ArrayD<T>> {
@@ -336,7 +364,8 @@ fn einsum<T: Scalar>(eq: &Equation, ops: &[&ArrayViewD<T>]) -> OpResult<ArrayD<T
             cur.labels.iter().position(|m| m == l).ok_or_else(|| "internal: output label lost".to_string())
         })
         .collect::<OpResult<_>>()?;
-    Ok(cur.a.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned())
+    let out = cur.a.permuted_axes(IxDyn(&perm));
+    Ok(if out.is_standard_layout() { out } else { out.as_standard_layout().into_owned() })
 }
 
 #[cfg(test)]

@@ -142,8 +142,9 @@ fn pool<T: Scalar>(
     let xs = xs.as_slice().ok_or("internal: layout")?;
     let mut lists: Vec<&[usize]> = vec![&[]; nd];
     let mut lens = vec![0usize; nd];
-    for p in 0..planes {
-        let plane = &xs[p * iprod..(p + 1) * iprod];
+    let mut t = vec![0usize; nd];
+    for pl in 0..planes {
+        let plane = &xs[pl * iprod..(pl + 1) * iprod];
         for_each_index(&outs, |o| {
             for d in 0..nd {
                 lists[d] = &taps.valid[d][o[d]];
@@ -153,29 +154,47 @@ fn pool<T: Scalar>(
             let mut best_idx = 0usize;
             let mut found = false;
             let mut acc = 0f64;
-            let mut n_valid = 0usize;
-            for_each_index(&lens, |t| {
-                let mut off = 0;
-                let mut ioff = 0;
-                for d in 0..nd {
-                    let pos = lists[d][t[d]];
-                    off += pos * row_strides[d];
-                    ioff += pos * idx_strides[d];
-                }
-                let v = plane[off];
-                n_valid += 1;
-                match kind {
-                    PoolKind::Max => {
-                        if !found || v > best {
-                            best = v;
-                            best_idx = ioff;
-                            found = true;
-                        }
+            let n_valid: usize = lens.iter().product();
+            if n_valid > 0 {
+                // Odometer over the window's valid taps (no allocation per output).
+                t.iter_mut().for_each(|v| *v = 0);
+                loop {
+                    let mut off = 0;
+                    let mut ioff = 0;
+                    for d in 0..nd {
+                        let pos = lists[d][t[d]];
+                        off += pos * row_strides[d];
+                        ioff += pos * idx_strides[d];
                     }
-                    PoolKind::Average { .. } => acc += v.to_f64(),
-                    PoolKind::Lp { p } => acc += v.to_f64().abs().powf(p),
+                    let v = plane[off];
+                    match kind {
+                        PoolKind::Max => {
+                            if !found || v > best {
+                                best = v;
+                                best_idx = ioff;
+                                found = true;
+                            }
+                        }
+                        PoolKind::Average { .. } => acc += v.to_f64(),
+                        PoolKind::Lp { p } => acc += v.to_f64().abs().powf(p),
+                    }
+                    let mut d = nd;
+                    let done = loop {
+                        if d == 0 {
+                            break true;
+                        }
+                        d -= 1;
+                        t[d] += 1;
+                        if t[d] < lens[d] {
+                            break false;
+                        }
+                        t[d] = 0;
+                    };
+                    if done {
+                        break;
+                    }
                 }
-            });
+            }
             let out = match kind {
                 PoolKind::Max => best,
                 PoolKind::Average { count_include_pad } => {
@@ -190,7 +209,7 @@ fn pool<T: Scalar>(
             };
             y.push(out);
             if want_idx {
-                idx.push((p * iprod + best_idx) as i64);
+                idx.push((pl * iprod + best_idx) as i64);
             }
         });
     }

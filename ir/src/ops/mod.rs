@@ -341,6 +341,8 @@ op_table! {
     AveragePool => linalg::AVERAGE_POOL,
     GlobalAveragePool => linalg::GLOBAL_AVERAGE_POOL,
     GlobalMaxPool => linalg::GLOBAL_MAX_POOL,
+    LpPool => linalg::LP_POOL,
+    Lrn => linalg::LRN,
 
     // shape: data movement and shape computation
     Reshape => shape::RESHAPE,
