@@ -142,7 +142,12 @@ struct Parser<'s> {
     /// Byte offsets at which lines start, for position → line/column.
     line_starts: Vec<usize>,
     func: Option<FuncState>,
+    /// Current region nesting, bounded so that hostile input cannot overflow the stack.
+    depth: usize,
 }
+
+/// How deeply regions may nest (the parser, verifier, printer and interpreter recurse on them).
+const MAX_REGION_DEPTH: usize = 64;
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || matches!(c, '_' | '.' | '$')
@@ -156,7 +161,7 @@ impl<'s> Parser<'s> {
     fn new(src: &'s str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        Parser { src, pos: 0, line_starts, func: None }
+        Parser { src, pos: 0, line_starts, func: None, depth: 0 }
     }
 
     // ---- positions and errors ----
@@ -715,14 +720,18 @@ impl<'s> Parser<'s> {
         let Some(n) = ty.num_elements() else {
             return Err(self.error_at(ty_pos, format!("a dense constant needs a static type, found {ty}")));
         };
-        let size = ty.size_bytes().unwrap_or(0);
         let bytes = match data {
             Data::Hex(bytes) => {
-                if bytes.len() as u64 != size {
+                // Checked: a huge declared shape must be an error, not an overflow.
+                let size = n.checked_mul(ty.elem.storage().bits() as u64).map(|b| b.div_ceil(8));
+                if let Some(size) = size.filter(|&s| s != bytes.len() as u64) {
                     return Err(self.error_at(
                         start,
                         format!("dense data has {} bytes but {ty} needs {size}", bytes.len()),
                     ));
+                }
+                if size.is_none() {
+                    return Err(self.error_at(start, format!("{ty} is too large for a constant")));
                 }
                 bytes
             }
@@ -1085,6 +1094,17 @@ impl<'s> Parser<'s> {
 
     /// `{ ^bb(%a: T, ...): ops ... }`
     fn region(&mut self) -> PResult<Region> {
+        self.skip_ws();
+        if self.depth >= MAX_REGION_DEPTH {
+            return Err(self.error_here(format!("regions are nested more than {MAX_REGION_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let r = self.region_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn region_inner(&mut self) -> PResult<Region> {
         self.expect("{", "to open a region")?;
         let mut blocks = Vec::new();
         loop {
