@@ -1425,4 +1425,41 @@ func @f() -> (\"r\": tensor<f32>) { // trailing
         // The use precedes the definition: the parser accepts it, the verifier does not.
         assert!(crate::verify::verify_module(&m).is_err());
     }
+
+    /// Truncating or deleting any one character of a valid module gives an error or another
+    /// module, never a panic (in the parser, the verifier or the printer).
+    #[test]
+    fn mutations_never_panic() {
+        let text = "func @main(%x: tensor<2x{n}x?xf32>, %\"q\": tensor<2x!q.uniform<i8:f32:0, {0.5:1, 0.25:-2}>>) -> (\"y\": tensor<2x{n}x?xf32>) {
+  %0 = builtin.constant {value = dense<[1.5, -inf, 1e-7, 2.0]> : tensor<4xf32>} : tensor<4xf32> loc(\"w\")
+  %1 = builtin.constant {value = dense<0x0000803F> : tensor<1xf32>, z = [1, 2], f = [0.5], s = [\"a\\n\"], t = i4} : tensor<1xf32> loc(fused[\"a\", \"b\"])
+  %2, %3 = builtin.subgraph %x, %0 {target = \"t\"} ({
+  ^bb(%a: tensor<2x{n}x?xf32>, %4: tensor<4xf32>):
+    builtin.yield %a, %4 loc(unknown)
+  }) : tensor<2x{n}x?xf32>, tensor<4xf32> loc(unknown)
+  func.return %2 loc(unknown)
+}
+";
+        let check = |src: &str| {
+            if let Ok(m) = parse_module(src) {
+                let _ = crate::verify::verify_module(&m);
+                let printed = print_module(&m);
+                let _ = parse_module(&printed);
+            }
+        };
+        let m = parse_module(text).unwrap();
+        assert!(crate::verify::verify_module(&m).is_err(), "undeclared attributes `z`, `f`, ...");
+        // The same without the undeclared attributes verifies, so mutations reach every check.
+        let valid = text.replace(", z = [1, 2], f = [0.5], s = [\"a\\n\"], t = i4", "");
+        crate::verify::verify_module(&parse_module(&valid).unwrap()).unwrap();
+        for text in [text, valid.as_str()] {
+            let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            for &i in &boundaries {
+                check(&text[..i]);
+                let next = text[i..].chars().next().map_or(0, char::len_utf8);
+                check(&format!("{}{}", &text[..i], &text[i + next..]));
+                check(&format!("{}%{}", &text[..i], &text[i..]));
+            }
+        }
+    }
 }
