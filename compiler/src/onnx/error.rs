@@ -11,7 +11,7 @@ pub enum ImportError {
     #[error("cannot read {}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     /// The bytes are not a valid ONNX protobuf (truncated, garbage, wrong file).
-    #[error("malformed ONNX model: {0}")]
+    #[error("malformed ONNX protobuf: {0}")]
     Malformed(String),
     /// A `ModelProto` without a graph.
     #[error("the model has no graph")]

@@ -4,14 +4,16 @@
 
 use super::error::ImportError;
 use super::ops;
-use super::proto::{attr_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use super::proto::{
+    attr_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, ValueInfoProto,
+};
 use super::tensor::{self, ExternalData};
 use super::ImportOptions;
 use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{AttrReq, EvalCtx, Traits};
 use edgec_ir::{
-    Attr, AttrKind, Attrs, Builder, ConstTensor, Dim, Function, Loc, Module, OpKind, ScalarType, Tensor, TensorType,
-    Value,
+    Attr, AttrKind, Attrs, Builder, ConstTensor, Dim, Function, Loc, Module, OpKind, ScalarType, Tensor,
+    TensorType, Value,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -69,15 +71,27 @@ impl<'m> Node<'m> {
     }
 
     pub fn bad_input(&self, message: impl Into<String>) -> ImportError {
-        ImportError::BadInput { node: self.name.clone(), op_type: self.op_type.to_string(), message: message.into() }
+        ImportError::BadInput {
+            node: self.name.clone(),
+            op_type: self.op_type.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn unsupported(&self, message: impl Into<String>) -> ImportError {
-        ImportError::Unsupported { node: self.name.clone(), op_type: self.op_type.to_string(), message: message.into() }
+        ImportError::Unsupported {
+            node: self.name.clone(),
+            op_type: self.op_type.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn shape_error(&self, message: impl Into<String>) -> ImportError {
-        ImportError::Shape { node: self.name.clone(), op_type: self.op_type.to_string(), message: message.into() }
+        ImportError::Shape {
+            node: self.name.clone(),
+            op_type: self.op_type.to_string(),
+            message: message.into(),
+        }
     }
 
     /// An INT attribute, or `default` when absent.
@@ -173,20 +187,32 @@ pub struct Importer {
     env: HashMap<String, Value>,
 }
 
-pub fn import(model: &ModelProto, base_dir: Option<&Path>, opts: &ImportOptions) -> Result<Module, ImportError> {
+pub fn import(
+    model: &ModelProto,
+    base_dir: Option<&Path>,
+    opts: &ImportOptions,
+) -> Result<Module, ImportError> {
     let graph = model.graph.as_ref().ok_or(ImportError::MissingGraph)?;
     let opset = default_opset(model)?;
     check_dims(graph, opts)?;
     check_ops(graph, model)?;
     let order = topo_order(graph)?;
 
-    let mut imp = Importer { opset, func: Function::new("main"), ext: ExternalData::new(base_dir), env: HashMap::new() };
+    let mut imp = Importer {
+        opset,
+        func: Function::new("main"),
+        ext: ExternalData::new(base_dir),
+        env: HashMap::new(),
+    };
 
     let mut defined: HashMap<&str, String> = HashMap::new();
     for t in &graph.initializer {
         let name = t.name.as_deref().unwrap_or("");
         if name.is_empty() {
-            return Err(ImportError::BadTensor { tensor: String::new(), message: "initializer without a name".into() });
+            return Err(ImportError::BadTensor {
+                tensor: String::new(),
+                message: "initializer without a name".into(),
+            });
         }
         if defined.insert(name, "an initializer".into()).is_some() {
             return Err(dup(name, "an initializer", "another initializer"));
@@ -194,13 +220,20 @@ pub fn import(model: &ModelProto, base_dir: Option<&Path>, opts: &ImportOptions)
     }
     if let Some(s) = graph.sparse_initializer.first() {
         let name = s.values.as_ref().and_then(|v| v.name.clone()).unwrap_or_default();
-        return Err(ImportError::BadTensor { tensor: name, message: "sparse initializers are not supported".into() });
+        return Err(ImportError::BadTensor {
+            tensor: name,
+            message: "sparse initializers are not supported".into(),
+        });
     }
     let mut params: HashSet<&str> = HashSet::new();
     for vi in &graph.input {
         let name = vi.name.as_deref().unwrap_or("");
         if name.is_empty() {
-            return Err(ImportError::BadValueType { kind: "input", name: String::new(), message: "has no name".into() });
+            return Err(ImportError::BadValueType {
+                kind: "input",
+                name: String::new(),
+                message: "has no name".into(),
+            });
         }
         if defined.contains_key(name) && !params.contains(name) {
             // Listed as an input and as an initializer: a constant with an overridable default
@@ -232,7 +265,9 @@ pub fn import(model: &ModelProto, base_dir: Option<&Path>, opts: &ImportOptions)
     for vi in &graph.output {
         let name = vi.name.clone().unwrap_or_default();
         let v = *imp.env.get(&name).ok_or_else(|| ImportError::UndefinedOutput(name.clone()))?;
-        if let Some(type_proto::Value::TensorType(_)) | None = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        if let Some(type_proto::Value::TensorType(_)) | None =
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+        {
         } else {
             return Err(ImportError::BadValueType {
                 kind: "output",
@@ -254,7 +289,11 @@ pub fn import(model: &ModelProto, base_dir: Option<&Path>, opts: &ImportOptions)
 }
 
 fn dup(tensor: &str, first: &str, second: &str) -> ImportError {
-    ImportError::Duplicate { tensor: tensor.to_string(), first: first.to_string(), second: second.to_string() }
+    ImportError::Duplicate {
+        tensor: tensor.to_string(),
+        first: first.to_string(),
+        second: second.to_string(),
+    }
 }
 
 /// All-digit names are reserved for the printer's numbering; such ONNX names get a `_` prefix.
@@ -272,7 +311,9 @@ fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
         .iter()
         .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
         .map(|o| o.version.unwrap_or(0))
-        .ok_or_else(|| ImportError::UnsupportedOpset("the model does not import the default ONNX opset".into()))?;
+        .ok_or_else(|| {
+            ImportError::UnsupportedOpset("the model does not import the default ONNX opset".into())
+        })?;
     if !(MIN_OPSET..=MAX_OPSET).contains(&v) {
         return Err(ImportError::UnsupportedOpset(format!(
             "the model uses ONNX opset {v}; edgec supports opsets {MIN_OPSET} to {MAX_OPSET} \
@@ -297,9 +338,10 @@ fn check_ops(graph: &GraphProto, model: &ModelProto) -> Result<(), ImportError> 
         let domain = n.domain.as_deref().unwrap_or("");
         let default_domain = domain.is_empty() || domain == "ai.onnx";
         if !default_domain || ops::lookup(op_type).is_none() {
-            let local = model.functions.iter().any(|f| {
-                f.name.as_deref() == Some(op_type) && f.domain.as_deref().unwrap_or("") == domain
-            });
+            let local = model
+                .functions
+                .iter()
+                .any(|f| f.name.as_deref() == Some(op_type) && f.domain.as_deref().unwrap_or("") == domain);
             if local {
                 return Err(ImportError::Unsupported {
                     node: node_name(n, i),
@@ -349,21 +391,31 @@ fn check_dims(graph: &GraphProto, opts: &ImportOptions) -> Result<(), ImportErro
 }
 
 /// The IR type of a graph input.
-fn value_type(vi: &ValueInfoProto, kind: &'static str, opts: &ImportOptions) -> Result<TensorType, ImportError> {
+fn value_type(
+    vi: &ValueInfoProto,
+    kind: &'static str,
+    opts: &ImportOptions,
+) -> Result<TensorType, ImportError> {
     let name = vi.name.clone().unwrap_or_default();
     let bad = |message: String| ImportError::BadValueType { kind, name: name.clone(), message };
     let t = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
         None => return Err(bad("has no type".into())),
-        Some(type_proto::Value::SequenceType(_)) => return Err(bad("is a sequence; only tensors are supported".into())),
-        Some(type_proto::Value::MapType(_)) => return Err(bad("is a map; only tensors are supported".into())),
+        Some(type_proto::Value::SequenceType(_)) => {
+            return Err(bad("is a sequence; only tensors are supported".into()))
+        }
+        Some(type_proto::Value::MapType(_)) => {
+            return Err(bad("is a map; only tensors are supported".into()))
+        }
         Some(type_proto::Value::OptionalType(_)) => {
             return Err(bad("is an optional; only tensors are supported".into()))
         }
         Some(type_proto::Value::SparseTensorType(_)) => {
             return Err(bad("is a sparse tensor; only dense tensors are supported".into()))
         }
-        Some(type_proto::Value::OpaqueType(_)) => return Err(bad("has an opaque type; only tensors are supported".into())),
+        Some(type_proto::Value::OpaqueType(_)) => {
+            return Err(bad("has an opaque type; only tensors are supported".into()))
+        }
     };
     let elem = tensor::scalar_type(t.elem_type.unwrap_or(0)).map_err(bad)?;
     let shape = t.shape.as_ref().ok_or_else(|| bad("has no shape (its rank is unknown)".into()))?;
@@ -371,7 +423,9 @@ fn value_type(vi: &ValueInfoProto, kind: &'static str, opts: &ImportOptions) -> 
     for d in &shape.dim {
         use super::proto::tensor_shape_proto::dimension::Value as D;
         dims.push(match &d.value {
-            Some(D::DimValue(v)) => Dim::Static(u64::try_from(*v).map_err(|_| bad(format!("has negative dim {v}")))?),
+            Some(D::DimValue(v)) => {
+                Dim::Static(u64::try_from(*v).map_err(|_| bad(format!("has negative dim {v}")))?)
+            }
             Some(D::DimParam(p)) if !p.is_empty() => match opts.dims.get(p) {
                 Some(&n) => Dim::Static(n),
                 None => Dim::Sym(p.clone()),
@@ -424,6 +478,13 @@ fn topo_order(graph: &GraphProto) -> Result<Vec<usize>, ImportError> {
             }
         }
     }
+    // Undefined graph outputs are reported before any node is built.
+    for o in &graph.output {
+        let name = o.name.as_deref().unwrap_or("");
+        if !producer.contains_key(name) && !outer.contains(name) {
+            return Err(ImportError::UndefinedOutput(name.to_string()));
+        }
+    }
     let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse(i)) = ready.pop() {
@@ -445,7 +506,10 @@ fn topo_order(graph: &GraphProto) -> Result<Vec<usize>, ImportError> {
             cur = *preds[cur].iter().find(|&&p| indegree[p] > 0).expect("a left node has a left predecessor");
         }
         let node = &graph.node[cur];
-        return Err(ImportError::Cycle { node: node_name(node, cur), op_type: node.op_type.clone().unwrap_or_default() });
+        return Err(ImportError::Cycle {
+            node: node_name(node, cur),
+            op_type: node.op_type.clone().unwrap_or_default(),
+        });
     }
     Ok(order)
 }
@@ -499,7 +563,11 @@ impl Importer {
                 continue;
             }
             let v = values.get(i).copied().ok_or_else(|| {
-                node.bad_input(format!("the node has {} outputs but the op produces {}", node.num_outputs(), values.len()))
+                node.bad_input(format!(
+                    "the node has {} outputs but the op produces {}",
+                    node.num_outputs(),
+                    values.len()
+                ))
             })?;
             self.env.insert(out.clone(), v);
         }
@@ -535,7 +603,9 @@ impl Importer {
 
     /// A 1-D `i64` constant.
     pub fn const_i64(&mut self, values: &[i64], loc: &Loc) -> Value {
-        let t = Tensor::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[values.len()]), values.to_vec()).expect("1-D"));
+        let t = Tensor::I64(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[values.len()]), values.to_vec()).expect("1-D"),
+        );
         self.const_from(&t, loc)
     }
 
@@ -556,12 +626,18 @@ impl Importer {
                 continue;
             }
             if a.ref_attr_name.is_some() {
-                return Err(node.bad_attr(name, "refers to a function attribute, which is only valid inside a function"));
+                return Err(node.bad_attr(
+                    name,
+                    "refers to a function attribute, which is only valid inside a function",
+                ));
             }
             let Some(decl) = def.attr(name) else {
                 return Err(node.bad_attr(
                     name,
-                    format!("is not an attribute of {} at opset {} (edgec op `{}`)", node.op_type, self.opset, def.name),
+                    format!(
+                        "is not an attribute of {} at opset {} (edgec op `{}`)",
+                        node.op_type, self.opset, def.name
+                    ),
                 ));
             };
             if let Some(v) = self.convert_attr(node, name, a, decl.kind)? {
@@ -586,7 +662,8 @@ impl Importer {
         want: AttrKind,
     ) -> Result<Option<Attr>, ImportError> {
         let k = attr_kind(a);
-        let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| node.bad_attr(name, "is not valid UTF-8"));
+        let utf8 =
+            |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| node.bad_attr(name, "is not valid UTF-8"));
         let attr = match (k, want) {
             (attr_type::INT, AttrKind::Type) => {
                 let dt = a.i.unwrap_or(0);
@@ -610,11 +687,14 @@ impl Importer {
                 Attr::Strs(a.strings.iter().map(|s| utf8(s)).collect::<Result<_, _>>()?)
             }
             (attr_type::TENSOR, _) => {
-                let t = a.t.as_ref().ok_or_else(|| node.bad_attr(name, "tensor attribute without a tensor"))?;
+                let t =
+                    a.t.as_ref().ok_or_else(|| node.bad_attr(name, "tensor attribute without a tensor"))?;
                 Attr::Tensor(tensor::const_tensor(t, &mut self.ext).map_err(|m| node.bad_attr(name, m))?)
             }
             (k, _) => {
-                return Err(node.bad_attr(name, format!("{} attributes are not supported", attr_type_name(k))));
+                return Err(
+                    node.bad_attr(name, format!("{} attributes are not supported", attr_type_name(k)))
+                );
             }
         };
         if !attr.fits(want) {
@@ -691,7 +771,13 @@ impl Importer {
     }
 
     /// A single-result [`Importer::emit`].
-    pub fn emit1(&mut self, node: &Node, kind: OpKind, operands: Vec<Value>, attrs: Attrs) -> Result<Value, ImportError> {
+    pub fn emit1(
+        &mut self,
+        node: &Node,
+        kind: OpKind,
+        operands: Vec<Value>,
+        attrs: Attrs,
+    ) -> Result<Value, ImportError> {
         let v = self.emit(node, kind, operands, attrs, 1)?;
         v.first().copied().ok_or_else(|| node.shape_error("op produced no result"))
     }
@@ -738,7 +824,8 @@ impl Importer {
         if !traits.contains(Traits::PURE) || traits.intersects(Traits::CONSTANT_LIKE | Traits::HAS_REGIONS) {
             return None;
         }
-        let total = types.iter().try_fold(0u64, |acc, t| t.num_elements().and_then(|n| acc.checked_add(n)))?;
+        let total =
+            types.iter().try_fold(0u64, |acc, t| t.num_elements().and_then(|n| acc.checked_add(n)))?;
         if total > FOLD_MAX_ELEMENTS {
             return None;
         }
@@ -754,7 +841,9 @@ impl Importer {
         let mut consts = Vec::with_capacity(outs.len());
         for (t, ty) in outs.iter().zip(types) {
             let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
-            if t.scalar_type() != ty.elem.storage() || ty.static_shape().map(|s| s.iter().map(|&d| d as u64).collect::<Vec<_>>()) != Some(shape) {
+            if t.scalar_type() != ty.elem.storage()
+                || ty.static_shape().map(|s| s.iter().map(|&d| d as u64).collect::<Vec<_>>()) != Some(shape)
+            {
                 return None;
             }
             consts.push(ConstTensor::from_tensor(t).with_type(ty.clone()));

@@ -55,16 +55,27 @@ pub struct ImportOptions {
 
 /// Imports an ONNX model file. External data files are resolved relative to its directory.
 pub fn import_model(path: &Path, opts: &ImportOptions) -> Result<Module, ImportError> {
-    let bytes = tensor::map_file(path).map_err(|message| ImportError::Io { path: path.to_path_buf(), message })?;
+    let bytes =
+        tensor::map_file(path).map_err(|message| ImportError::Io { path: path.to_path_buf(), message })?;
     let base = path.parent().unwrap_or(Path::new("."));
     import_model_bytes(bytes, Some(base), opts)
 }
 
 /// Imports a serialized `ModelProto`. `base_dir` is where external data files are looked up;
 /// without one, a model with external data is an error.
-pub fn import_model_bytes(bytes: Bytes, base_dir: Option<&Path>, opts: &ImportOptions) -> Result<Module, ImportError> {
-    let model = proto::ModelProto::decode(bytes).map_err(|e| ImportError::Malformed(e.to_string()))?;
+pub fn import_model_bytes(
+    bytes: Bytes,
+    base_dir: Option<&Path>,
+    opts: &ImportOptions,
+) -> Result<Module, ImportError> {
+    let model = proto::ModelProto::decode(bytes).map_err(decode_error)?;
     import::import(&model, base_dir, opts)
+}
+
+/// prost's message without its generic prefix (ours already says "malformed ONNX protobuf").
+fn decode_error(e: prost::DecodeError) -> ImportError {
+    let m = e.to_string();
+    ImportError::Malformed(m.strip_prefix("failed to decode Protobuf message: ").unwrap_or(&m).to_string())
 }
 
 /// The ONNX op types (default domain) the frontend maps onto the IR.
@@ -75,7 +86,7 @@ pub fn supported_op_types() -> impl Iterator<Item = &'static str> {
 /// Decodes a serialized `TensorProto` (the `input_N.pb` / `output_N.pb` files of ONNX backend
 /// tests) into its name and value.
 pub fn decode_tensor_proto(bytes: &[u8]) -> Result<(String, Tensor), ImportError> {
-    let t = proto::TensorProto::decode(bytes).map_err(|e| ImportError::Malformed(e.to_string()))?;
+    let t = proto::TensorProto::decode(bytes).map_err(decode_error)?;
     let name = t.name.clone().unwrap_or_default();
     let bad = |message: String| ImportError::BadTensor { tensor: name.clone(), message };
     let c = tensor::const_tensor(&t, &mut tensor::ExternalData::new(None)).map_err(bad)?;

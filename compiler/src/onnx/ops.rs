@@ -207,13 +207,15 @@ fn constant(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Im
             if k == want {
                 Ok(())
             } else {
-                Err(node.bad_attr(name, format!("must be {}, found {}", attr_type_name(want), attr_type_name(k))))
+                Err(node
+                    .bad_attr(name, format!("must be {}, found {}", attr_type_name(want), attr_type_name(k))))
             }
         };
         let c = match name {
             "value" => {
                 expect(attr_type::TENSOR)?;
-                let t = a.t.as_ref().ok_or_else(|| node.bad_attr(name, "tensor attribute without a tensor"))?;
+                let t =
+                    a.t.as_ref().ok_or_else(|| node.bad_attr(name, "tensor attribute without a tensor"))?;
                 tensor::const_tensor(t, &mut imp.ext).map_err(|m| node.bad_attr(name, m))?
             }
             "value_float" => {
@@ -223,7 +225,9 @@ fn constant(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Im
             "value_floats" => {
                 expect(attr_type::FLOATS)?;
                 let v = a.floats.clone();
-                ConstTensor::from_tensor(&Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")))
+                ConstTensor::from_tensor(&Tensor::F32(
+                    ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"),
+                ))
             }
             "value_int" => {
                 expect(attr_type::INT)?;
@@ -232,7 +236,9 @@ fn constant(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Im
             "value_ints" => {
                 expect(attr_type::INTS)?;
                 let v = a.ints.clone();
-                ConstTensor::from_tensor(&Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")))
+                ConstTensor::from_tensor(&Tensor::I64(
+                    ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D"),
+                ))
             }
             "value_string" | "value_strings" => {
                 return Err(node.unsupported("string tensors are not supported"));
@@ -244,7 +250,8 @@ fn constant(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Im
             return Err(node.bad_attr(name, "a Constant must have exactly one value attribute"));
         }
     }
-    let c = value.ok_or_else(|| node.bad_attr("value", "a Constant must have exactly one value attribute"))?;
+    let c =
+        value.ok_or_else(|| node.bad_attr("value", "a Constant must have exactly one value attribute"))?;
     Ok(vec![imp.constant(c, &node.loc)])
 }
 
@@ -256,7 +263,9 @@ fn identity(_: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Impo
 /// A scalar from a constant input, for inputs that must be known at compile time.
 fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result<Option<f64>, ImportError> {
     let Some(v) = node.input(i) else { return Ok(None) };
-    let t = imp.const_value(v).ok_or_else(|| node.unsupported(format!("{what} must be a compile-time constant")))?;
+    let t = imp
+        .const_value(v)
+        .ok_or_else(|| node.unsupported(format!("{what} must be a compile-time constant")))?;
     let vals = t.to_f64_vec();
     match vals.as_slice() {
         [x] => Ok(Some(*x)),
@@ -289,7 +298,12 @@ fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Imp
             _ => {
                 let shape = imp.emit1(node, OpKind::Shape, vec![x], Attrs::new())?;
                 let one = ConstTensor::from_tensor(&Tensor::Bool(ArrayD::from_elem(IxDyn(&[1]), true)));
-                imp.emit1(node, OpKind::ConstantOfShape, vec![shape], Attrs::new().with("value", Attr::Tensor(one)))?
+                imp.emit1(
+                    node,
+                    OpKind::ConstantOfShape,
+                    vec![shape],
+                    Attrs::new().with("value", Attr::Tensor(one)),
+                )?
             }
         };
         outs.push(mask);
@@ -316,10 +330,19 @@ fn squeeze(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, 
 }
 
 /// Moves an `axes` attribute to a constant second operand.
-fn axes_attr_to_input(imp: &mut Importer, node: &Node, kind: OpKind, required: bool) -> Result<Vec<Value>, ImportError> {
+fn axes_attr_to_input(
+    imp: &mut Importer,
+    node: &Node,
+    kind: OpKind,
+    required: bool,
+) -> Result<Vec<Value>, ImportError> {
     let x = required_input(node, 0)?;
     if node.inputs.len() > 1 {
-        return Err(node.bad_input(format!("takes 1 input at opset {}, found {}", imp.opset, node.inputs.len())));
+        return Err(node.bad_input(format!(
+            "takes 1 input at opset {}, found {}",
+            imp.opset,
+            node.inputs.len()
+        )));
     }
     let attrs = imp.convert_attrs(node, kind, &["axes"])?;
     let mut operands = vec![x];
@@ -351,7 +374,11 @@ fn split(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, Im
     if imp.opset < 13 {
         let x = required_input(node, 0)?;
         if node.inputs.len() > 1 {
-            return Err(node.bad_input(format!("takes 1 input at opset {}, found {}", imp.opset, node.inputs.len())));
+            return Err(node.bad_input(format!(
+                "takes 1 input at opset {}, found {}",
+                imp.opset,
+                node.inputs.len()
+            )));
         }
         attrs = imp.convert_attrs(node, kind, &["split"])?;
         operands = vec![x];
@@ -395,7 +422,8 @@ fn softmax(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, 
         None => imp.emit1(node, OpKind::Shape, vec![x], Attrs::new())?,
     };
     // `allowzero`: the shape is the input's actual shape, zeros included.
-    let out = imp.emit1(node, OpKind::Reshape, vec![sm, shape], Attrs::new().with("allowzero", Attr::Int(1)))?;
+    let out =
+        imp.emit1(node, OpKind::Reshape, vec![sm, shape], Attrs::new().with("allowzero", Attr::Int(1)))?;
     Ok(vec![out])
 }
 
@@ -452,13 +480,21 @@ fn group_norm(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value
 }
 
 /// Repeats each of the `groups` elements of `v` `per` times (a 1-D tensor of `groups * per`).
-fn per_channel(imp: &mut Importer, node: &Node, v: Value, groups: u64, per: u64) -> Result<Value, ImportError> {
+fn per_channel(
+    imp: &mut Importer,
+    node: &Node,
+    v: Value,
+    groups: u64,
+    per: u64,
+) -> Result<Value, ImportError> {
     let ty = imp.ty(v).clone();
     if ty.num_elements() == Some(groups * per) && ty.rank() == 1 {
         return Ok(v); // already per channel
     }
     if ty.rank() != 1 || ty.dims[0] != Dim::Static(groups) {
-        return Err(node.bad_input(format!("scale and bias must have {groups} elements (one per group), found {ty}")));
+        return Err(
+            node.bad_input(format!("scale and bias must have {groups} elements (one per group), found {ty}"))
+        );
     }
     let elem = ty.elem.clone();
     if let Some(c) = imp.const_tensor(v).cloned() {

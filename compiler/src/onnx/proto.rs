@@ -97,7 +97,7 @@ pub mod data_type {
             INT2 => "INT2",
             FLOAT6E2M3 => "FLOAT6E2M3",
             FLOAT6E3M2 => "FLOAT6E3M2",
-            other => return format!("data type {other}"),
+            other => return other.to_string(),
         };
         s.to_string()
     }

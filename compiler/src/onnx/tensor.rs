@@ -63,7 +63,8 @@ pub fn checked_dims(dims: &[i64], elem: ScalarType) -> Result<(Vec<u64>, u64, u6
         n = n.checked_mul(d).ok_or_else(|| format!("dims {dims:?} overflow the element count"))?;
         out.push(d);
     }
-    let bits = n.checked_mul(elem.bits() as u64).ok_or_else(|| format!("dims {dims:?} overflow the byte size"))?;
+    let bits =
+        n.checked_mul(elem.bits() as u64).ok_or_else(|| format!("dims {dims:?} overflow the byte size"))?;
     Ok((out, n, bits.div_ceil(8)))
 }
 
@@ -80,7 +81,11 @@ pub struct ExternalData {
 
 impl ExternalData {
     pub fn new(base_dir: Option<&Path>) -> Self {
-        ExternalData { base_dir: base_dir.map(Path::to_path_buf), canonical_base: None, files: HashMap::new() }
+        ExternalData {
+            base_dir: base_dir.map(Path::to_path_buf),
+            canonical_base: None,
+            files: HashMap::new(),
+        }
     }
 
     /// The bytes `[offset, offset + length)` of `location` (to the end of the file when
@@ -97,7 +102,9 @@ impl ExternalData {
         if location.is_empty()
             || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            return Err(format!("external data location {location:?} is not a relative path inside the model directory"));
+            return Err(format!(
+                "external data location {location:?} is not a relative path inside the model directory"
+            ));
         }
         let full = base.join(rel);
         let canonical = full
@@ -105,8 +112,10 @@ impl ExternalData {
             .map_err(|e| format!("external data file {} is missing: {e}", full.display()))?;
         if self.canonical_base.is_none() {
             let b = if base.as_os_str().is_empty() { Path::new(".") } else { base.as_path() };
-            self.canonical_base =
-                Some(b.canonicalize().map_err(|e| format!("cannot resolve model directory {}: {e}", b.display()))?);
+            self.canonical_base = Some(
+                b.canonicalize()
+                    .map_err(|e| format!("cannot resolve model directory {}: {e}", b.display()))?,
+            );
         }
         let cbase = self.canonical_base.as_ref().expect("set above");
         if !canonical.starts_with(cbase) {
@@ -146,7 +155,8 @@ pub fn map_file(path: &Path) -> Result<Bytes, String> {
     // SAFETY: the map is read-only. Like every mmap-based loader we assume the file is not
     // truncated or rewritten while the compiler runs (that would be a SIGBUS, not UB in Rust
     // terms that we could guard against).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))?;
     Ok(Bytes::from_owner(map))
 }
 
@@ -166,8 +176,13 @@ pub fn const_tensor(t: &TensorProto, ext: &mut ExternalData) -> Result<ConstTens
             let v = e.value.as_deref().unwrap_or("");
             match e.key.as_deref().unwrap_or("") {
                 "location" => location = Some(v),
-                "offset" => offset = v.parse().map_err(|_| format!("external data offset {v:?} is not a number"))?,
-                "length" => length = Some(v.parse().map_err(|_| format!("external data length {v:?} is not a number"))?),
+                "offset" => {
+                    offset = v.parse().map_err(|_| format!("external data offset {v:?} is not a number"))?
+                }
+                "length" => {
+                    length =
+                        Some(v.parse().map_err(|_| format!("external data length {v:?} is not a number"))?)
+                }
                 _ => {} // "checksum" and unknown keys carry no layout information
             }
         }
@@ -192,7 +207,11 @@ pub fn const_tensor(t: &TensorProto, ext: &mut ExternalData) -> Result<ConstTens
 }
 
 fn typed_len(t: &TensorProto) -> usize {
-    t.float_data.len() + t.int32_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len()
+    t.float_data.len()
+        + t.int32_data.len()
+        + t.int64_data.len()
+        + t.double_data.len()
+        + t.uint64_data.len()
         + t.string_data.len()
 }
 
