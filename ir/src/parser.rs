@@ -1324,11 +1324,30 @@ func @\"second fn\"() -> () {
         inner.ret(vec![a0, a1]);
         f.ops[sg].regions.push(Region { blocks: vec![rb] });
         let r0 = f.ops[sg].results[0];
-        Builder::new(&mut f).ret(vec![r0, y, big]);
-        f.result_names = vec!["out".into(), "y copy".into(), "".into()];
+        // Ops whose result types come from their shape rules.
+        let mut b = Builder::new(&mut f);
+        let sum = b.op(OpKind::Add, vec![r0, w], Attrs::new(), Loc::name("Add")).unwrap();
+        let k = b.constant(
+            ConstTensor::from_tensor(&Tensor::I64(ArrayD::from_elem(IxDyn(&[1]), 2))),
+            Loc::Unknown,
+        );
+        let top = b
+            .op_n(OpKind::TopK, vec![y, k], Attrs::new().with("largest", Attr::Int(0)), Loc::name("TopK"), 2)
+            .unwrap();
+        let idx = b.func.ops[top].results[1];
+        let cast = b
+            .op(OpKind::Cast, vec![idx], Attrs::new().with("to", Attr::Type(ScalarType::F16)), Loc::Unknown)
+            .unwrap();
+        b.ret(vec![sum, y, big, cast]);
+        f.result_names = vec!["out".into(), "y copy".into(), "".into(), "indices".into()];
         let m = Module { functions: vec![f] };
         crate::verify::verify_module(&m).unwrap();
         let text = print_module(&m);
+        assert!(text.contains("%6 = math.add %3, %1 : tensor<{batch}x4xf32> loc(\"Add\")"), "{text}");
+        assert!(
+            text.contains("%8, %9 = nn.top_k %0, %7 {largest = 0} : tensor<2xi64>, tensor<2xi64>"),
+            "{text}"
+        );
         let parsed = parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         crate::verify::verify_module(&parsed).unwrap();
         assert_eq!(print_module(&parsed), text);
