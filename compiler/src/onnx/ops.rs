@@ -273,17 +273,18 @@ fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result
     }
 }
 
-/// `Dropout` at inference: the output is the input. In training mode with a non-zero ratio it
-/// would be random, which a compiler for inference does not support.
+/// `Dropout`: at inference (no `training_mode`, or a constant false) the output is the input and
+/// the mask all true. Otherwise the node becomes `nn.dropout`, whose random stream edgec defines
+/// (see `edgec_ir::ops::random`).
 fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
     let x = required_input(node, 0)?;
     if imp.opset >= 12 {
-        let training = const_scalar_f64(imp, node, 2, "training_mode")?.unwrap_or(0.0) != 0.0;
-        if training {
-            let ratio = const_scalar_f64(imp, node, 1, "ratio")?.unwrap_or(0.5);
-            if ratio > 0.0 {
-                return Err(node.unsupported("Dropout in training mode is not supported"));
-            }
+        let inference = match node.input(2) {
+            None => true,
+            Some(t) => imp.const_value(t).is_some_and(|v| v.to_f64_vec().iter().all(|&b| b == 0.0)),
+        };
+        if !inference {
+            return simple(imp, node, OpKind::Dropout);
         }
     }
     let mut outs = vec![x];
