@@ -278,7 +278,15 @@ fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result
 fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
     let x = required_input(node, 0)?;
     if imp.opset >= 12 {
-        let training = const_scalar_f64(imp, node, 2, "training_mode")?.unwrap_or(0.0) != 0.0;
+        let training = match node.input(2) {
+            Some(v) if imp.const_value(v).is_none() => {
+                // Known only at run time: the model may run in training mode.
+                return Err(node.unsupported(
+                    "training_mode is not a compile-time constant (Dropout in training mode is not supported)",
+                ));
+            }
+            _ => const_scalar_f64(imp, node, 2, "training_mode")?.unwrap_or(0.0) != 0.0,
+        };
         if training {
             let ratio = const_scalar_f64(imp, node, 1, "ratio")?.unwrap_or(0.5);
             if ratio > 0.0 {
