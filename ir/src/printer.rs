@@ -175,7 +175,8 @@ impl Printer<'_> {
 
 fn print_function_into(out: &mut String, f: &Function, opts: PrintOptions) {
     let mut p = Printer { f, opts, names: SecondaryMap::with_default(None), next: 0 };
-    let _ = write!(out, "func @{}(", if is_bare_value_name(&f.name) { f.name.clone() } else { quote(&f.name) });
+    let _ =
+        write!(out, "func @{}(", if is_bare_value_name(&f.name) { f.name.clone() } else { quote(&f.name) });
     for (i, &a) in f.params().iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
@@ -242,13 +243,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn print_dense(out: &mut String, t: &ConstTensor, opts: PrintOptions) {
     if let Some(limit) = opts.elide_constants_over {
         if t.bytes.len() > limit {
-            let _ = write!(
-                out,
-                "dense_elided<{} bytes, fnv:{:016x}> : {}",
-                t.bytes.len(),
-                fnv1a(&t.bytes),
-                t.ty
-            );
+            let _ =
+                write!(out, "dense_elided<{} bytes, fnv:{:016x}> : {}", t.bytes.len(), fnv1a(&t.bytes), t.ty);
             return;
         }
     }
@@ -329,4 +325,77 @@ fn fmt_f32(out: &mut String, v: f32) {
     } else {
         let _ = write!(out, "{v:?}");
     }
+}
+
+/// The op reference (`docs/ops.md`), generated from the registry so that it never drifts from
+/// the declarations: every op of [`OpKind::ALL`] grouped by dialect, with its summary,
+/// signature, attributes (kind, whether required, documented default) and traits.
+pub fn op_reference_markdown() -> String {
+    use crate::ops::{AttrReq, OpKind};
+    let mut dialects: Vec<(&str, Vec<OpKind>)> = Vec::new();
+    for &k in OpKind::ALL {
+        let d = k.def().dialect();
+        match dialects.iter_mut().find(|(n, _)| *n == d) {
+            Some((_, ops)) => ops.push(k),
+            None => dialects.push((d, vec![k])),
+        }
+    }
+    let anchor = |name: &str| {
+        name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect::<String>()
+    };
+    let code_list = |items: &[&str]| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let cell = |s: &str| s.replace('|', "\\|");
+
+    let mut out = String::new();
+    out.push_str("# Op reference\n\n");
+    out.push_str(
+        "Generated from the op registry (`ir/src/ops/`) by `edgec_ir::printer::op_reference_markdown`; \
+         do not edit by hand. `cargo test -p edgec-testsuite --test filetests` fails when this file is \
+         out of date, and `EDGEC_BLESS=1` regenerates it. The text form and the conventions shared by \
+         all ops are described in [ir.md](ir.md).\n\n",
+    );
+    out.push_str(
+        "Signature markers: `x?` an optional operand or result, `xs+` one or more, `xs...` zero or \
+         more. Attribute kinds are those of the text form (`int`, `float`, `string`, `ints`, \
+         `floats`, `strings`, `type`, `tensor`); an optional attribute that is absent takes the \
+         default shown.\n\n",
+    );
+    let _ = writeln!(out, "{} ops in {} dialects.\n", OpKind::ALL.len(), dialects.len());
+    out.push_str("| dialect | ops |\n|---|---|\n");
+    for (d, ops) in &dialects {
+        let links: Vec<String> =
+            ops.iter().map(|k| format!("[`{0}`](#{1})", k.name(), anchor(k.name()))).collect();
+        let _ = writeln!(out, "| `{d}` | {} |", links.join(", "));
+    }
+    for (d, ops) in &dialects {
+        let _ = write!(out, "\n## `{d}`\n");
+        for k in ops {
+            let def = k.def();
+            let _ = write!(out, "\n### `{}`\n\n{}\n\n", def.name, def.summary);
+            let _ = writeln!(out, "- operands: {}", code_list(def.operands));
+            let _ = writeln!(out, "- results: {}", code_list(def.results));
+            let traits: Vec<&str> = def.traits.iter_names().map(|(n, _)| n).collect();
+            let _ = writeln!(out, "- traits: {}", code_list(&traits));
+            if def.attrs.is_empty() {
+                out.push_str("- attributes: none\n");
+            } else {
+                out.push_str("- attributes:\n\n| name | kind | required | default |\n|---|---|---|---|\n");
+                for a in def.attrs {
+                    let (req, default) = match a.req {
+                        AttrReq::Required => ("yes", "—".to_string()),
+                        AttrReq::Optional if a.default.is_empty() => ("no", "(none)".to_string()),
+                        AttrReq::Optional => ("no", format!("`{}`", cell(a.default))),
+                    };
+                    let _ = writeln!(out, "| `{}` | {} | {req} | {default} |", a.name, a.kind.name());
+                }
+            }
+        }
+    }
+    out
 }

@@ -5,8 +5,9 @@
 //!    (`func.return`, `builtin.yield`) appears only as the last op of a block, and every region
 //!    block ends with `builtin.yield`. The number of result names equals the number of returned
 //!    values.
-//! 2. **Placement.** Every op appears in exactly one block; every block belongs to the body or
-//!    to exactly one region.
+//! 2. **Placement.** Every op appears in at most one block, and every block is the body or
+//!    belongs to one region, once. (An op in no block is a dead arena entry left by a pass; it is
+//!    ignored, and dominance guarantees that nothing placed uses its results.)
 //! 3. **SSA.** Every value is defined once; its recorded definition (`ValueDef`) matches the op
 //!    result or block argument that holds it.
 //! 4. **Dominance.** Every operand is defined before its use: by an earlier op of the same block,
@@ -19,7 +20,8 @@
 //!    types equal the result types.
 //! 8. **Types.** Each op's result types are compatible with what its shape rule infers from the
 //!    operand types (and known constant operands): same element type and rank, equal static
-//!    dims. `builtin.constant`'s result type equals its value's type.
+//!    dims. `builtin.constant`'s value has a static type whose size matches its bytes, and the
+//!    result type equals that type exactly.
 //! 9. **Names.** Named values are unique within a function and are not all-digit (numbers are
 //!    reserved for the printer).
 
@@ -79,15 +81,10 @@ pub fn verify_function(f: &Function) -> Result<(), IrError> {
             }
         }
     }
+    // 2. Placement is checked while walking: `op_seen`/`block_seen` reject a second use. Unplaced
+    // ops are dead arena entries left by a pass; dominance already guarantees that nothing placed
+    // refers to their results.
     v.block(f.body, OpKind::Return)?;
-    // 2. every op placed
-    for op in f.ops.keys() {
-        if !*v.op_seen.get(op) {
-            // Unplaced ops are dead arena entries left by a pass; they are allowed only if
-            // nothing placed refers to their results, which dominance already guarantees.
-            continue;
-        }
-    }
     Ok(())
 }
 
@@ -127,7 +124,11 @@ impl Verifier<'_> {
         match ops.last() {
             Some(&last) if f.ops[last].kind == terminator => {}
             _ => {
-                return Err(err(f, ops.last().copied(), format!("block must end with `{}`", terminator.name())))
+                return Err(err(
+                    f,
+                    ops.last().copied(),
+                    format!("block must end with `{}`", terminator.name()),
+                ))
             }
         }
         // Values defined in this block are visible only within it (and nested regions); undo
@@ -194,7 +195,12 @@ impl Verifier<'_> {
                     return Err(err(
                         f,
                         Some(op),
-                        format!("attribute `{}` must be {}, found {}", ad.name, ad.kind.name(), a.kind().name()),
+                        format!(
+                            "attribute `{}` must be {}, found {}",
+                            ad.name,
+                            ad.kind.name(),
+                            a.kind().name()
+                        ),
                     ));
                 }
                 _ => {}
@@ -215,10 +221,33 @@ impl Verifier<'_> {
         let f = self.f;
         let d = &f.ops[op];
         let declared: Vec<_> = d.results.iter().map(|&r| f.values[r].ty.clone()).collect();
+        if let (OpKind::Constant, Some(t)) = (d.kind, d.attrs.tensor("value")) {
+            // The value is known, so the type must be exact (the general rule below tolerates
+            // symbolic/unknown dims on one side), and the bytes must be the type's size.
+            match t.ty.size_bytes() {
+                None => return Err(err(f, Some(op), format!("constant value has non-static type {}", t.ty))),
+                Some(n) if n != t.bytes.len() as u64 => {
+                    return Err(err(
+                        f,
+                        Some(op),
+                        format!("constant value has {} bytes but its type {} needs {n}", t.bytes.len(), t.ty),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if let Some(dec) = declared.first().filter(|&dec| *dec != t.ty) {
+                return Err(err(
+                    f,
+                    Some(op),
+                    format!("result #0 is declared {dec} but its value has type {}", t.ty),
+                ));
+            }
+        }
         let inferred = match d.kind {
             OpKind::Return | OpKind::Yield => return Ok(()),
             OpKind::Subgraph => {
-                let region = d.regions.first().ok_or_else(|| err(f, Some(op), "subgraph has no region".into()))?;
+                let region =
+                    d.regions.first().ok_or_else(|| err(f, Some(op), "subgraph has no region".into()))?;
                 if region.blocks.len() != 1 || d.regions.len() != 1 {
                     return Err(err(f, Some(op), "subgraph takes exactly one region with one block".into()));
                 }
@@ -226,7 +255,11 @@ impl Verifier<'_> {
                 let arg_tys: Vec<_> = blk.args.iter().map(|&a| &f.values[a].ty).collect();
                 let opnd_tys: Vec<_> = d.operands.iter().map(|&a| &f.values[a].ty).collect();
                 if arg_tys != opnd_tys {
-                    return Err(err(f, Some(op), "region argument types differ from the operand types".into()));
+                    return Err(err(
+                        f,
+                        Some(op),
+                        "region argument types differ from the operand types".into(),
+                    ));
                 }
                 let y = *blk.ops.last().expect("checked terminator");
                 f.ops[y].operands.iter().map(|&v| f.values[v].ty.clone()).collect()
@@ -234,7 +267,12 @@ impl Verifier<'_> {
             _ => {
                 let operands: Vec<_> = d.operands.iter().map(|&v| f.values[v].ty.clone()).collect();
                 let consts: Vec<Option<Tensor>> = d.operands.iter().map(|&v| constant_value(f, v)).collect();
-                let ctx = InferCtx { attrs: &d.attrs, operands: &operands, consts: &consts, num_results: d.results.len() };
+                let ctx = InferCtx {
+                    attrs: &d.attrs,
+                    operands: &operands,
+                    consts: &consts,
+                    num_results: d.results.len(),
+                };
                 (d.kind.def().infer)(&ctx).map_err(|m| err(f, Some(op), m))?
             }
         };
@@ -247,7 +285,11 @@ impl Verifier<'_> {
         }
         for (i, (inf, dec)) in inferred.iter().zip(&declared).enumerate() {
             if !dec.is_compatible_with(inf) {
-                return Err(err(f, Some(op), format!("result #{i} is declared {dec} but the shape rule gives {inf}")));
+                return Err(err(
+                    f,
+                    Some(op),
+                    format!("result #{i} is declared {dec} but the shape rule gives {inf}"),
+                ));
             }
         }
         Ok(())
@@ -275,5 +317,118 @@ pub fn constant_value(f: &Function, v: Value) -> Option<Tensor> {
             t.to_tensor().ok()
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Invariants that the text form cannot express (the parser builds well-formed arenas, gives
+    //! each name one definition and takes result names from the signature) are tested here by
+    //! corrupting modules built in memory; the others are covered by the filetests in
+    //! `testsuite/filetests/verify/`.
+
+    use super::*;
+    use crate::attr::{Attr, Attrs};
+    use crate::builder::Builder;
+    use crate::entity::EntityRef;
+    use crate::module::{BlockData, Region};
+    use crate::tensor::ConstTensor;
+    use crate::types::{ScalarType, TensorType};
+
+    fn scalar() -> TensorType {
+        TensorType::of(&[], ScalarType::F32)
+    }
+
+    /// `f(x) = subgraph(x) { yield }` with one constant in the body.
+    fn sample() -> (Function, Op, Op) {
+        let mut f = Function::new("f");
+        let x = f.add_param(scalar(), Some("x".into()));
+        let mut b = Builder::new(&mut f);
+        let c = b.constant(ConstTensor::from_tensor(&Tensor::zeros(ScalarType::F32, &[])), Loc::Unknown);
+        let sg = b.op_typed(OpKind::Subgraph, vec![x], vec![scalar()], Attrs::new(), Loc::Unknown);
+        let rb = f.blocks.push(BlockData::default());
+        let a = f.add_block_arg(rb, scalar(), None);
+        Builder { func: &mut f, block: rb }.ret(vec![a]);
+        f.ops[sg].regions.push(Region { blocks: vec![rb] });
+        let r = f.ops[sg].results[0];
+        Builder::new(&mut f).ret(vec![r, c]);
+        f.result_names = vec!["r".into(), "c".into()];
+        let c_op = match f.values[c].def {
+            ValueDef::Result { op, .. } => op,
+            _ => unreachable!(),
+        };
+        (f, sg, c_op)
+    }
+
+    fn message(f: &Function) -> String {
+        verify_function(f).expect_err("verifier accepted a broken function").message().to_string()
+    }
+
+    #[test]
+    fn sample_is_valid() {
+        verify_function(&sample().0).unwrap();
+    }
+
+    #[test]
+    fn result_names_match_returned_values() {
+        let (mut f, _, _) = sample();
+        f.result_names.pop();
+        assert_eq!(message(&f), "function has 1 result names but returns 2 values");
+    }
+
+    #[test]
+    fn op_placed_twice() {
+        let (mut f, _, c) = sample();
+        let body = f.body;
+        f.blocks[body].ops.insert(1, c);
+        assert_eq!(message(&f), "op appears in two places");
+    }
+
+    #[test]
+    fn block_used_twice() {
+        let (mut f, sg, _) = sample();
+        let rb = f.ops[sg].regions[0].blocks[0];
+        f.ops[sg].regions.push(Region { blocks: vec![rb] });
+        assert!(message(&f).contains("is used twice"));
+        let (mut f, sg, _) = sample();
+        let body = f.body;
+        f.ops[sg].regions[0].blocks[0] = body;
+        assert!(message(&f).contains("is used twice"));
+    }
+
+    #[test]
+    fn value_defined_twice() {
+        let (mut f, sg, c) = sample();
+        // The subgraph's result is also listed as a result of the constant.
+        let r = f.ops[sg].results[0];
+        f.ops[c].results[0] = r;
+        assert!(message(&f).contains("records a different definition"), "{}", message(&f));
+        let (mut f, _, _) = sample();
+        let x = f.params()[0];
+        let body = f.body;
+        f.blocks[body].args.push(x);
+        assert!(message(&f).contains("is defined twice"), "{}", message(&f));
+    }
+
+    #[test]
+    fn operand_refers_to_missing_value() {
+        let (mut f, sg, _) = sample();
+        f.ops[sg].operands[0] = Value::new(999);
+        assert!(message(&f).contains("is used before it is defined"));
+    }
+
+    #[test]
+    fn names_used_twice() {
+        let (mut f, sg, _) = sample();
+        let r = f.ops[sg].results[0];
+        f.values[r].name = Some("x".into());
+        assert_eq!(message(&f), "value name \"x\" is used twice");
+    }
+
+    #[test]
+    fn constant_bytes_match_type() {
+        let (mut f, _, c) = sample();
+        f.ops[c].attrs.set("value", Attr::Tensor(ConstTensor { ty: scalar(), bytes: vec![0u8; 3].into() }));
+        assert_eq!(message(&f), "constant value has 3 bytes but its type tensor<f32> needs 4");
     }
 }

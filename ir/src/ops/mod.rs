@@ -14,10 +14,20 @@
 
 pub mod builtin;
 pub mod elementwise;
+pub mod elementwise_kernels;
 pub mod linalg;
+mod linalg_attention;
+mod linalg_conv;
+mod linalg_einsum;
+mod linalg_pool;
+#[cfg(test)]
+mod linalg_testdata;
 pub mod quant;
 pub mod reduce;
+pub mod reduce_norm;
 pub mod shape;
+pub mod shape_index;
+pub mod shape_resample;
 pub mod util;
 
 use crate::attr::{AttrKind, Attrs};
@@ -291,6 +301,13 @@ op_table! {
     InstanceNorm => reduce::INSTANCE_NORM,
     GroupNorm => reduce::GROUP_NORM,
     RmsNorm => reduce::RMS_NORM,
+    ReduceL1 => reduce::REDUCE_L1,
+    ReduceLogSum => reduce::REDUCE_LOG_SUM,
+    ReduceLogSumExp => reduce::REDUCE_LOG_SUM_EXP,
+    CumProd => reduce::CUM_PROD,
+    Hardmax => reduce::HARDMAX,
+    LpNorm => reduce::LP_NORM,
+    MeanVarianceNorm => reduce::MEAN_VARIANCE_NORM,
 
     // nn: linear algebra, convolution, pooling, attention
     MatMul => linalg::MATMUL,

@@ -1,0 +1,117 @@
+//! The command-line contract scripts rely on: exit codes, one-line errors, `.npz` outputs
+//! named after graph outputs, no half-written outputs, `bench --json`.
+
+use edgec_testsuite::cli::edgec;
+use edgec_testsuite::zoo::{discover, zoo_dir};
+use std::path::PathBuf;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgec-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+fn stderr_line(out: &std::process::Output) -> String {
+    let s = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(s.lines().count(), 1, "expected one line on stderr, got: {s}");
+    s
+}
+
+fn dcgan() -> edgec_testsuite::zoo::ZooModel {
+    discover(&zoo_dir()).into_iter().find(|m| m.name == "dcgan").expect("zoo model dcgan")
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_eq!(edgec(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(edgec(&["run", "x.onnx"]).status.code(), Some(2), "missing required flags");
+    let m = dcgan();
+    let model = m.model();
+    let model = model.to_str().unwrap();
+    let inputs = m.inputs();
+    let inputs = inputs.to_str().unwrap();
+    let out = tmp("never.npz");
+    let out_s = out.to_str().unwrap();
+    for args in [
+        vec!["run", model, "--inputs", inputs, "-o", out_s, "--target", "no-such-target"],
+        vec!["run", model, "--inputs", inputs, "-o", out_s, "--dim", "seq"],
+        vec!["run", model, "--inputs", inputs, "-o", out_s, "--dim", "seq=-1"],
+        vec!["run", model, "--inputs", inputs, "-o", out_s, "--quantize", "int3"],
+        vec!["compile", model, "--target", "interp", "-o", out_s],
+    ] {
+        let o = edgec(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(stderr_line(&o).starts_with("edgec: error: "));
+        assert!(!out.exists(), "{args:?} left an output behind");
+    }
+}
+
+#[test]
+fn missing_files_and_mismatched_inputs_exit_2() {
+    let out = tmp("x.npz");
+    let o = edgec(&["import", "/nonexistent/model.onnx"]);
+    assert_eq!(o.status.code(), Some(2));
+    stderr_line(&o);
+    // gpt2's inputs fed to dcgan: names do not match the model's inputs.
+    let models = discover(&zoo_dir());
+    let d = models.iter().find(|m| m.name == "dcgan").unwrap();
+    let g = models.iter().find(|m| m.name == "gpt2").unwrap();
+    let o = edgec(&[
+        "run",
+        d.model().to_str().unwrap(),
+        "--inputs",
+        g.inputs().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--target",
+        "interp",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stderr_line(&o).contains("input"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn run_writes_outputs_named_after_graph_outputs() {
+    let m = dcgan();
+    let out = tmp("dcgan.npz");
+    let o = edgec(&[
+        "run",
+        m.model().to_str().unwrap(),
+        "--inputs",
+        m.inputs().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--target",
+        "interp",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = edgec::io::read_npz(&out).expect("output npz");
+    let want = edgec::io::read_npz(&m.reference()).expect("ref npz");
+    let got_names: Vec<_> = got.iter().map(|(n, _)| n.clone()).collect();
+    let want_names: Vec<_> = want.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(got_names, want_names);
+}
+
+#[test]
+fn import_then_opt_round_trips_and_bench_prints_json() {
+    let m = dcgan();
+    let eir = tmp("dcgan.eir");
+    let o = edgec(&["import", m.model().to_str().unwrap(), "-o", eir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&eir).unwrap();
+    let o = edgec(&["opt", eir.to_str().unwrap(), "--passes=verify,dce,verify", "--time-passes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text, "an imported model has nothing dead to remove");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dce"));
+    let o = edgec(&["opt", eir.to_str().unwrap(), "--passes=nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    // The IR text file runs like the ONNX model.
+    let o = edgec(&["bench", eir.to_str().unwrap(), "--inputs", m.inputs().to_str().unwrap(), "--target", "interp", "--runs", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["min_ms"].as_f64().unwrap() <= v["median_ms"].as_f64().unwrap());
+    assert_eq!(v["runs"], 3);
+}
