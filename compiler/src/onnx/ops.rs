@@ -96,11 +96,18 @@ static TABLE: &[Entry] = &[
     e("ReduceProd", K::ReduceProd, reduce),
     e("ReduceL2", K::ReduceL2, reduce),
     e("ReduceSumSquare", K::ReduceSumSquare, reduce),
+    e("ReduceL1", K::ReduceL1, reduce),
+    e("ReduceLogSum", K::ReduceLogSum, reduce),
+    e("ReduceLogSumExp", K::ReduceLogSumExp, reduce),
     e("ArgMax", K::ArgMax, simple),
     e("ArgMin", K::ArgMin, simple),
     e("Softmax", K::Softmax, softmax),
     e("LogSoftmax", K::LogSoftmax, softmax),
     e("CumSum", K::CumSum, simple),
+    e("CumProd", K::CumProd, simple),
+    e("Hardmax", K::Hardmax, softmax),
+    e("LpNormalization", K::LpNorm, simple),
+    e("MeanVarianceNormalization", K::MeanVarianceNorm, simple),
     e("TopK", K::TopK, simple),
     e("LayerNormalization", K::LayerNorm, simple),
     e("BatchNormalization", K::BatchNorm, batch_norm),
@@ -405,7 +412,7 @@ fn split(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, Im
     imp.emit(node, kind, operands, attrs, n)
 }
 
-/// `Softmax`/`LogSoftmax` before opset 13 normalize over the input coerced to 2-D at `axis`
+/// `Softmax`/`LogSoftmax`/`Hardmax` before opset 13 normalize over the input coerced to 2-D at `axis`
 /// (all dims from `axis` on), which is not the per-axis softmax of opset 13: it is lowered to
 /// flatten → softmax over the last axis → reshape back.
 fn softmax(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, ImportError> {
