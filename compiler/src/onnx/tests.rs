@@ -471,6 +471,14 @@ fn unsupported_ops_name_node_and_domain() {
 }
 
 #[test]
+fn messages_are_one_line() {
+    let mut n = node("Foo\nBar", "multi\nline", &["x"], &["y"], vec![]);
+    n.domain = Some("my\ndomain".into());
+    let m = model(17, vec![n], vec![vi("x", dt::FLOAT, &[D::N(2)])], vec![out("y")], vec![]);
+    assert_eq!(import_err(&m), "node \"multi\\nline\": unsupported op my\\ndomain:Foo\\nBar");
+}
+
+#[test]
 fn structural_errors() {
     let x = || vec![vi("x", dt::FLOAT, &[D::N(2)])];
     // undefined input
@@ -712,7 +720,9 @@ fn corrupted_models_never_panic() {
             let i = (state as usize) % b.len();
             b[i] ^= (state >> 32) as u8 | 1;
         }
-        let _ = import_model_bytes(Bytes::from(b), None, &ImportOptions::default());
+        if let Err(e) = import_model_bytes(Bytes::from(b), None, &ImportOptions::default()) {
+            assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+        }
     }
     for cut in (0..good.len()).step_by(7) {
         let mut b = good[..cut].to_vec();
@@ -798,7 +808,9 @@ fn corrupted_zoo_models_never_panic() {
         let dir = zoo.join(name);
         let Ok(good) = std::fs::read(dir.join("model.onnx")) else { continue };
         let run = |b: Vec<u8>| {
-            let _ = import_model_bytes(Bytes::from(b), Some(&dir), &ImportOptions::default());
+            if let Err(e) = import_model_bytes(Bytes::from(b), Some(&dir), &ImportOptions::default()) {
+                assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+            }
         };
         for cut in (0..good.len()).step_by(97) {
             run(good[..cut].to_vec());
