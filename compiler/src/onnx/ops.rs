@@ -512,7 +512,10 @@ fn per_channel(
         );
     }
     let elem = ty.elem.clone();
-    if let Some(c) = imp.const_tensor(v).cloned() {
+    // Constants are expanded in place unless the result would be large (the channel count
+    // comes from the file; a bogus one must not make the importer allocate gigabytes).
+    let small = (groups * per) <= FOLD_MAX_ELEMENTS;
+    if let Some(c) = imp.const_tensor(v).filter(|_| small).cloned() {
         let width = elem.storage().bits() / 8;
         if width > 0 && c.bytes.len() as u64 == groups * width as u64 {
             let mut out = Vec::with_capacity(c.bytes.len() * per as usize);

@@ -804,7 +804,19 @@ fn every_graph_level_op_is_mapped() {
 #[test]
 fn corrupted_zoo_models_never_panic() {
     let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testsuite/zoo");
-    for name in ["vae_mlp_dynamo", "gpt2_dynamo", "dcgan"] {
+    // EDGEC_FUZZ_ITERS and EDGEC_FUZZ_MODELS=all give a longer run by hand.
+    let iters: usize = std::env::var("EDGEC_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let mut names: Vec<String> =
+        ["vae_mlp_dynamo", "gpt2_dynamo", "dcgan"].iter().map(|s| s.to_string()).collect();
+    if std::env::var("EDGEC_FUZZ_MODELS").is_ok_and(|v| v == "all") {
+        names = std::fs::read_dir(&zoo)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+    }
+    for name in &names {
         let dir = zoo.join(name);
         let Ok(good) = std::fs::read(dir.join("model.onnx")) else { continue };
         let run = |b: Vec<u8>| {
@@ -816,7 +828,7 @@ fn corrupted_zoo_models_never_panic() {
             run(good[..cut].to_vec());
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ good.len() as u64;
-        for _ in 0..400 {
+        for _ in 0..iters {
             let mut b = good.clone();
             for _ in 0..2 {
                 state ^= state << 13;
