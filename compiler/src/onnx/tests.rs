@@ -1282,3 +1282,35 @@ fn resize_11_with_sizes_and_empty_scales() {
     let y = run(&m, vec![f32t(&[1, 1, 1, 2], &[1.0, 2.0])]);
     close(&y[0], &[1, 1, 2, 4], &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
 }
+
+#[test]
+fn function_ops_are_expanded() {
+    let x = || vec![vi("x", dt::FLOAT, &[D::N(4)])];
+    let xv = || f32t(&[4], &[-2.0, -0.3, 0.3, 2.0]);
+    let m = model(
+        13,
+        vec![node("Shrink", "s", &["x"], &["y"], vec![a_float("bias", 0.25)])],
+        x(),
+        vec![out("y")],
+        vec![],
+    );
+    close(&run(&m, vec![xv()])[0], &[4], &[-1.75, 0.0, 0.0, 1.75]);
+    let m = model(
+        16,
+        vec![node("PRelu", "p", &["x", "sl"], &["y"], vec![])],
+        x(),
+        vec![out("y")],
+        vec![f32_init("sl", &[1], &[0.5])],
+    );
+    close(&run(&m, vec![xv()])[0], &[4], &[-1.0, -0.15, 0.3, 2.0]);
+    let m = model(13, vec![node("Softsign", "s", &["x"], &["y"], vec![])], x(), vec![out("y")], vec![]);
+    close(&run(&m, vec![xv()])[0], &[4], &[-2.0 / 3.0, -0.3 / 1.3, 0.3 / 1.3, 2.0 / 3.0]);
+    let m = model(
+        13,
+        vec![node("Softsign", "s", &["x"], &["y"], vec![a_float("alpha", 1.0)])],
+        x(),
+        vec![out("y")],
+        vec![],
+    );
+    assert_eq!(import_err(&m), "node \"s\" (Softsign): attribute \"alpha\": is not an attribute of Softsign");
+}
