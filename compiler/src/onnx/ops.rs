@@ -312,8 +312,9 @@ fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Imp
     if node.wants_output(1) {
         // Every element is kept: the mask is all true, of the input's shape.
         let ty = imp.ty(x).clone();
+        let small = ty.num_elements().is_some_and(|n| n <= FOLD_MAX_ELEMENTS);
         let mask = match ty.static_shape() {
-            Some(shape) if (shape.iter().product::<usize>() as u64) <= FOLD_MAX_ELEMENTS => {
+            Some(shape) if small => {
                 let t = Tensor::Bool(ArrayD::from_elem(IxDyn(&shape), true));
                 imp.const_from(&t, &node.loc)
             }

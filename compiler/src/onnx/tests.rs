@@ -1314,3 +1314,17 @@ fn function_ops_are_expanded() {
     );
     assert_eq!(import_err(&m), "node \"s\" (Softsign): attribute \"alpha\": is not an attribute of Softsign");
 }
+
+#[test]
+fn huge_static_dims_do_not_overflow() {
+    // Dims whose product overflows: no folding, no allocation, no arithmetic panic.
+    let m = model(
+        13,
+        vec![node("Dropout", "d", &["x"], &["y", "mask"], vec![]), node("Size", "s", &["x"], &["n"], vec![])],
+        vec![vi("x", dt::FLOAT, &[D::N(1 << 40), D::N(1 << 40)])],
+        vec![out("y"), out("mask"), out("n")],
+        vec![],
+    );
+    let e = import_err(&m);
+    assert!(e.starts_with("node \"s\" (Size): "), "{e}");
+}
