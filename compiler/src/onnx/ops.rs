@@ -36,7 +36,7 @@ static TABLE: &[Entry] = &[
     // Resolved by the frontend.
     e("Constant", K::Constant, constant),
     e("Identity", K::Constant, identity),
-    e("Dropout", K::Constant, dropout),
+    e("Dropout", K::Dropout, dropout),
     e("CastLike", K::Cast, cast_like),
     // math
     e("Add", K::Add, simple),
@@ -287,25 +287,18 @@ fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result
     }
 }
 
-/// `Dropout` at inference: the output is the input. In training mode with a non-zero ratio it
-/// would be random, which a compiler for inference does not support.
-fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+/// `Dropout`: at inference (no `training_mode`, or a constant false) the output is the input and
+/// the mask all true. Otherwise the node becomes `nn.dropout`, whose random stream edgec defines
+/// (see `edgec_ir::ops::random`).
+fn dropout(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, ImportError> {
     let x = required_input(node, 0)?;
     if imp.opset >= 12 {
-        let training = match node.input(2) {
-            Some(v) if imp.const_value(v).is_none() => {
-                // Known only at run time: the model may run in training mode.
-                return Err(node.unsupported(
-                    "training_mode is not a compile-time constant (Dropout in training mode is not supported)",
-                ));
-            }
-            _ => const_scalar_f64(imp, node, 2, "training_mode")?.unwrap_or(0.0) != 0.0,
+        let inference = match node.input(2) {
+            None => true,
+            Some(t) => imp.const_value(t).is_some_and(|v| v.to_f64_vec().iter().all(|&b| b == 0.0)),
         };
-        if training {
-            let ratio = const_scalar_f64(imp, node, 1, "ratio")?.unwrap_or(0.5);
-            if ratio > 0.0 {
-                return Err(node.unsupported("Dropout in training mode is not supported"));
-            }
+        if !inference {
+            return simple(imp, node, kind);
         }
     }
     let mut outs = vec![x];

@@ -622,7 +622,8 @@ fn dropout_is_identity_at_inference() {
         vec![out("y")],
         vec![bool_init("t", true)],
     );
-    assert_eq!(import_err(&m), "node \"d\" (Dropout): Dropout in training mode is not supported");
+    // Training mode: the random op.
+    assert_eq!(compute_ops(&import(&m).unwrap()), vec![OpKind::Dropout]);
     // training_mode = true with ratio 0 and training_mode = false are identities
     let m = model(
         13,

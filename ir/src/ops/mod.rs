@@ -23,6 +23,7 @@ mod linalg_pool;
 #[cfg(test)]
 mod linalg_testdata;
 pub mod quant;
+pub mod random;
 pub mod reduce;
 pub mod reduce_norm;
 pub mod shape;
@@ -349,6 +350,9 @@ op_table! {
     Trilu => shape::TRILU,
     OneHot => shape::ONE_HOT,
     NonZero => shape::NON_ZERO,
+
+    // nn: random
+    Dropout => random::DROPOUT,
 
     // q: quantization
     QuantizeLinear => quant::QUANTIZE_LINEAR,
