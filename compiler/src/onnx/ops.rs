@@ -274,19 +274,6 @@ fn identity(_: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Impo
     Ok(vec![required_input(node, 0)?])
 }
 
-/// A scalar from a constant input, for inputs that must be known at compile time.
-fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result<Option<f64>, ImportError> {
-    let Some(v) = node.input(i) else { return Ok(None) };
-    let t = imp
-        .const_value(v)
-        .ok_or_else(|| node.unsupported(format!("{what} must be a compile-time constant")))?;
-    let vals = t.to_f64_vec();
-    match vals.as_slice() {
-        [x] => Ok(Some(*x)),
-        _ => Err(node.bad_input(format!("{what} must be a scalar, found {} elements", vals.len()))),
-    }
-}
-
 /// `Dropout`: at inference (no `training_mode`, or a constant false) the output is the input and
 /// the mask all true. Otherwise the node becomes `nn.dropout`, whose random stream edgec defines
 /// (see `edgec_ir::ops::random`).
