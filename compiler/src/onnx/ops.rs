@@ -2,8 +2,13 @@
 //! [`OpKind`] and a builder. Most ops need only [`simple`] (attributes converted by name,
 //! inputs passed through), because the IR's graph-level ops take exactly the operands and
 //! attributes of the newest ONNX opset. The builders below upgrade older opsets (attributes
-//! that later became inputs, changed semantics) and implement the few ops the frontend
-//! resolves itself (`Constant`, `Identity`, `Dropout`, `CastLike`).
+//! that later became inputs, changed semantics), implement the few ops the frontend
+//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`), and expand
+//! ONNX function ops that have no IR op of their own (`PRelu`, `Swish`, `Softsign`, `Celu`,
+//! `ThresholdedRelu`, `Shrink`) into the IR ops of their definition.
+//!
+//! The table is checked against the IR's op list by a test: every graph-level IR op must be
+//! reachable from some ONNX op type.
 
 use super::error::ImportError;
 use super::import::{attr_kind, attr_type_name, Importer, Node, FOLD_MAX_ELEMENTS};
