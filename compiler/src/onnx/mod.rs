@@ -15,7 +15,7 @@
 //! One IR function `@main`:
 //! - parameters: the graph inputs that are not initializers, in order, named as in ONNX;
 //! - initializers and `Constant` nodes: `builtin.constant` ops;
-//! - nodes, sorted topologically, each mapped by a per-op-type table ([`ops`]) onto one or a
+//! - nodes, sorted topologically, each mapped by a per-op-type table (`onnx/ops.rs`) onto one or a
 //!   few IR ops, upgraded to the newest opset's form (attributes that older opsets had and that
 //!   became operands are turned into constant operands, etc.); every op carries
 //!   `loc("<node name>")`;
