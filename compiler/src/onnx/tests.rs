@@ -674,6 +674,16 @@ fn all_digit_input_names_get_a_prefix() {
     let f = module.main().unwrap();
     assert_eq!(f.values[f.params()[0]].name.as_deref(), Some("_0"));
     assert_eq!(f.result_names, vec!["0".to_string()]);
+    let m = model(
+        17,
+        vec![],
+        vec![vi("0", dt::FLOAT, &[D::N(1)]), vi("_0", dt::FLOAT, &[D::N(1)])],
+        vec![out("0")],
+        vec![],
+    );
+    let module = import(&m).unwrap();
+    let f = module.main().unwrap();
+    assert_eq!(f.values[f.params()[0]].name.as_deref(), Some("__0"));
 }
 
 #[test]
