@@ -109,6 +109,18 @@ impl<'m> Node<'m> {
         }
     }
 
+    /// A FLOAT attribute (an INT is accepted), or `default` when absent.
+    pub fn attr_float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
+        match self.attr(name) {
+            None => Ok(default),
+            Some(a) => match attr_kind(a) {
+                attr_type::FLOAT => Ok(a.f.unwrap_or(0.0)),
+                attr_type::INT => Ok(a.i.unwrap_or(0) as f32),
+                k => Err(self.bad_attr(name, format!("must be a float, found {}", attr_type_name(k)))),
+            },
+        }
+    }
+
     /// An INTS attribute, if present.
     pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
         match self.attr(name) {
@@ -209,7 +221,7 @@ pub fn import(
         env: HashMap::new(),
     };
 
-    let mut defined: HashMap<&str, String> = HashMap::new();
+    let mut initializers: HashSet<&str> = HashSet::new();
     for t in &graph.initializer {
         let name = t.name.as_deref().unwrap_or("");
         if name.is_empty() {
@@ -218,7 +230,7 @@ pub fn import(
                 message: "initializer without a name".into(),
             });
         }
-        if defined.insert(name, "an initializer".into()).is_some() {
+        if !initializers.insert(name) {
             return Err(dup(name, "an initializer", "another initializer"));
         }
     }
@@ -239,7 +251,7 @@ pub fn import(
                 message: "has no name".into(),
             });
         }
-        if defined.contains_key(name) && !params.contains(name) {
+        if initializers.contains(name) {
             // Listed as an input and as an initializer: a constant with an overridable default
             // in ONNX Runtime; edgec compiles it as the constant.
             continue;
@@ -248,7 +260,7 @@ pub fn import(
             return Err(dup(name, "a graph input", "another graph input"));
         }
         let ty = value_type(vi, "input", opts)?;
-        let v = imp.func.add_param(ty, Some(param_name(name)));
+        let v = imp.func.add_param(ty, Some(param_name(name, &graph.input)));
         imp.env.insert(name.to_string(), v);
     }
     for t in &graph.initializer {
@@ -269,10 +281,8 @@ pub fn import(
     for vi in &graph.output {
         let name = vi.name.clone().unwrap_or_default();
         let v = *imp.env.get(&name).ok_or_else(|| ImportError::UndefinedOutput(name.clone()))?;
-        if let Some(type_proto::Value::TensorType(_)) | None =
-            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-        {
-        } else {
+        let declared = vi.r#type.as_ref().and_then(|t| t.value.as_ref());
+        if !matches!(declared, None | Some(type_proto::Value::TensorType(_))) {
             return Err(ImportError::BadValueType {
                 kind: "output",
                 name,
@@ -300,13 +310,17 @@ fn dup(tensor: &str, first: &str, second: &str) -> ImportError {
     }
 }
 
-/// All-digit names are reserved for the printer's numbering; such ONNX names get a `_` prefix.
-fn param_name(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_digit()) {
-        format!("_{name}")
-    } else {
-        name.to_string()
+/// All-digit names are reserved for the printer's numbering; such ONNX names get a `_` prefix
+/// (more if that collides with another input's name).
+fn param_name(name: &str, inputs: &[ValueInfoProto]) -> String {
+    if !name.chars().all(|c| c.is_ascii_digit()) {
+        return name.to_string();
     }
+    let mut n = format!("_{name}");
+    while inputs.iter().any(|vi| vi.name.as_deref() == Some(n.as_str())) {
+        n.insert(0, '_');
+    }
+    n
 }
 
 fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {

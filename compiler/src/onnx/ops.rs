@@ -2,8 +2,13 @@
 //! [`OpKind`] and a builder. Most ops need only [`simple`] (attributes converted by name,
 //! inputs passed through), because the IR's graph-level ops take exactly the operands and
 //! attributes of the newest ONNX opset. The builders below upgrade older opsets (attributes
-//! that later became inputs, changed semantics) and implement the few ops the frontend
-//! resolves itself (`Constant`, `Identity`, `Dropout`, `CastLike`).
+//! that later became inputs, changed semantics), implement the few ops the frontend
+//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`), and expand
+//! ONNX function ops that have no IR op of their own (`PRelu`, `Swish`, `Softsign`, `Celu`,
+//! `ThresholdedRelu`, `Shrink`) into the IR ops of their definition.
+//!
+//! The table is checked against the IR's op list by a test: every graph-level IR op must be
+//! reachable from some ONNX op type.
 
 use super::error::ImportError;
 use super::import::{attr_kind, attr_type_name, Importer, Node, FOLD_MAX_ELEMENTS};
@@ -36,7 +41,7 @@ static TABLE: &[Entry] = &[
     // Resolved by the frontend.
     e("Constant", K::Constant, constant),
     e("Identity", K::Constant, identity),
-    e("Dropout", K::Constant, dropout),
+    e("Dropout", K::Dropout, dropout),
     e("CastLike", K::Cast, cast_like),
     // math
     e("Add", K::Add, simple),
@@ -88,6 +93,7 @@ static TABLE: &[Entry] = &[
     e("IsInf", K::IsInf, simple),
     e("Clip", K::Clip, simple),
     e("Cast", K::Cast, simple),
+<<<<<<< HEAD
     e("Acos", K::Acos, simple),
     e("Asin", K::Asin, simple),
     e("Atan", K::Atan, simple),
@@ -107,6 +113,15 @@ static TABLE: &[Entry] = &[
     e("BitwiseOr", K::BitwiseOr, simple),
     e("BitwiseXor", K::BitwiseXor, simple),
     e("BitwiseNot", K::BitwiseNot, simple),
+=======
+    // Function ops of ONNX without an IR op of their own, expanded into IR ops.
+    e("PRelu", K::Where, prelu),
+    e("Swish", K::Sigmoid, swish),
+    e("Softsign", K::Div, softsign),
+    e("Celu", K::Elu, celu),
+    e("ThresholdedRelu", K::Where, thresholded_relu),
+    e("Shrink", K::Where, shrink),
+>>>>>>> frontend
     // reductions and normalizations
     e("ReduceMean", K::ReduceMean, reduce),
     e("ReduceSum", K::ReduceSum, reduce),
@@ -115,11 +130,18 @@ static TABLE: &[Entry] = &[
     e("ReduceProd", K::ReduceProd, reduce),
     e("ReduceL2", K::ReduceL2, reduce),
     e("ReduceSumSquare", K::ReduceSumSquare, reduce),
+    e("ReduceL1", K::ReduceL1, reduce),
+    e("ReduceLogSum", K::ReduceLogSum, reduce),
+    e("ReduceLogSumExp", K::ReduceLogSumExp, reduce),
     e("ArgMax", K::ArgMax, simple),
     e("ArgMin", K::ArgMin, simple),
     e("Softmax", K::Softmax, softmax),
     e("LogSoftmax", K::LogSoftmax, softmax),
     e("CumSum", K::CumSum, simple),
+    e("CumProd", K::CumProd, simple),
+    e("Hardmax", K::Hardmax, softmax),
+    e("LpNormalization", K::LpNorm, simple),
+    e("MeanVarianceNormalization", K::MeanVarianceNorm, simple),
     e("TopK", K::TopK, simple),
     e("LayerNormalization", K::LayerNorm, simple),
     e("BatchNormalization", K::BatchNorm, batch_norm),
@@ -314,23 +336,10 @@ fn identity(_: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Impo
     Ok(vec![required_input(node, 0)?])
 }
 
-/// A scalar from a constant input, for inputs that must be known at compile time.
-fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result<Option<f64>, ImportError> {
-    let Some(v) = node.input(i) else { return Ok(None) };
-    let t = imp
-        .const_value(v)
-        .ok_or_else(|| node.unsupported(format!("{what} must be a compile-time constant")))?;
-    let vals = t.to_f64_vec();
-    match vals.as_slice() {
-        [x] => Ok(Some(*x)),
-        _ => Err(node.bad_input(format!("{what} must be a scalar, found {} elements", vals.len()))),
-    }
-}
-
 /// `Dropout`: at inference (no `training_mode`, or a constant false) the output is the input and
 /// the mask all true. Otherwise the node becomes `nn.dropout`, whose random stream edgec defines
 /// (see `edgec_ir::ops::random`).
-fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+fn dropout(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, ImportError> {
     let x = required_input(node, 0)?;
     if imp.opset >= 12 {
         let inference = match node.input(2) {
@@ -338,15 +347,16 @@ fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Imp
             Some(t) => imp.const_value(t).is_some_and(|v| v.to_f64_vec().iter().all(|&b| b == 0.0)),
         };
         if !inference {
-            return simple(imp, node, OpKind::Dropout);
+            return simple(imp, node, kind);
         }
     }
     let mut outs = vec![x];
     if node.wants_output(1) {
         // Every element is kept: the mask is all true, of the input's shape.
         let ty = imp.ty(x).clone();
+        let small = ty.num_elements().is_some_and(|n| n <= FOLD_MAX_ELEMENTS);
         let mask = match ty.static_shape() {
-            Some(shape) if (shape.iter().product::<usize>() as u64) <= FOLD_MAX_ELEMENTS => {
+            Some(shape) if small => {
                 let t = Tensor::Bool(ArrayD::from_elem(IxDyn(&shape), true));
                 imp.const_from(&t, &node.loc)
             }
@@ -452,7 +462,7 @@ fn split(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, Im
     imp.emit(node, kind, operands, attrs, n)
 }
 
-/// `Softmax`/`LogSoftmax` before opset 13 normalize over the input coerced to 2-D at `axis`
+/// `Softmax`/`LogSoftmax`/`Hardmax` before opset 13 normalize over the input coerced to 2-D at `axis`
 /// (all dims from `axis` on), which is not the per-axis softmax of opset 13: it is lowered to
 /// flatten → softmax over the last axis → reshape back.
 fn softmax(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, ImportError> {
@@ -552,7 +562,10 @@ fn per_channel(
         );
     }
     let elem = ty.elem.clone();
-    if let Some(c) = imp.const_tensor(v).cloned() {
+    // Constants are expanded in place unless the result would be large (the channel count
+    // comes from the file; a bogus one must not make the importer allocate gigabytes).
+    let small = (groups * per) <= FOLD_MAX_ELEMENTS;
+    if let Some(c) = imp.const_tensor(v).filter(|_| small).cloned() {
         let width = elem.storage().bits() / 8;
         if width > 0 && c.bytes.len() as u64 == groups * width as u64 {
             let mut out = Vec::with_capacity(c.bytes.len() * per as usize);
@@ -574,4 +587,107 @@ fn per_channel(
     let wide = imp.emit1(node, OpKind::Expand, vec![col, shape], Attrs::new())?;
     let flat = imp.const_i64(&[(groups * per) as i64], &node.loc);
     imp.emit1(node, OpKind::Reshape, vec![wide, flat], Attrs::new())
+}
+
+/// A rank-0 constant of `elem` holding `v` (made as f64 and cast, which folds).
+fn scalar_of(imp: &mut Importer, node: &Node, elem: ScalarType, v: f64) -> Result<Value, ImportError> {
+    let c = imp.const_from(&Tensor::F64(scalar_tensor(v)), &node.loc);
+    if elem == ScalarType::F64 {
+        return Ok(c);
+    }
+    imp.emit1(node, OpKind::Cast, vec![c], Attrs::new().with("to", Attr::Type(elem)))
+}
+
+/// Checks that the node has no attributes other than `known`.
+fn only_attrs(node: &Node, known: &[&str]) -> Result<(), ImportError> {
+    for a in &node.proto.attribute {
+        let name = a.name.as_deref().unwrap_or("");
+        if !known.contains(&name) {
+            return Err(node.bad_attr(name, format!("is not an attribute of {}", node.op_type)));
+        }
+    }
+    Ok(())
+}
+
+/// `PRelu(x, slope) = where(x < 0, x * slope, x)`.
+fn prelu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+    only_attrs(node, &[])?;
+    let x = required_input(node, 0)?;
+    let slope = required_input(node, 1)?;
+    let zero = scalar_of(imp, node, imp.ty(x).scalar(), 0.0)?;
+    let neg = imp.emit1(node, OpKind::Less, vec![x, zero], Attrs::new())?;
+    let scaled = imp.emit1(node, OpKind::Mul, vec![x, slope], Attrs::new())?;
+    Ok(vec![imp.emit1(node, OpKind::Where, vec![neg, scaled, x], Attrs::new())?])
+}
+
+/// `Swish(x) = x * sigmoid(alpha * x)`.
+fn swish(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+    only_attrs(node, &["alpha"])?;
+    let x = required_input(node, 0)?;
+    let alpha = node.attr_float("alpha", 1.0)?;
+    let mut arg = x;
+    if alpha != 1.0 {
+        let a = scalar_of(imp, node, imp.ty(x).scalar(), alpha as f64)?;
+        arg = imp.emit1(node, OpKind::Mul, vec![x, a], Attrs::new())?;
+    }
+    let sig = imp.emit1(node, OpKind::Sigmoid, vec![arg], Attrs::new())?;
+    Ok(vec![imp.emit1(node, OpKind::Mul, vec![x, sig], Attrs::new())?])
+}
+
+/// `Softsign(x) = x / (1 + |x|)`.
+fn softsign(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+    only_attrs(node, &[])?;
+    let x = required_input(node, 0)?;
+    let one = scalar_of(imp, node, imp.ty(x).scalar(), 1.0)?;
+    let abs = imp.emit1(node, OpKind::Abs, vec![x], Attrs::new())?;
+    let den = imp.emit1(node, OpKind::Add, vec![abs, one], Attrs::new())?;
+    Ok(vec![imp.emit1(node, OpKind::Div, vec![x, den], Attrs::new())?])
+}
+
+/// `Celu(x) = max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) = alpha * elu(x / alpha)`.
+fn celu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+    only_attrs(node, &["alpha"])?;
+    let x = required_input(node, 0)?;
+    let alpha = node.attr_float("alpha", 1.0)?;
+    if alpha == 0.0 {
+        return Err(node.bad_attr("alpha", "must not be 0"));
+    }
+    let elu_attrs = Attrs::new().with("alpha", Attr::Float(1.0));
+    if alpha == 1.0 {
+        return Ok(vec![imp.emit1(node, OpKind::Elu, vec![x], elu_attrs)?]);
+    }
+    let a = scalar_of(imp, node, imp.ty(x).scalar(), alpha as f64)?;
+    let scaled = imp.emit1(node, OpKind::Div, vec![x, a], Attrs::new())?;
+    let elu = imp.emit1(node, OpKind::Elu, vec![scaled], elu_attrs)?;
+    Ok(vec![imp.emit1(node, OpKind::Mul, vec![elu, a], Attrs::new())?])
+}
+
+/// `ThresholdedRelu(x) = x if x > alpha else 0`.
+fn thresholded_relu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+    only_attrs(node, &["alpha"])?;
+    let x = required_input(node, 0)?;
+    let elem = imp.ty(x).scalar();
+    let alpha = scalar_of(imp, node, elem, node.attr_float("alpha", 1.0)? as f64)?;
+    let zero = scalar_of(imp, node, elem, 0.0)?;
+    let keep = imp.emit1(node, OpKind::Greater, vec![x, alpha], Attrs::new())?;
+    Ok(vec![imp.emit1(node, OpKind::Where, vec![keep, x, zero], Attrs::new())?])
+}
+
+/// `Shrink(x) = x + bias if x < -lambd; x - bias if x > lambd; else 0`.
+fn shrink(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+    only_attrs(node, &["bias", "lambd"])?;
+    let x = required_input(node, 0)?;
+    let elem = imp.ty(x).scalar();
+    let bias = node.attr_float("bias", 0.0)? as f64;
+    let lambd = node.attr_float("lambd", 0.5)? as f64;
+    let b = scalar_of(imp, node, elem, bias)?;
+    let lo = scalar_of(imp, node, elem, -lambd)?;
+    let hi = scalar_of(imp, node, elem, lambd)?;
+    let zero = scalar_of(imp, node, elem, 0.0)?;
+    let below = imp.emit1(node, OpKind::Less, vec![x, lo], Attrs::new())?;
+    let above = imp.emit1(node, OpKind::Greater, vec![x, hi], Attrs::new())?;
+    let plus = imp.emit1(node, OpKind::Add, vec![x, b], Attrs::new())?;
+    let minus = imp.emit1(node, OpKind::Sub, vec![x, b], Attrs::new())?;
+    let upper = imp.emit1(node, OpKind::Where, vec![above, minus, zero], Attrs::new())?;
+    Ok(vec![imp.emit1(node, OpKind::Where, vec![below, plus, upper], Attrs::new())?])
 }
