@@ -93,7 +93,6 @@ static TABLE: &[Entry] = &[
     e("IsInf", K::IsInf, simple),
     e("Clip", K::Clip, simple),
     e("Cast", K::Cast, simple),
-<<<<<<< HEAD
     e("Acos", K::Acos, simple),
     e("Asin", K::Asin, simple),
     e("Atan", K::Atan, simple),
@@ -113,15 +112,6 @@ static TABLE: &[Entry] = &[
     e("BitwiseOr", K::BitwiseOr, simple),
     e("BitwiseXor", K::BitwiseXor, simple),
     e("BitwiseNot", K::BitwiseNot, simple),
-=======
-    // Function ops of ONNX without an IR op of their own, expanded into IR ops.
-    e("PRelu", K::Where, prelu),
-    e("Swish", K::Sigmoid, swish),
-    e("Softsign", K::Div, softsign),
-    e("Celu", K::Elu, celu),
-    e("ThresholdedRelu", K::Where, thresholded_relu),
-    e("Shrink", K::Where, shrink),
->>>>>>> frontend
     // reductions and normalizations
     e("ReduceMean", K::ReduceMean, reduce),
     e("ReduceSum", K::ReduceSum, reduce),
@@ -589,105 +579,10 @@ fn per_channel(
     imp.emit1(node, OpKind::Reshape, vec![wide, flat], Attrs::new())
 }
 
-/// A rank-0 constant of `elem` holding `v` (made as f64 and cast, which folds).
-fn scalar_of(imp: &mut Importer, node: &Node, elem: ScalarType, v: f64) -> Result<Value, ImportError> {
-    let c = imp.const_from(&Tensor::F64(scalar_tensor(v)), &node.loc);
-    if elem == ScalarType::F64 {
-        return Ok(c);
-    }
-    imp.emit1(node, OpKind::Cast, vec![c], Attrs::new().with("to", Attr::Type(elem)))
-}
 
-/// Checks that the node has no attributes other than `known`.
-fn only_attrs(node: &Node, known: &[&str]) -> Result<(), ImportError> {
-    for a in &node.proto.attribute {
-        let name = a.name.as_deref().unwrap_or("");
-        if !known.contains(&name) {
-            return Err(node.bad_attr(name, format!("is not an attribute of {}", node.op_type)));
-        }
-    }
-    Ok(())
-}
 
-/// `PRelu(x, slope) = where(x < 0, x * slope, x)`.
-fn prelu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &[])?;
-    let x = required_input(node, 0)?;
-    let slope = required_input(node, 1)?;
-    let zero = scalar_of(imp, node, imp.ty(x).scalar(), 0.0)?;
-    let neg = imp.emit1(node, OpKind::Less, vec![x, zero], Attrs::new())?;
-    let scaled = imp.emit1(node, OpKind::Mul, vec![x, slope], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Where, vec![neg, scaled, x], Attrs::new())?])
-}
 
-/// `Swish(x) = x * sigmoid(alpha * x)`.
-fn swish(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["alpha"])?;
-    let x = required_input(node, 0)?;
-    let alpha = node.attr_float("alpha", 1.0)?;
-    let mut arg = x;
-    if alpha != 1.0 {
-        let a = scalar_of(imp, node, imp.ty(x).scalar(), alpha as f64)?;
-        arg = imp.emit1(node, OpKind::Mul, vec![x, a], Attrs::new())?;
-    }
-    let sig = imp.emit1(node, OpKind::Sigmoid, vec![arg], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Mul, vec![x, sig], Attrs::new())?])
-}
 
-/// `Softsign(x) = x / (1 + |x|)`.
-fn softsign(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &[])?;
-    let x = required_input(node, 0)?;
-    let one = scalar_of(imp, node, imp.ty(x).scalar(), 1.0)?;
-    let abs = imp.emit1(node, OpKind::Abs, vec![x], Attrs::new())?;
-    let den = imp.emit1(node, OpKind::Add, vec![abs, one], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Div, vec![x, den], Attrs::new())?])
-}
 
-/// `Celu(x) = max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) = alpha * elu(x / alpha)`.
-fn celu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["alpha"])?;
-    let x = required_input(node, 0)?;
-    let alpha = node.attr_float("alpha", 1.0)?;
-    if alpha == 0.0 {
-        return Err(node.bad_attr("alpha", "must not be 0"));
-    }
-    let elu_attrs = Attrs::new().with("alpha", Attr::Float(1.0));
-    if alpha == 1.0 {
-        return Ok(vec![imp.emit1(node, OpKind::Elu, vec![x], elu_attrs)?]);
-    }
-    let a = scalar_of(imp, node, imp.ty(x).scalar(), alpha as f64)?;
-    let scaled = imp.emit1(node, OpKind::Div, vec![x, a], Attrs::new())?;
-    let elu = imp.emit1(node, OpKind::Elu, vec![scaled], elu_attrs)?;
-    Ok(vec![imp.emit1(node, OpKind::Mul, vec![elu, a], Attrs::new())?])
-}
 
-/// `ThresholdedRelu(x) = x if x > alpha else 0`.
-fn thresholded_relu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["alpha"])?;
-    let x = required_input(node, 0)?;
-    let elem = imp.ty(x).scalar();
-    let alpha = scalar_of(imp, node, elem, node.attr_float("alpha", 1.0)? as f64)?;
-    let zero = scalar_of(imp, node, elem, 0.0)?;
-    let keep = imp.emit1(node, OpKind::Greater, vec![x, alpha], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Where, vec![keep, x, zero], Attrs::new())?])
-}
 
-/// `Shrink(x) = x + bias if x < -lambd; x - bias if x > lambd; else 0`.
-fn shrink(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["bias", "lambd"])?;
-    let x = required_input(node, 0)?;
-    let elem = imp.ty(x).scalar();
-    let bias = node.attr_float("bias", 0.0)? as f64;
-    let lambd = node.attr_float("lambd", 0.5)? as f64;
-    let b = scalar_of(imp, node, elem, bias)?;
-    let lo = scalar_of(imp, node, elem, -lambd)?;
-    let hi = scalar_of(imp, node, elem, lambd)?;
-    let zero = scalar_of(imp, node, elem, 0.0)?;
-    let below = imp.emit1(node, OpKind::Less, vec![x, lo], Attrs::new())?;
-    let above = imp.emit1(node, OpKind::Greater, vec![x, hi], Attrs::new())?;
-    let plus = imp.emit1(node, OpKind::Add, vec![x, b], Attrs::new())?;
-    let minus = imp.emit1(node, OpKind::Sub, vec![x, b], Attrs::new())?;
-    let upper = imp.emit1(node, OpKind::Where, vec![above, minus, zero], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Where, vec![below, plus, upper], Attrs::new())?])
-}

@@ -462,18 +462,11 @@ fn unsupported_ops_name_node_and_domain() {
     assert_eq!(import_err(&m), "node \"Foo_3\": unsupported op com.microsoft:FusedMatMul");
     let m = model(
         17,
-<<<<<<< HEAD
-        vec![node("Identity", "", &["x"], &["t"], vec![]), node("Det", "", &["t"], &["y"], vec![])],
-=======
         vec![node("Identity", "", &["x"], &["t"], vec![]), node("FooBar", "", &["t"], &["y"], vec![])],
->>>>>>> frontend
         vec![vi("x", dt::FLOAT, &[D::N(2)])],
         vec![out("y")],
         vec![],
     );
-<<<<<<< HEAD
-    assert_eq!(import_err(&m), "node \"Det#1\": unsupported op Det");
-=======
     assert_eq!(import_err(&m), "node \"FooBar#1\": unsupported op FooBar");
 }
 
@@ -483,7 +476,6 @@ fn messages_are_one_line() {
     n.domain = Some("my\ndomain".into());
     let m = model(17, vec![n], vec![vi("x", dt::FLOAT, &[D::N(2)])], vec![out("y")], vec![]);
     assert_eq!(import_err(&m), "node \"multi\\nline\": unsupported op my\\ndomain:Foo\\nBar");
->>>>>>> frontend
 }
 
 #[test]
