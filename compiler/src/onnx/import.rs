@@ -19,9 +19,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 
-/// Oldest default-domain opset the importer accepts. Older models should be upgraded with
-/// `onnx.version_converter` first.
-pub const MIN_OPSET: i64 = 11;
+/// Oldest default-domain opset the importer accepts at all. Below opset 11 a model is accepted
+/// node by node: each op must already have its opset-11 form there (see
+/// [`ops::oldest_opset_with_current_form`]); otherwise the node is reported and the model should
+/// be upgraded with `onnx.version_converter` first.
+pub const MIN_OPSET: i64 = 1;
+/// From this opset on, the builders in `ops.rs` upgrade every older form themselves.
+pub const UPGRADED_FROM_OPSET: i64 = 11;
 /// Newest default-domain opset the importer knows (onnx 1.23's schemas).
 pub const MAX_OPSET: i64 = 28;
 
@@ -571,6 +575,16 @@ impl Importer {
             op_type: op_type.to_string(),
             domain: proto.domain.clone().unwrap_or_default(),
         })?;
+        if self.opset < UPGRADED_FROM_OPSET {
+            let oldest = ops::oldest_opset_with_current_form(op_type);
+            if self.opset < oldest {
+                return Err(node.unsupported(format!(
+                    "{op_type} at opset {} has an older form than edgec imports (needs opset {oldest} or newer); \
+                     upgrade the model with onnx.version_converter",
+                    self.opset
+                )));
+            }
+        }
         let values = (entry.build)(self, &node, entry.kind)?;
         for (i, out) in proto.output.iter().enumerate() {
             if out.is_empty() {

@@ -2,10 +2,8 @@
 //! [`OpKind`] and a builder. Most ops need only [`simple`] (attributes converted by name,
 //! inputs passed through), because the IR's graph-level ops take exactly the operands and
 //! attributes of the newest ONNX opset. The builders below upgrade older opsets (attributes
-//! that later became inputs, changed semantics), implement the few ops the frontend
-//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`), and expand
-//! ONNX function ops that have no IR op of their own (`PRelu`, `Swish`, `Softsign`, `Celu`,
-//! `ThresholdedRelu`, `Shrink`) into the IR ops of their definition.
+//! that later became inputs, changed semantics) and implement the few ops the frontend
+//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`).
 //!
 //! The table is checked against the IR's op list by a test: every graph-level IR op must be
 //! reachable from some ONNX op type.
@@ -93,13 +91,25 @@ static TABLE: &[Entry] = &[
     e("IsInf", K::IsInf, simple),
     e("Clip", K::Clip, simple),
     e("Cast", K::Cast, simple),
-    // Function ops of ONNX without an IR op of their own, expanded into IR ops.
-    e("PRelu", K::Where, prelu),
-    e("Swish", K::Sigmoid, swish),
-    e("Softsign", K::Div, softsign),
-    e("Celu", K::Elu, celu),
-    e("ThresholdedRelu", K::Where, thresholded_relu),
-    e("Shrink", K::Where, shrink),
+    e("Acos", K::Acos, simple),
+    e("Asin", K::Asin, simple),
+    e("Atan", K::Atan, simple),
+    e("Acosh", K::Acosh, simple),
+    e("Asinh", K::Asinh, simple),
+    e("Atanh", K::Atanh, simple),
+    e("Sinh", K::Sinh, simple),
+    e("Cosh", K::Cosh, simple),
+    e("Tan", K::Tan, simple),
+    e("Softsign", K::Softsign, simple),
+    e("ThresholdedRelu", K::ThresholdedRelu, simple),
+    e("Celu", K::Celu, simple),
+    e("Swish", K::Swish, simple),
+    e("Shrink", K::Shrink, simple),
+    e("PRelu", K::PRelu, simple),
+    e("BitwiseAnd", K::BitwiseAnd, simple),
+    e("BitwiseOr", K::BitwiseOr, simple),
+    e("BitwiseXor", K::BitwiseXor, simple),
+    e("BitwiseNot", K::BitwiseNot, simple),
     // reductions and normalizations
     e("ReduceMean", K::ReduceMean, reduce),
     e("ReduceSum", K::ReduceSum, reduce),
@@ -126,6 +136,13 @@ static TABLE: &[Entry] = &[
     e("InstanceNormalization", K::InstanceNorm, simple),
     e("GroupNormalization", K::GroupNorm, group_norm),
     e("RMSNormalization", K::RmsNorm, simple),
+    e("ReduceL1", K::ReduceL1, reduce),
+    e("ReduceLogSum", K::ReduceLogSum, reduce),
+    e("ReduceLogSumExp", K::ReduceLogSumExp, reduce),
+    e("CumProd", K::CumProd, simple),
+    e("Hardmax", K::Hardmax, softmax),
+    e("LpNormalization", K::LpNorm, simple),
+    e("MeanVarianceNormalization", K::MeanVarianceNorm, simple),
     // linear algebra, convolution, pooling, attention
     e("MatMul", K::MatMul, simple),
     e("Gemm", K::Gemm, simple),
@@ -176,6 +193,103 @@ static TABLE: &[Entry] = &[
 ];
 
 /// The table entry for an ONNX op type of the default domain.
+/// For models older than opset 11: the oldest opset at which `op_type` already has the inputs
+/// and attributes of its opset-11 version (from ONNX's schema history), so that the builders,
+/// written for opset 11 and later, apply unchanged. Ops not listed have had their current form
+/// since opset 1; ops introduced after opset 11 cannot occur in such models.
+pub fn oldest_opset_with_current_form(op_type: &str) -> i64 {
+    const TABLE: &[(&str, i64)] = &[
+        ("Constant", 11),
+        ("Dropout", 7),
+        ("Add", 7),
+        ("Sub", 7),
+        ("Mul", 7),
+        ("Div", 7),
+        ("Pow", 7),
+        ("Mod", 10),
+        ("Min", 6),
+        ("Max", 6),
+        ("Sum", 6),
+        ("Mean", 6),
+        ("Equal", 7),
+        ("Less", 7),
+        ("Greater", 7),
+        ("And", 7),
+        ("Or", 7),
+        ("Xor", 7),
+        ("Where", 9),
+        ("Sqrt", 6),
+        ("Reciprocal", 6),
+        ("Neg", 6),
+        ("Abs", 6),
+        ("Exp", 6),
+        ("Log", 6),
+        ("Erf", 9),
+        ("Tanh", 6),
+        ("Sigmoid", 6),
+        ("Relu", 6),
+        ("LeakyRelu", 6),
+        ("Elu", 6),
+        ("Selu", 6),
+        ("HardSigmoid", 6),
+        ("Sin", 7),
+        ("Cos", 7),
+        ("Floor", 6),
+        ("Ceil", 6),
+        ("Round", 11),
+        ("Sign", 9),
+        ("IsNaN", 9),
+        ("IsInf", 10),
+        ("Clip", 11),
+        ("Acos", 7),
+        ("Asin", 7),
+        ("Atan", 7),
+        ("Acosh", 9),
+        ("Asinh", 9),
+        ("Atanh", 9),
+        ("Sinh", 9),
+        ("Cosh", 9),
+        ("Tan", 7),
+        ("ThresholdedRelu", 10),
+        ("Shrink", 9),
+        ("PRelu", 6),
+        ("CumSum", 11),
+        ("TopK", 11),
+        ("BatchNormalization", 9),
+        ("InstanceNormalization", 6),
+        ("Gemm", 7),
+        ("MaxPool", 10),
+        ("AveragePool", 10),
+        ("Reshape", 5),
+        ("Split", 2),
+        ("Slice", 10),
+        ("GatherElements", 11),
+        ("GatherND", 11),
+        ("ScatterND", 11),
+        ("ScatterElements", 11),
+        ("Expand", 8),
+        ("Tile", 6),
+        ("Pad", 11),
+        ("Resize", 11),
+        ("DepthToSpace", 11),
+        ("ConstantOfShape", 9),
+        ("Range", 11),
+        ("OneHot", 9),
+        ("NonZero", 9),
+        ("QuantizeLinear", 10),
+        ("DequantizeLinear", 10),
+        ("DynamicQuantizeLinear", 11),
+        ("MatMulInteger", 10),
+        ("ConvInteger", 10),
+        ("QLinearMatMul", 10),
+        ("QLinearConv", 10),
+        // Cast-1..5 took `to` as a string; Concat-1..3 had an optional axis.
+        ("Cast", 6),
+        ("Concat", 4),
+    ];
+    TABLE.iter().find(|(op, _)| *op == op_type).map(|&(_, v)| v).unwrap_or(1)
+}
+
 pub fn lookup(op_type: &str) -> Option<&'static Entry> {
     static MAP: OnceLock<HashMap<&'static str, &'static Entry>> = OnceLock::new();
     MAP.get_or_init(|| TABLE.iter().map(|e| (e.op_type, e)).collect()).get(op_type).copied()
@@ -530,107 +644,4 @@ fn per_channel(
     let wide = imp.emit1(node, OpKind::Expand, vec![col, shape], Attrs::new())?;
     let flat = imp.const_i64(&[(groups * per) as i64], &node.loc);
     imp.emit1(node, OpKind::Reshape, vec![wide, flat], Attrs::new())
-}
-
-/// A rank-0 constant of `elem` holding `v` (made as f64 and cast, which folds).
-fn scalar_of(imp: &mut Importer, node: &Node, elem: ScalarType, v: f64) -> Result<Value, ImportError> {
-    let c = imp.const_from(&Tensor::F64(scalar_tensor(v)), &node.loc);
-    if elem == ScalarType::F64 {
-        return Ok(c);
-    }
-    imp.emit1(node, OpKind::Cast, vec![c], Attrs::new().with("to", Attr::Type(elem)))
-}
-
-/// Checks that the node has no attributes other than `known`.
-fn only_attrs(node: &Node, known: &[&str]) -> Result<(), ImportError> {
-    for a in &node.proto.attribute {
-        let name = a.name.as_deref().unwrap_or("");
-        if !known.contains(&name) {
-            return Err(node.bad_attr(name, format!("is not an attribute of {}", node.op_type)));
-        }
-    }
-    Ok(())
-}
-
-/// `PRelu(x, slope) = where(x < 0, x * slope, x)`.
-fn prelu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &[])?;
-    let x = required_input(node, 0)?;
-    let slope = required_input(node, 1)?;
-    let zero = scalar_of(imp, node, imp.ty(x).scalar(), 0.0)?;
-    let neg = imp.emit1(node, OpKind::Less, vec![x, zero], Attrs::new())?;
-    let scaled = imp.emit1(node, OpKind::Mul, vec![x, slope], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Where, vec![neg, scaled, x], Attrs::new())?])
-}
-
-/// `Swish(x) = x * sigmoid(alpha * x)`.
-fn swish(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["alpha"])?;
-    let x = required_input(node, 0)?;
-    let alpha = node.attr_float("alpha", 1.0)?;
-    let mut arg = x;
-    if alpha != 1.0 {
-        let a = scalar_of(imp, node, imp.ty(x).scalar(), alpha as f64)?;
-        arg = imp.emit1(node, OpKind::Mul, vec![x, a], Attrs::new())?;
-    }
-    let sig = imp.emit1(node, OpKind::Sigmoid, vec![arg], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Mul, vec![x, sig], Attrs::new())?])
-}
-
-/// `Softsign(x) = x / (1 + |x|)`.
-fn softsign(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &[])?;
-    let x = required_input(node, 0)?;
-    let one = scalar_of(imp, node, imp.ty(x).scalar(), 1.0)?;
-    let abs = imp.emit1(node, OpKind::Abs, vec![x], Attrs::new())?;
-    let den = imp.emit1(node, OpKind::Add, vec![abs, one], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Div, vec![x, den], Attrs::new())?])
-}
-
-/// `Celu(x) = max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) = alpha * elu(x / alpha)`.
-fn celu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["alpha"])?;
-    let x = required_input(node, 0)?;
-    let alpha = node.attr_float("alpha", 1.0)?;
-    if alpha == 0.0 {
-        return Err(node.bad_attr("alpha", "must not be 0"));
-    }
-    let elu_attrs = Attrs::new().with("alpha", Attr::Float(1.0));
-    if alpha == 1.0 {
-        return Ok(vec![imp.emit1(node, OpKind::Elu, vec![x], elu_attrs)?]);
-    }
-    let a = scalar_of(imp, node, imp.ty(x).scalar(), alpha as f64)?;
-    let scaled = imp.emit1(node, OpKind::Div, vec![x, a], Attrs::new())?;
-    let elu = imp.emit1(node, OpKind::Elu, vec![scaled], elu_attrs)?;
-    Ok(vec![imp.emit1(node, OpKind::Mul, vec![elu, a], Attrs::new())?])
-}
-
-/// `ThresholdedRelu(x) = x if x > alpha else 0`.
-fn thresholded_relu(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["alpha"])?;
-    let x = required_input(node, 0)?;
-    let elem = imp.ty(x).scalar();
-    let alpha = scalar_of(imp, node, elem, node.attr_float("alpha", 1.0)? as f64)?;
-    let zero = scalar_of(imp, node, elem, 0.0)?;
-    let keep = imp.emit1(node, OpKind::Greater, vec![x, alpha], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Where, vec![keep, x, zero], Attrs::new())?])
-}
-
-/// `Shrink(x) = x + bias if x < -lambd; x - bias if x > lambd; else 0`.
-fn shrink(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
-    only_attrs(node, &["bias", "lambd"])?;
-    let x = required_input(node, 0)?;
-    let elem = imp.ty(x).scalar();
-    let bias = node.attr_float("bias", 0.0)? as f64;
-    let lambd = node.attr_float("lambd", 0.5)? as f64;
-    let b = scalar_of(imp, node, elem, bias)?;
-    let lo = scalar_of(imp, node, elem, -lambd)?;
-    let hi = scalar_of(imp, node, elem, lambd)?;
-    let zero = scalar_of(imp, node, elem, 0.0)?;
-    let below = imp.emit1(node, OpKind::Less, vec![x, lo], Attrs::new())?;
-    let above = imp.emit1(node, OpKind::Greater, vec![x, hi], Attrs::new())?;
-    let plus = imp.emit1(node, OpKind::Add, vec![x, b], Attrs::new())?;
-    let minus = imp.emit1(node, OpKind::Sub, vec![x, b], Attrs::new())?;
-    let upper = imp.emit1(node, OpKind::Where, vec![above, minus, zero], Attrs::new())?;
-    Ok(vec![imp.emit1(node, OpKind::Where, vec![below, plus, upper], Attrs::new())?])
 }
