@@ -109,18 +109,6 @@ impl<'m> Node<'m> {
         }
     }
 
-    /// A FLOAT attribute (an INT is accepted), or `default` when absent.
-    pub fn attr_float(&self, name: &str, default: f32) -> Result<f32, ImportError> {
-        match self.attr(name) {
-            None => Ok(default),
-            Some(a) => match attr_kind(a) {
-                attr_type::FLOAT => Ok(a.f.unwrap_or(0.0)),
-                attr_type::INT => Ok(a.i.unwrap_or(0) as f32),
-                k => Err(self.bad_attr(name, format!("must be a float, found {}", attr_type_name(k)))),
-            },
-        }
-    }
-
     /// An INTS attribute, if present.
     pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {
         match self.attr(name) {
