@@ -21,7 +21,7 @@ use std::path::Path;
 
 /// Oldest default-domain opset the importer accepts at all. Below opset 11 a model is accepted
 /// node by node: each op must already have its opset-11 form there (see
-/// [`ops::oldest_opset_with_current_form`]); otherwise the node is reported and the model should
+/// `oldest_opset_with_current_form` in `onnx/ops.rs`); otherwise the node is reported and the model should
 /// be upgraded with `onnx.version_converter` first.
 pub const MIN_OPSET: i64 = 1;
 /// From this opset on, the builders in `ops.rs` upgrade every older form themselves.
@@ -108,7 +108,6 @@ impl<'m> Node<'m> {
             },
         }
     }
-
 
     /// An INTS attribute, if present.
     pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, ImportError> {

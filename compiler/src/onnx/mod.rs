@@ -21,8 +21,8 @@
 //!   `loc("<node name>")`;
 //! - `func.return` of the graph outputs, with their ONNX names as result names.
 //!
-//! Supported: default-domain opsets 11 to 28 ([`MIN_OPSET`]..=[`MAX_OPSET`]),
-//! tensor-typed graph inputs and outputs of the IR's element types. Anything else (other
+//! Supported: default-domain opsets 11 to [`MAX_OPSET`] (older ones node by node, where the op
+//! already had its opset-11 form), tensor-typed graph inputs and outputs of the IR's element types. Anything else (other
 //! domains, control flow, sequences, string tensors, model-local functions) is an
 //! [`ImportError`] naming the node and op. Errors are one line each; no input bytes make the
 //! importer panic (the tests corrupt real models byte by byte).

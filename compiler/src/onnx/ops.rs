@@ -2,10 +2,8 @@
 //! [`OpKind`] and a builder. Most ops need only [`simple`] (attributes converted by name,
 //! inputs passed through), because the IR's graph-level ops take exactly the operands and
 //! attributes of the newest ONNX opset. The builders below upgrade older opsets (attributes
-//! that later became inputs, changed semantics), implement the few ops the frontend
-//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`), and expand
-//! ONNX function ops that have no IR op of their own (`PRelu`, `Swish`, `Softsign`, `Celu`,
-//! `ThresholdedRelu`, `Shrink`) into the IR ops of their definition.
+//! that later became inputs, changed semantics) and implement the few ops the frontend
+//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`).
 //!
 //! The table is checked against the IR's op list by a test: every graph-level IR op must be
 //! reachable from some ONNX op type.
@@ -157,8 +155,6 @@ static TABLE: &[Entry] = &[
     e("AveragePool", K::AveragePool, simple),
     e("GlobalAveragePool", K::GlobalAveragePool, simple),
     e("GlobalMaxPool", K::GlobalMaxPool, simple),
-    e("LpPool", K::LpPool, simple),
-    e("LRN", K::Lrn, simple),
     // shape and data movement
     e("Reshape", K::Reshape, simple),
     e("Transpose", K::Transpose, simple),
@@ -203,22 +199,93 @@ static TABLE: &[Entry] = &[
 /// since opset 1; ops introduced after opset 11 cannot occur in such models.
 pub fn oldest_opset_with_current_form(op_type: &str) -> i64 {
     const TABLE: &[(&str, i64)] = &[
-        ("Constant", 11), ("Dropout", 7), ("Add", 7), ("Sub", 7), ("Mul", 7), ("Div", 7), ("Pow", 7),
-        ("Mod", 10), ("Min", 6), ("Max", 6), ("Sum", 6), ("Mean", 6), ("Equal", 7), ("Less", 7),
-        ("Greater", 7), ("And", 7), ("Or", 7), ("Xor", 7), ("Where", 9), ("Sqrt", 6), ("Reciprocal", 6),
-        ("Neg", 6), ("Abs", 6), ("Exp", 6), ("Log", 6), ("Erf", 9), ("Tanh", 6), ("Sigmoid", 6), ("Relu", 6),
-        ("LeakyRelu", 6), ("Elu", 6), ("Selu", 6), ("HardSigmoid", 6), ("Sin", 7), ("Cos", 7), ("Floor", 6),
-        ("Ceil", 6), ("Round", 11), ("Sign", 9), ("IsNaN", 9), ("IsInf", 10), ("Clip", 11), ("Acos", 7),
-        ("Asin", 7), ("Atan", 7), ("Acosh", 9), ("Asinh", 9), ("Atanh", 9), ("Sinh", 9), ("Cosh", 9),
-        ("Tan", 7), ("ThresholdedRelu", 10), ("Shrink", 9), ("PRelu", 6), ("CumSum", 11), ("TopK", 11),
-        ("BatchNormalization", 9), ("InstanceNormalization", 6), ("Gemm", 7), ("MaxPool", 10),
-        ("AveragePool", 10), ("Reshape", 5), ("Split", 2), ("Slice", 10), ("GatherElements", 11),
-        ("GatherND", 11), ("ScatterND", 11), ("ScatterElements", 11), ("Expand", 8), ("Tile", 6), ("Pad", 11),
-        ("Resize", 11), ("DepthToSpace", 11), ("ConstantOfShape", 9), ("Range", 11), ("OneHot", 9),
-        ("NonZero", 9), ("QuantizeLinear", 10), ("DequantizeLinear", 10), ("DynamicQuantizeLinear", 11),
-        ("MatMulInteger", 10), ("ConvInteger", 10), ("QLinearMatMul", 10), ("QLinearConv", 10),
+        ("Constant", 11),
+        ("Dropout", 7),
+        ("Add", 7),
+        ("Sub", 7),
+        ("Mul", 7),
+        ("Div", 7),
+        ("Pow", 7),
+        ("Mod", 10),
+        ("Min", 6),
+        ("Max", 6),
+        ("Sum", 6),
+        ("Mean", 6),
+        ("Equal", 7),
+        ("Less", 7),
+        ("Greater", 7),
+        ("And", 7),
+        ("Or", 7),
+        ("Xor", 7),
+        ("Where", 9),
+        ("Sqrt", 6),
+        ("Reciprocal", 6),
+        ("Neg", 6),
+        ("Abs", 6),
+        ("Exp", 6),
+        ("Log", 6),
+        ("Erf", 9),
+        ("Tanh", 6),
+        ("Sigmoid", 6),
+        ("Relu", 6),
+        ("LeakyRelu", 6),
+        ("Elu", 6),
+        ("Selu", 6),
+        ("HardSigmoid", 6),
+        ("Sin", 7),
+        ("Cos", 7),
+        ("Floor", 6),
+        ("Ceil", 6),
+        ("Round", 11),
+        ("Sign", 9),
+        ("IsNaN", 9),
+        ("IsInf", 10),
+        ("Clip", 11),
+        ("Acos", 7),
+        ("Asin", 7),
+        ("Atan", 7),
+        ("Acosh", 9),
+        ("Asinh", 9),
+        ("Atanh", 9),
+        ("Sinh", 9),
+        ("Cosh", 9),
+        ("Tan", 7),
+        ("ThresholdedRelu", 10),
+        ("Shrink", 9),
+        ("PRelu", 6),
+        ("CumSum", 11),
+        ("TopK", 11),
+        ("BatchNormalization", 9),
+        ("InstanceNormalization", 6),
+        ("Gemm", 7),
+        ("MaxPool", 10),
+        ("AveragePool", 10),
+        ("Reshape", 5),
+        ("Split", 2),
+        ("Slice", 10),
+        ("GatherElements", 11),
+        ("GatherND", 11),
+        ("ScatterND", 11),
+        ("ScatterElements", 11),
+        ("Expand", 8),
+        ("Tile", 6),
+        ("Pad", 11),
+        ("Resize", 11),
+        ("DepthToSpace", 11),
+        ("ConstantOfShape", 9),
+        ("Range", 11),
+        ("OneHot", 9),
+        ("NonZero", 9),
+        ("QuantizeLinear", 10),
+        ("DequantizeLinear", 10),
+        ("DynamicQuantizeLinear", 11),
+        ("MatMulInteger", 10),
+        ("ConvInteger", 10),
+        ("QLinearMatMul", 10),
+        ("QLinearConv", 10),
         // Cast-1..5 took `to` as a string; Concat-1..3 had an optional axis.
-        ("Cast", 6), ("Concat", 4),
+        ("Cast", 6),
+        ("Concat", 4),
     ];
     TABLE.iter().find(|(op, _)| *op == op_type).map(|&(_, v)| v).unwrap_or(1)
 }
@@ -578,11 +645,3 @@ fn per_channel(
     let flat = imp.const_i64(&[(groups * per) as i64], &node.loc);
     imp.emit1(node, OpKind::Reshape, vec![wide, flat], Attrs::new())
 }
-
-
-
-
-
-
-
-
