@@ -813,4 +813,102 @@ pub(crate) mod tests {
             vec![oracle_input(&[2, 3, 12], 0), oracle_input(&[10, 2], 1), oracle_input(&[10, 2], 2), pos];
         assert_close(&run(&ROTARY_EMBEDDING, &a, ins)[0], td::ROPE_3D_0_SHAPE, &td::rope_3d_0());
     }
+
+    fn infer(
+        def: &OpDef,
+        attrs: &Attrs,
+        operands: Vec<TensorType>,
+        num_results: usize,
+    ) -> OpResult<Vec<TensorType>> {
+        let consts: Vec<Option<Tensor>> = operands.iter().map(|_| None).collect();
+        (def.infer)(&InferCtx { attrs, operands: &operands, consts: &consts, num_results })
+    }
+
+    fn ty(dims: &[&str], elem: ScalarType) -> TensorType {
+        let dims = dims
+            .iter()
+            .map(|d| match d.parse::<u64>() {
+                Ok(n) => Dim::Static(n),
+                Err(_) if *d == "?" => Dim::Unknown,
+                Err(_) => Dim::Sym(d.to_string()),
+            })
+            .collect();
+        TensorType::new(dims, elem)
+    }
+
+    #[test]
+    fn shape_rules_with_symbolic_dims() {
+        let f = ScalarType::F32;
+        let none = Attrs::new();
+        let r = infer(&MATMUL, &none, vec![ty(&["b", "s", "8"], f), ty(&["8", "16"], f)], 1).unwrap();
+        assert_eq!(r[0], ty(&["b", "s", "16"], f));
+        let r = infer(&MATMUL, &none, vec![ty(&["8"], f), ty(&["3", "8", "2"], f)], 1).unwrap();
+        assert_eq!(r[0], ty(&["3", "2"], f));
+        assert!(infer(&MATMUL, &none, vec![ty(&["2", "3"], f), ty(&["4", "2"], f)], 1).is_err());
+        assert!(infer(&MATMUL, &none, vec![ty(&["2", "3"], f), ty(&["3", "2"], ScalarType::F16)], 1).is_err());
+
+        let a = Attrs::new().with("pads", ints(&[1, 1, 1, 1])).with("strides", ints(&[2, 2]));
+        let r =
+            infer(&CONV, &a, vec![ty(&["n", "3", "h", "9"], f), ty(&["8", "3", "3", "3"], f)], 1).unwrap();
+        assert_eq!(r[0], ty(&["n", "8", "?", "5"], f));
+        let g = a.clone().with("group", Attr::Int(2));
+        assert!(
+            infer(&CONV, &g, vec![ty(&["1", "3", "9", "9"], f), ty(&["8", "3", "3", "3"], f)], 1).is_err()
+        );
+        let big = Attrs::new();
+        let e = infer(&CONV, &big, vec![ty(&["1", "3", "2", "9"], f), ty(&["8", "3", "3", "3"], f)], 1)
+            .unwrap_err();
+        assert!(e.contains("exceeds"), "{e}");
+
+        let t = Attrs::new().with("output_shape", ints(&[10, 8])).with("strides", ints(&[3, 2]));
+        let r =
+            infer(&CONV_TRANSPOSE, &t, vec![ty(&["1", "4", "?", "?"], f), ty(&["4", "2", "3", "3"], f)], 1)
+                .unwrap();
+        assert_eq!(r[0], ty(&["1", "2", "10", "8"], f));
+        let t = Attrs::new().with("group", Attr::Int(2)).with("strides", ints(&[2]));
+        let r =
+            infer(&CONV_TRANSPOSE, &t, vec![ty(&["1", "4", "5"], f), ty(&["4", "3", "3"], f)], 1).unwrap();
+        assert_eq!(r[0], ty(&["1", "6", "11"], f));
+
+        let p = Attrs::new().with("kernel_shape", ints(&[2, 2])).with("strides", ints(&[2, 2]));
+        let r = infer(&MAX_POOL, &p, vec![ty(&["1", "c", "7", "8"], f)], 2).unwrap();
+        assert_eq!(r, vec![ty(&["1", "c", "3", "4"], f), ty(&["1", "c", "3", "4"], ScalarType::I64)]);
+        assert!(infer(&AVERAGE_POOL, &p, vec![ty(&["1", "2", "7", "8"], ScalarType::I8)], 1).is_err());
+        let r = infer(&GLOBAL_AVERAGE_POOL, &none, vec![ty(&["n", "c", "7", "8"], f)], 1).unwrap();
+        assert_eq!(r[0], ty(&["n", "c", "1", "1"], f));
+
+        let at = Attrs::new().with("q_num_heads", Attr::Int(4)).with("kv_num_heads", Attr::Int(2));
+        let ops = vec![
+            ty(&["b", "s", "32"], f),
+            ty(&["b", "s", "16"], f),
+            ty(&["b", "s", "12"], f),
+            ty(&["s", "t"], f),
+            ty(&["b", "2", "p", "8"], f),
+            ty(&["b", "2", "p", "6"], f),
+        ];
+        let r = infer(&ATTENTION, &at, ops, 4).unwrap();
+        assert_eq!(r[0], ty(&["b", "s", "24"], f));
+        assert_eq!(r[1], ty(&["b", "2", "?", "8"], f));
+        assert_eq!(r[2], ty(&["b", "2", "?", "6"], f));
+        assert_eq!(r[3], ty(&["b", "4", "s", "?"], f));
+        let r = infer(
+            &ATTENTION,
+            &none,
+            vec![ty(&["2", "8", "5", "16"], f), ty(&["2", "2", "7", "16"], f), ty(&["2", "2", "7", "4"], f)],
+            1,
+        )
+        .unwrap();
+        assert_eq!(r[0], ty(&["2", "8", "5", "4"], f));
+        let bad_mask = vec![
+            ty(&["2", "8", "5", "16"], f),
+            ty(&["2", "2", "7", "16"], f),
+            ty(&["2", "2", "7", "4"], f),
+            ty(&["3", "7"], f),
+        ];
+        assert!(infer(&ATTENTION, &none, bad_mask, 1).is_err());
+
+        let e = Attrs::new().with("equation", s("...ij,jk->...ik"));
+        let r = infer(&EINSUM, &e, vec![ty(&["b", "4", "5"], f), ty(&["5", "n"], f)], 1).unwrap();
+        assert_eq!(r[0], ty(&["b", "4", "n"], f));
+    }
 }

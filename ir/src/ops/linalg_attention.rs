@@ -183,6 +183,26 @@ fn infer_attention(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
         if m.rank() == 0 || m.rank() > 4 {
             return Err(format!("attn_mask must have rank 1 to 4, found {}", m.rank()));
         }
+        if ms.is_float() {
+            same_elem(q, m, "Q and a float attn_mask")?;
+        }
+        // Right-aligned against [batch, q_heads, q_seq, total]; the last dim may be shorter.
+        let target = [&b, &hq, &sq];
+        let lead = &m.dims[..m.rank() - 1];
+        for (md, td) in lead.iter().rev().zip(target.iter().rev()) {
+            if let (Dim::Static(x), Dim::Static(y)) = (md, td) {
+                if *x != 1 && x != y {
+                    return Err(format!(
+                        "attn_mask of type {m} does not broadcast to [{b}, {hq}, {sq}, {total}]"
+                    ));
+                }
+            }
+        }
+        if let (Some(Dim::Static(x)), Dim::Static(y)) = (m.dims.last(), &total) {
+            if x > y {
+                return Err(format!("attn_mask's last dim {x} exceeds the total sequence length {y}"));
+            }
+        }
     }
     let elem = q.elem.clone();
     let y = if q.rank() == 4 {
