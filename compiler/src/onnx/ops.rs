@@ -136,13 +136,6 @@ static TABLE: &[Entry] = &[
     e("InstanceNormalization", K::InstanceNorm, simple),
     e("GroupNormalization", K::GroupNorm, group_norm),
     e("RMSNormalization", K::RmsNorm, simple),
-    e("ReduceL1", K::ReduceL1, reduce),
-    e("ReduceLogSum", K::ReduceLogSum, reduce),
-    e("ReduceLogSumExp", K::ReduceLogSumExp, reduce),
-    e("CumProd", K::CumProd, simple),
-    e("Hardmax", K::Hardmax, softmax),
-    e("LpNormalization", K::LpNorm, simple),
-    e("MeanVarianceNormalization", K::MeanVarianceNorm, simple),
     // linear algebra, convolution, pooling, attention
     e("MatMul", K::MatMul, simple),
     e("Gemm", K::Gemm, simple),
@@ -155,6 +148,8 @@ static TABLE: &[Entry] = &[
     e("AveragePool", K::AveragePool, simple),
     e("GlobalAveragePool", K::GlobalAveragePool, simple),
     e("GlobalMaxPool", K::GlobalMaxPool, simple),
+    e("LpPool", K::LpPool, simple),
+    e("LRN", K::Lrn, simple),
     // shape and data movement
     e("Reshape", K::Reshape, simple),
     e("Transpose", K::Transpose, simple),

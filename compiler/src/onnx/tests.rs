@@ -1345,3 +1345,11 @@ fn huge_static_dims_do_not_overflow() {
     let e = import_err(&m);
     assert!(e.starts_with("node \"s\" (Size): "), "{e}");
 }
+
+#[test]
+fn op_table_has_no_duplicates() {
+    let mut seen = std::collections::HashSet::new();
+    for op in supported_op_types() {
+        assert!(seen.insert(op), "ONNX op type {op} is mapped twice in onnx/ops.rs");
+    }
+}
