@@ -142,7 +142,12 @@ struct Parser<'s> {
     /// Byte offsets at which lines start, for position → line/column.
     line_starts: Vec<usize>,
     func: Option<FuncState>,
+    /// Current region nesting, bounded so that hostile input cannot overflow the stack.
+    depth: usize,
 }
+
+/// How deeply regions may nest (the parser, verifier, printer and interpreter recurse on them).
+const MAX_REGION_DEPTH: usize = 64;
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || matches!(c, '_' | '.' | '$')
@@ -156,7 +161,7 @@ impl<'s> Parser<'s> {
     fn new(src: &'s str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        Parser { src, pos: 0, line_starts, func: None }
+        Parser { src, pos: 0, line_starts, func: None, depth: 0 }
     }
 
     // ---- positions and errors ----
@@ -715,14 +720,18 @@ impl<'s> Parser<'s> {
         let Some(n) = ty.num_elements() else {
             return Err(self.error_at(ty_pos, format!("a dense constant needs a static type, found {ty}")));
         };
-        let size = ty.size_bytes().unwrap_or(0);
         let bytes = match data {
             Data::Hex(bytes) => {
-                if bytes.len() as u64 != size {
+                // Checked: a huge declared shape must be an error, not an overflow.
+                let size = n.checked_mul(ty.elem.storage().bits() as u64).map(|b| b.div_ceil(8));
+                if let Some(size) = size.filter(|&s| s != bytes.len() as u64) {
                     return Err(self.error_at(
                         start,
                         format!("dense data has {} bytes but {ty} needs {size}", bytes.len()),
                     ));
+                }
+                if size.is_none() {
+                    return Err(self.error_at(start, format!("{ty} is too large for a constant")));
                 }
                 bytes
             }
@@ -1085,6 +1094,17 @@ impl<'s> Parser<'s> {
 
     /// `{ ^bb(%a: T, ...): ops ... }`
     fn region(&mut self) -> PResult<Region> {
+        self.skip_ws();
+        if self.depth >= MAX_REGION_DEPTH {
+            return Err(self.error_here(format!("regions are nested more than {MAX_REGION_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let r = self.region_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn region_inner(&mut self) -> PResult<Region> {
         self.expect("{", "to open a region")?;
         let mut blocks = Vec::new();
         loop {
@@ -1304,11 +1324,30 @@ func @\"second fn\"() -> () {
         inner.ret(vec![a0, a1]);
         f.ops[sg].regions.push(Region { blocks: vec![rb] });
         let r0 = f.ops[sg].results[0];
-        Builder::new(&mut f).ret(vec![r0, y, big]);
-        f.result_names = vec!["out".into(), "y copy".into(), "".into()];
+        // Ops whose result types come from their shape rules.
+        let mut b = Builder::new(&mut f);
+        let sum = b.op(OpKind::Add, vec![r0, w], Attrs::new(), Loc::name("Add")).unwrap();
+        let k = b.constant(
+            ConstTensor::from_tensor(&Tensor::I64(ArrayD::from_elem(IxDyn(&[1]), 2))),
+            Loc::Unknown,
+        );
+        let top = b
+            .op_n(OpKind::TopK, vec![y, k], Attrs::new().with("largest", Attr::Int(0)), Loc::name("TopK"), 2)
+            .unwrap();
+        let idx = b.func.ops[top].results[1];
+        let cast = b
+            .op(OpKind::Cast, vec![idx], Attrs::new().with("to", Attr::Type(ScalarType::F16)), Loc::Unknown)
+            .unwrap();
+        b.ret(vec![sum, y, big, cast]);
+        f.result_names = vec!["out".into(), "y copy".into(), "".into(), "indices".into()];
         let m = Module { functions: vec![f] };
         crate::verify::verify_module(&m).unwrap();
         let text = print_module(&m);
+        assert!(text.contains("%6 = math.add %3, %1 : tensor<{batch}x4xf32> loc(\"Add\")"), "{text}");
+        assert!(
+            text.contains("%8, %9 = nn.top_k %0, %7 {largest = 0} : tensor<2xi64>, tensor<2xi64>"),
+            "{text}"
+        );
         let parsed = parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         crate::verify::verify_module(&parsed).unwrap();
         assert_eq!(print_module(&parsed), text);
@@ -1404,5 +1443,42 @@ func @f() -> (\"r\": tensor<f32>) { // trailing
         .unwrap();
         // The use precedes the definition: the parser accepts it, the verifier does not.
         assert!(crate::verify::verify_module(&m).is_err());
+    }
+
+    /// Truncating or deleting any one character of a valid module gives an error or another
+    /// module, never a panic (in the parser, the verifier or the printer).
+    #[test]
+    fn mutations_never_panic() {
+        let text = "func @main(%x: tensor<2x{n}x?xf32>, %\"q\": tensor<2x!q.uniform<i8:f32:0, {0.5:1, 0.25:-2}>>) -> (\"y\": tensor<2x{n}x?xf32>) {
+  %0 = builtin.constant {value = dense<[1.5, -inf, 1e-7, 2.0]> : tensor<4xf32>} : tensor<4xf32> loc(\"w\")
+  %1 = builtin.constant {value = dense<0x0000803F> : tensor<1xf32>, z = [1, 2], f = [0.5], s = [\"a\\n\"], t = i4} : tensor<1xf32> loc(fused[\"a\", \"b\"])
+  %2, %3 = builtin.subgraph %x, %0 {target = \"t\"} ({
+  ^bb(%a: tensor<2x{n}x?xf32>, %4: tensor<4xf32>):
+    builtin.yield %a, %4 loc(unknown)
+  }) : tensor<2x{n}x?xf32>, tensor<4xf32> loc(unknown)
+  func.return %2 loc(unknown)
+}
+";
+        let check = |src: &str| {
+            if let Ok(m) = parse_module(src) {
+                let _ = crate::verify::verify_module(&m);
+                let printed = print_module(&m);
+                let _ = parse_module(&printed);
+            }
+        };
+        let m = parse_module(text).unwrap();
+        assert!(crate::verify::verify_module(&m).is_err(), "undeclared attributes `z`, `f`, ...");
+        // The same without the undeclared attributes verifies, so mutations reach every check.
+        let valid = text.replace(", z = [1, 2], f = [0.5], s = [\"a\\n\"], t = i4", "");
+        crate::verify::verify_module(&parse_module(&valid).unwrap()).unwrap();
+        for text in [text, valid.as_str()] {
+            let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            for &i in &boundaries {
+                check(&text[..i]);
+                let next = text[i..].chars().next().map_or(0, char::len_utf8);
+                check(&format!("{}{}", &text[..i], &text[i + next..]));
+                check(&format!("{}%{}", &text[..i], &text[i..]));
+            }
+        }
     }
 }

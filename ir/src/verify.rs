@@ -224,7 +224,14 @@ impl Verifier<'_> {
         if let (OpKind::Constant, Some(t)) = (d.kind, d.attrs.tensor("value")) {
             // The value is known, so the type must be exact (the general rule below tolerates
             // symbolic/unknown dims on one side), and the bytes must be the type's size.
-            match t.ty.size_bytes() {
+            let size =
+                t.ty.num_elements()
+                    .and_then(|n| n.checked_mul(t.ty.scalar().bits() as u64))
+                    .map(|b| b.div_ceil(8));
+            match size {
+                None if t.ty.is_static() => {
+                    return Err(err(f, Some(op), format!("constant value type {} is too large", t.ty)))
+                }
                 None => return Err(err(f, Some(op), format!("constant value has non-static type {}", t.ty))),
                 Some(n) if n != t.bytes.len() as u64 => {
                     return Err(err(

@@ -264,9 +264,11 @@ def no_graph():
 
 @case
 def opset_7():
-    m = model([helper.make_node("Relu", ["x"], ["y"], name="n0")], [vi("x", [2, 3])], [vi("y", [2, 3])],
-              opset=7, ir_version=3)
-    return m, "default-domain opset 7, older than any opset the compiler supports", "opset"
+    # Opset-7 models import node by node where the op's form is unchanged since; Slice-1 took
+    # starts/ends as attributes, a form edgec does not upgrade.
+    m = model([helper.make_node("Slice", ["x"], ["y"], name="n0", starts=[0], ends=[1])],
+              [vi("x", [2, 3])], [vi("y", [1, 3])], opset=7, ir_version=3)
+    return m, "Slice at opset 7, whose attribute form predates the forms the compiler imports", "opset"
 
 
 @case

@@ -19,9 +19,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 
-/// Oldest default-domain opset the importer accepts. Older models should be upgraded with
-/// `onnx.version_converter` first.
-pub const MIN_OPSET: i64 = 11;
+/// Oldest default-domain opset the importer accepts at all. Below opset 11 a model is accepted
+/// node by node: each op must already have its opset-11 form there (see
+/// `oldest_opset_with_current_form` in `onnx/ops.rs`); otherwise the node is reported and the model should
+/// be upgraded with `onnx.version_converter` first.
+pub const MIN_OPSET: i64 = 1;
+/// From this opset on, the builders in `ops.rs` upgrade every older form themselves.
+pub const UPGRADED_FROM_OPSET: i64 = 11;
 /// Newest default-domain opset the importer knows (onnx 1.23's schemas).
 pub const MAX_OPSET: i64 = 28;
 
@@ -205,7 +209,7 @@ pub fn import(
         env: HashMap::new(),
     };
 
-    let mut defined: HashMap<&str, String> = HashMap::new();
+    let mut initializers: HashSet<&str> = HashSet::new();
     for t in &graph.initializer {
         let name = t.name.as_deref().unwrap_or("");
         if name.is_empty() {
@@ -214,7 +218,7 @@ pub fn import(
                 message: "initializer without a name".into(),
             });
         }
-        if defined.insert(name, "an initializer".into()).is_some() {
+        if !initializers.insert(name) {
             return Err(dup(name, "an initializer", "another initializer"));
         }
     }
@@ -235,7 +239,7 @@ pub fn import(
                 message: "has no name".into(),
             });
         }
-        if defined.contains_key(name) && !params.contains(name) {
+        if initializers.contains(name) {
             // Listed as an input and as an initializer: a constant with an overridable default
             // in ONNX Runtime; edgec compiles it as the constant.
             continue;
@@ -244,7 +248,7 @@ pub fn import(
             return Err(dup(name, "a graph input", "another graph input"));
         }
         let ty = value_type(vi, "input", opts)?;
-        let v = imp.func.add_param(ty, Some(param_name(name)));
+        let v = imp.func.add_param(ty, Some(param_name(name, &graph.input)));
         imp.env.insert(name.to_string(), v);
     }
     for t in &graph.initializer {
@@ -265,10 +269,8 @@ pub fn import(
     for vi in &graph.output {
         let name = vi.name.clone().unwrap_or_default();
         let v = *imp.env.get(&name).ok_or_else(|| ImportError::UndefinedOutput(name.clone()))?;
-        if let Some(type_proto::Value::TensorType(_)) | None =
-            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-        {
-        } else {
+        let declared = vi.r#type.as_ref().and_then(|t| t.value.as_ref());
+        if !matches!(declared, None | Some(type_proto::Value::TensorType(_))) {
             return Err(ImportError::BadValueType {
                 kind: "output",
                 name,
@@ -296,13 +298,17 @@ fn dup(tensor: &str, first: &str, second: &str) -> ImportError {
     }
 }
 
-/// All-digit names are reserved for the printer's numbering; such ONNX names get a `_` prefix.
-fn param_name(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_digit()) {
-        format!("_{name}")
-    } else {
-        name.to_string()
+/// All-digit names are reserved for the printer's numbering; such ONNX names get a `_` prefix
+/// (more if that collides with another input's name).
+fn param_name(name: &str, inputs: &[ValueInfoProto]) -> String {
+    if !name.chars().all(|c| c.is_ascii_digit()) {
+        return name.to_string();
     }
+    let mut n = format!("_{name}");
+    while inputs.iter().any(|vi| vi.name.as_deref() == Some(n.as_str())) {
+        n.insert(0, '_');
+    }
+    n
 }
 
 fn default_opset(model: &ModelProto) -> Result<i64, ImportError> {
@@ -557,6 +563,16 @@ impl Importer {
             op_type: op_type.to_string(),
             domain: proto.domain.clone().unwrap_or_default(),
         })?;
+        if self.opset < UPGRADED_FROM_OPSET {
+            let oldest = ops::oldest_opset_with_current_form(op_type);
+            if self.opset < oldest {
+                return Err(node.unsupported(format!(
+                    "{op_type} at opset {} has an older form than edgec imports (needs opset {oldest} or newer); \
+                     upgrade the model with onnx.version_converter",
+                    self.opset
+                )));
+            }
+        }
         let values = (entry.build)(self, &node, entry.kind)?;
         for (i, out) in proto.output.iter().enumerate() {
             if out.is_empty() {

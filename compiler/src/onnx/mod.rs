@@ -15,11 +15,17 @@
 //! One IR function `@main`:
 //! - parameters: the graph inputs that are not initializers, in order, named as in ONNX;
 //! - initializers and `Constant` nodes: `builtin.constant` ops;
-//! - nodes, sorted topologically, each mapped by a per-op-type table ([`ops`]) onto one or a
+//! - nodes, sorted topologically, each mapped by a per-op-type table (`onnx/ops.rs`) onto one or a
 //!   few IR ops, upgraded to the newest opset's form (attributes that older opsets had and that
 //!   became operands are turned into constant operands, etc.); every op carries
 //!   `loc("<node name>")`;
 //! - `func.return` of the graph outputs, with their ONNX names as result names.
+//!
+//! Supported: default-domain opsets 11 to [`MAX_OPSET`] (older ones node by node, where the op
+//! already had its opset-11 form), tensor-typed graph inputs and outputs of the IR's element types. Anything else (other
+//! domains, control flow, sequences, string tensors, model-local functions) is an
+//! [`ImportError`] naming the node and op. Errors are one line each; no input bytes make the
+//! importer panic (the tests corrupt real models byte by byte).
 //!
 //! Result types come from the IR shape rules (the importer never computes shapes itself).
 //! Pure ops whose operands are all compile-time constants and whose result is small are
@@ -37,6 +43,7 @@ mod tensor;
 mod tests;
 
 pub use error::ImportError;
+pub use import::{FOLD_MAX_ELEMENTS, MAX_OPSET, MIN_OPSET};
 pub use tensor::{onnx_data_type, scalar_type};
 
 use bytes::Bytes;

@@ -3,7 +3,10 @@
 //! inputs passed through), because the IR's graph-level ops take exactly the operands and
 //! attributes of the newest ONNX opset. The builders below upgrade older opsets (attributes
 //! that later became inputs, changed semantics) and implement the few ops the frontend
-//! resolves itself (`Constant`, `Identity`, `Dropout`, `CastLike`).
+//! resolves itself (`Constant`, `Identity`, inference-mode `Dropout`, `CastLike`).
+//!
+//! The table is checked against the IR's op list by a test: every graph-level IR op must be
+//! reachable from some ONNX op type.
 
 use super::error::ImportError;
 use super::import::{attr_kind, attr_type_name, Importer, Node, FOLD_MAX_ELEMENTS};
@@ -36,7 +39,7 @@ static TABLE: &[Entry] = &[
     // Resolved by the frontend.
     e("Constant", K::Constant, constant),
     e("Identity", K::Constant, identity),
-    e("Dropout", K::Constant, dropout),
+    e("Dropout", K::Dropout, dropout),
     e("CastLike", K::Cast, cast_like),
     // math
     e("Add", K::Add, simple),
@@ -88,6 +91,25 @@ static TABLE: &[Entry] = &[
     e("IsInf", K::IsInf, simple),
     e("Clip", K::Clip, simple),
     e("Cast", K::Cast, simple),
+    e("Acos", K::Acos, simple),
+    e("Asin", K::Asin, simple),
+    e("Atan", K::Atan, simple),
+    e("Acosh", K::Acosh, simple),
+    e("Asinh", K::Asinh, simple),
+    e("Atanh", K::Atanh, simple),
+    e("Sinh", K::Sinh, simple),
+    e("Cosh", K::Cosh, simple),
+    e("Tan", K::Tan, simple),
+    e("Softsign", K::Softsign, simple),
+    e("ThresholdedRelu", K::ThresholdedRelu, simple),
+    e("Celu", K::Celu, simple),
+    e("Swish", K::Swish, simple),
+    e("Shrink", K::Shrink, simple),
+    e("PRelu", K::PRelu, simple),
+    e("BitwiseAnd", K::BitwiseAnd, simple),
+    e("BitwiseOr", K::BitwiseOr, simple),
+    e("BitwiseXor", K::BitwiseXor, simple),
+    e("BitwiseNot", K::BitwiseNot, simple),
     // reductions and normalizations
     e("ReduceMean", K::ReduceMean, reduce),
     e("ReduceSum", K::ReduceSum, reduce),
@@ -96,17 +118,31 @@ static TABLE: &[Entry] = &[
     e("ReduceProd", K::ReduceProd, reduce),
     e("ReduceL2", K::ReduceL2, reduce),
     e("ReduceSumSquare", K::ReduceSumSquare, reduce),
+    e("ReduceL1", K::ReduceL1, reduce),
+    e("ReduceLogSum", K::ReduceLogSum, reduce),
+    e("ReduceLogSumExp", K::ReduceLogSumExp, reduce),
     e("ArgMax", K::ArgMax, simple),
     e("ArgMin", K::ArgMin, simple),
     e("Softmax", K::Softmax, softmax),
     e("LogSoftmax", K::LogSoftmax, softmax),
     e("CumSum", K::CumSum, simple),
+    e("CumProd", K::CumProd, simple),
+    e("Hardmax", K::Hardmax, softmax),
+    e("LpNormalization", K::LpNorm, simple),
+    e("MeanVarianceNormalization", K::MeanVarianceNorm, simple),
     e("TopK", K::TopK, simple),
     e("LayerNormalization", K::LayerNorm, simple),
     e("BatchNormalization", K::BatchNorm, batch_norm),
     e("InstanceNormalization", K::InstanceNorm, simple),
     e("GroupNormalization", K::GroupNorm, group_norm),
     e("RMSNormalization", K::RmsNorm, simple),
+    e("ReduceL1", K::ReduceL1, reduce),
+    e("ReduceLogSum", K::ReduceLogSum, reduce),
+    e("ReduceLogSumExp", K::ReduceLogSumExp, reduce),
+    e("CumProd", K::CumProd, simple),
+    e("Hardmax", K::Hardmax, softmax),
+    e("LpNormalization", K::LpNorm, simple),
+    e("MeanVarianceNormalization", K::MeanVarianceNorm, simple),
     // linear algebra, convolution, pooling, attention
     e("MatMul", K::MatMul, simple),
     e("Gemm", K::Gemm, simple),
@@ -119,8 +155,6 @@ static TABLE: &[Entry] = &[
     e("AveragePool", K::AveragePool, simple),
     e("GlobalAveragePool", K::GlobalAveragePool, simple),
     e("GlobalMaxPool", K::GlobalMaxPool, simple),
-    e("LpPool", K::LpPool, simple),
-    e("LRN", K::Lrn, simple),
     // shape and data movement
     e("Reshape", K::Reshape, simple),
     e("Transpose", K::Transpose, simple),
@@ -159,6 +193,103 @@ static TABLE: &[Entry] = &[
 ];
 
 /// The table entry for an ONNX op type of the default domain.
+/// For models older than opset 11: the oldest opset at which `op_type` already has the inputs
+/// and attributes of its opset-11 version (from ONNX's schema history), so that the builders,
+/// written for opset 11 and later, apply unchanged. Ops not listed have had their current form
+/// since opset 1; ops introduced after opset 11 cannot occur in such models.
+pub fn oldest_opset_with_current_form(op_type: &str) -> i64 {
+    const TABLE: &[(&str, i64)] = &[
+        ("Constant", 11),
+        ("Dropout", 7),
+        ("Add", 7),
+        ("Sub", 7),
+        ("Mul", 7),
+        ("Div", 7),
+        ("Pow", 7),
+        ("Mod", 10),
+        ("Min", 6),
+        ("Max", 6),
+        ("Sum", 6),
+        ("Mean", 6),
+        ("Equal", 7),
+        ("Less", 7),
+        ("Greater", 7),
+        ("And", 7),
+        ("Or", 7),
+        ("Xor", 7),
+        ("Where", 9),
+        ("Sqrt", 6),
+        ("Reciprocal", 6),
+        ("Neg", 6),
+        ("Abs", 6),
+        ("Exp", 6),
+        ("Log", 6),
+        ("Erf", 9),
+        ("Tanh", 6),
+        ("Sigmoid", 6),
+        ("Relu", 6),
+        ("LeakyRelu", 6),
+        ("Elu", 6),
+        ("Selu", 6),
+        ("HardSigmoid", 6),
+        ("Sin", 7),
+        ("Cos", 7),
+        ("Floor", 6),
+        ("Ceil", 6),
+        ("Round", 11),
+        ("Sign", 9),
+        ("IsNaN", 9),
+        ("IsInf", 10),
+        ("Clip", 11),
+        ("Acos", 7),
+        ("Asin", 7),
+        ("Atan", 7),
+        ("Acosh", 9),
+        ("Asinh", 9),
+        ("Atanh", 9),
+        ("Sinh", 9),
+        ("Cosh", 9),
+        ("Tan", 7),
+        ("ThresholdedRelu", 10),
+        ("Shrink", 9),
+        ("PRelu", 6),
+        ("CumSum", 11),
+        ("TopK", 11),
+        ("BatchNormalization", 9),
+        ("InstanceNormalization", 6),
+        ("Gemm", 7),
+        ("MaxPool", 10),
+        ("AveragePool", 10),
+        ("Reshape", 5),
+        ("Split", 2),
+        ("Slice", 10),
+        ("GatherElements", 11),
+        ("GatherND", 11),
+        ("ScatterND", 11),
+        ("ScatterElements", 11),
+        ("Expand", 8),
+        ("Tile", 6),
+        ("Pad", 11),
+        ("Resize", 11),
+        ("DepthToSpace", 11),
+        ("ConstantOfShape", 9),
+        ("Range", 11),
+        ("OneHot", 9),
+        ("NonZero", 9),
+        ("QuantizeLinear", 10),
+        ("DequantizeLinear", 10),
+        ("DynamicQuantizeLinear", 11),
+        ("MatMulInteger", 10),
+        ("ConvInteger", 10),
+        ("QLinearMatMul", 10),
+        ("QLinearConv", 10),
+        // Cast-1..5 took `to` as a string; Concat-1..3 had an optional axis.
+        ("Cast", 6),
+        ("Concat", 4),
+    ];
+    TABLE.iter().find(|(op, _)| *op == op_type).map(|&(_, v)| v).unwrap_or(1)
+}
+
 pub fn lookup(op_type: &str) -> Option<&'static Entry> {
     static MAP: OnceLock<HashMap<&'static str, &'static Entry>> = OnceLock::new();
     MAP.get_or_init(|| TABLE.iter().map(|e| (e.op_type, e)).collect()).get(op_type).copied()
@@ -262,38 +393,27 @@ fn identity(_: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, Impo
     Ok(vec![required_input(node, 0)?])
 }
 
-/// A scalar from a constant input, for inputs that must be known at compile time.
-fn const_scalar_f64(imp: &Importer, node: &Node, i: usize, what: &str) -> Result<Option<f64>, ImportError> {
-    let Some(v) = node.input(i) else { return Ok(None) };
-    let t = imp
-        .const_value(v)
-        .ok_or_else(|| node.unsupported(format!("{what} must be a compile-time constant")))?;
-    let vals = t.to_f64_vec();
-    match vals.as_slice() {
-        [x] => Ok(Some(*x)),
-        _ => Err(node.bad_input(format!("{what} must be a scalar, found {} elements", vals.len()))),
-    }
-}
-
-/// `Dropout` at inference: the output is the input. In training mode with a non-zero ratio it
-/// would be random, which a compiler for inference does not support.
-fn dropout(imp: &mut Importer, node: &Node, _: OpKind) -> Result<Vec<Value>, ImportError> {
+/// `Dropout`: at inference (no `training_mode`, or a constant false) the output is the input and
+/// the mask all true. Otherwise the node becomes `nn.dropout`, whose random stream edgec defines
+/// (see `edgec_ir::ops::random`).
+fn dropout(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, ImportError> {
     let x = required_input(node, 0)?;
     if imp.opset >= 12 {
-        let training = const_scalar_f64(imp, node, 2, "training_mode")?.unwrap_or(0.0) != 0.0;
-        if training {
-            let ratio = const_scalar_f64(imp, node, 1, "ratio")?.unwrap_or(0.5);
-            if ratio > 0.0 {
-                return Err(node.unsupported("Dropout in training mode is not supported"));
-            }
+        let inference = match node.input(2) {
+            None => true,
+            Some(t) => imp.const_value(t).is_some_and(|v| v.to_f64_vec().iter().all(|&b| b == 0.0)),
+        };
+        if !inference {
+            return simple(imp, node, kind);
         }
     }
     let mut outs = vec![x];
     if node.wants_output(1) {
         // Every element is kept: the mask is all true, of the input's shape.
         let ty = imp.ty(x).clone();
+        let small = ty.num_elements().is_some_and(|n| n <= FOLD_MAX_ELEMENTS);
         let mask = match ty.static_shape() {
-            Some(shape) if (shape.iter().product::<usize>() as u64) <= FOLD_MAX_ELEMENTS => {
+            Some(shape) if small => {
                 let t = Tensor::Bool(ArrayD::from_elem(IxDyn(&shape), true));
                 imp.const_from(&t, &node.loc)
             }
@@ -399,7 +519,7 @@ fn split(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, Im
     imp.emit(node, kind, operands, attrs, n)
 }
 
-/// `Softmax`/`LogSoftmax` before opset 13 normalize over the input coerced to 2-D at `axis`
+/// `Softmax`/`LogSoftmax`/`Hardmax` before opset 13 normalize over the input coerced to 2-D at `axis`
 /// (all dims from `axis` on), which is not the per-axis softmax of opset 13: it is lowered to
 /// flatten → softmax over the last axis → reshape back.
 fn softmax(imp: &mut Importer, node: &Node, kind: OpKind) -> Result<Vec<Value>, ImportError> {
@@ -499,7 +619,10 @@ fn per_channel(
         );
     }
     let elem = ty.elem.clone();
-    if let Some(c) = imp.const_tensor(v).cloned() {
+    // Constants are expanded in place unless the result would be large (the channel count
+    // comes from the file; a bogus one must not make the importer allocate gigabytes).
+    let small = (groups * per) <= FOLD_MAX_ELEMENTS;
+    if let Some(c) = imp.const_tensor(v).filter(|_| small).cloned() {
         let width = elem.storage().bits() / 8;
         if width > 0 && c.bytes.len() as u64 == groups * width as u64 {
             let mut out = Vec::with_capacity(c.bytes.len() * per as usize);

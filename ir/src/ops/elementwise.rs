@@ -10,7 +10,7 @@
 //! computed in f32, wrapping integers, errors for integer division by zero).
 
 use super::elementwise_kernels::{
-    cast, map_pred, map_same, select, try_zip2, zip2, zip_pred, zip_same, IntElem, Real,
+    cast, map_pred, map_same, select, try_zip2, zip2, zip_pred, zip_same, CastDst, CastSrc, IntElem, Real,
 };
 use super::util::{broadcast_dims, input, operand};
 use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
@@ -800,6 +800,168 @@ pub static CAST: OpDef = OpDef {
     },
 };
 
+// ---------------------------------------------------------------------------------------------
+// Further ONNX elementwise ops
+
+float_unary!(ACOS, "math.acos", "Inverse cosine.", |x| x.acos());
+float_unary!(ASIN, "math.asin", "Inverse sine.", |x| x.asin());
+float_unary!(ATAN, "math.atan", "Inverse tangent.", |x| x.atan());
+float_unary!(ACOSH, "math.acosh", "Inverse hyperbolic cosine.", |x| x.acosh());
+float_unary!(ASINH, "math.asinh", "Inverse hyperbolic sine.", |x| x.asinh());
+float_unary!(ATANH, "math.atanh", "Inverse hyperbolic tangent.", |x| x.atanh());
+float_unary!(SINH, "math.sinh", "Hyperbolic sine.", |x| x.sinh());
+float_unary!(COSH, "math.cosh", "Hyperbolic cosine.", |x| x.cosh());
+float_unary!(TAN, "math.tan", "Tangent.", |x| x.tan());
+float_unary!(SOFTSIGN, "math.softsign", "`x / (1 + |x|)`.", |x| x / (1.0 + x.abs()));
+
+pub static THRESHOLDED_RELU: OpDef = OpDef {
+    name: "math.thresholded_relu",
+    summary: "`x` for `x > alpha`, else 0.",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[AttrDef::opt("alpha", AttrKind::Float, "1.0")],
+    traits: EW,
+    infer: infer_float,
+    eval: |c| {
+        let alpha = float_attr(c, "alpha", 1.0);
+        Ok(vec![float_map!(input(c, 0)?, "math.thresholded_relu", |x| if x > alpha as F { x } else { 0.0 })])
+    },
+};
+
+pub static CELU: OpDef = OpDef {
+    name: "math.celu",
+    summary: "`max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`.",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[AttrDef::opt("alpha", AttrKind::Float, "1.0")],
+    traits: EW,
+    infer: infer_float,
+    eval: |c| {
+        let alpha = float_attr(c, "alpha", 1.0);
+        Ok(vec![float_map!(input(c, 0)?, "math.celu", |x| {
+            let a = alpha as F;
+            if x > 0.0 {
+                x
+            } else {
+                a * (x / a).exp_m1()
+            }
+        })])
+    },
+};
+
+pub static SWISH: OpDef = OpDef {
+    name: "math.swish",
+    summary: "`x * sigmoid(alpha * x)`.",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[AttrDef::opt("alpha", AttrKind::Float, "1.0")],
+    traits: EW,
+    infer: infer_float,
+    eval: |c| {
+        let alpha = float_attr(c, "alpha", 1.0);
+        Ok(vec![float_map!(input(c, 0)?, "math.swish", |x| x * sigmoid(alpha as F * x))])
+    },
+};
+
+pub static SHRINK: OpDef = OpDef {
+    name: "math.shrink",
+    summary: "`x + bias` for `x < -lambd`, `x - bias` for `x > lambd`, else 0.",
+    operands: &["input"],
+    results: &["output"],
+    attrs: &[AttrDef::opt("bias", AttrKind::Float, "0.0"), AttrDef::opt("lambd", AttrKind::Float, "0.5")],
+    traits: EW,
+    infer: |c| infer_map(c, Class::Numeric, None),
+    eval: |c| {
+        let bias = float_attr(c, "bias", 0.0);
+        let lambd = float_attr(c, "lambd", 0.5);
+        Ok(vec![map_same!(input(c, 0)?, "math.shrink", [F32 F64 F16 BF16],
+            |x| shrink(x as f64, lambd, bias) as F,
+            [I64 I32 I16 I8 U64 U32 U16 U8], |x| Ok(cast_scalar(shrink(cast_scalar::<_, f64>(x), lambd, bias))))])
+    },
+};
+
+fn shrink(x: f64, lambd: f64, bias: f64) -> f64 {
+    if x < -lambd {
+        x + bias
+    } else if x > lambd {
+        x - bias
+    } else {
+        0.0
+    }
+}
+
+/// One element through the `Cast` rules.
+fn cast_scalar<S: CastSrc, D: CastDst>(v: S) -> D {
+    v.cast()
+}
+
+pub static PRELU: OpDef = OpDef {
+    name: "math.prelu",
+    summary: "`x` for `x >= 0`, else `slope * x` (`slope` broadcasts to `x`).",
+    operands: &["x", "slope"],
+    results: &["y"],
+    attrs: &[],
+    traits: EW,
+    infer: |c| {
+        let r = infer_bcast(c, Class::Numeric, None)?;
+        // ONNX broadcasts slope to x only ("unidirectional"): the result keeps x's rank.
+        if r[0].rank() != operand(c, 0)?.rank() {
+            return Err(format!(
+                "slope of rank {} does not broadcast to x of rank {}",
+                operand(c, 1)?.rank(),
+                operand(c, 0)?.rank()
+            ));
+        }
+        Ok(r)
+    },
+    eval: |c| {
+        Ok(vec![arith!(
+            input(c, 0)?,
+            input(c, 1)?,
+            "math.prelu",
+            |x, s| if x < 0.0 { s * x } else { x },
+            Ok(if x.is_negative() { x.wrapping_mul(s) } else { x })
+        )])
+    },
+};
+
+/// Declares a binary bitwise op on integer tensors.
+macro_rules! bitwise {
+    ($id:ident, $name:literal, $summary:literal, |$x:ident, $y:ident| $body:expr) => {
+        pub static $id: OpDef = OpDef {
+            name: $name,
+            summary: $summary,
+            operands: &["a", "b"],
+            results: &["c"],
+            attrs: &[],
+            traits: EW_COMM,
+            infer: |c| infer_bcast(c, Class::Int, None),
+            eval: |c| {
+        Ok(vec![zip_same!(input(c, 0)?, input(c, 1)?, $name, [], |_p, _q| 0.0,
+                    [I64 I32 I16 I8 U64 U32 U16 U8], |$x, $y| Ok($body))])
+            },
+        };
+    };
+}
+
+bitwise!(BITWISE_AND, "math.bitwise_and", "Bitwise and of integer tensors.", |x, y| x & y);
+bitwise!(BITWISE_OR, "math.bitwise_or", "Bitwise or of integer tensors.", |x, y| x | y);
+bitwise!(BITWISE_XOR, "math.bitwise_xor", "Bitwise exclusive or of integer tensors.", |x, y| x ^ y);
+
+pub static BITWISE_NOT: OpDef = OpDef {
+    name: "math.bitwise_not",
+    summary: "Bitwise complement of an integer tensor.",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[],
+    traits: EW,
+    infer: |c| infer_map(c, Class::Int, None),
+    eval: |c| {
+        Ok(vec![map_same!(input(c, 0)?, "math.bitwise_not", [], |_p| 0.0,
+            [I64 I32 I16 I8 U64 U32 U16 U8], |x| Ok(!x))])
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1095,5 +1257,30 @@ mod tests {
         let ctx = InferCtx { attrs: &attrs, operands: &ops, consts: &[None, None], num_results: 1 };
         let r = (LESS.infer)(&ctx).unwrap();
         assert_eq!(r[0], TensorType::new(vec![Dim::Sym("n".into()), Dim::Static(4)], ScalarType::Bool));
+    }
+
+    #[test]
+    fn further_ops() {
+        let x = Tensor::F32(t(&[4], &[-2.0, -0.25, 0.25, 2.0]));
+        let sh = Attrs::new().with("lambd", Attr::Float(0.5)).with("bias", Attr::Float(0.5));
+        assert_eq!(
+            f32s(&run_attrs(&SHRINK, sh.clone(), vec![x.clone()]).unwrap()),
+            vec![-1.5, 0.0, 0.0, 1.5]
+        );
+        let xi = Tensor::I32(t(&[3], &[-3, 0, 3]));
+        assert_eq!(run_attrs(&SHRINK, sh, vec![xi]).unwrap(), Tensor::I32(t(&[3], &[-2, 0, 2])));
+        let slope = Tensor::F32(t(&[1], &[0.5]));
+        assert_eq!(f32s(&run(&PRELU, vec![x.clone(), slope]).unwrap()), vec![-1.0, -0.125, 0.25, 2.0]);
+        let wide = Tensor::F32(t(&[2, 4], &[0.0; 8]));
+        assert!(run(&PRELU, vec![x.clone(), wide]).is_err());
+        let c = f32s(&run(&CELU, vec![x.clone()]).unwrap());
+        assert_eq!((c[0], c[3]), ((-2f32).exp_m1(), 2.0));
+        let th = f32s(&run(&THRESHOLDED_RELU, vec![x]).unwrap());
+        assert_eq!(th, vec![0.0, 0.0, 0.0, 2.0]);
+        let a = Tensor::U8(t(&[2], &[0b1100, 0xff]));
+        let b = Tensor::U8(t(&[1], &[0b1010]));
+        assert_eq!(run(&BITWISE_XOR, vec![a.clone(), b]).unwrap(), Tensor::U8(t(&[2], &[0b0110, 0xf5])));
+        assert_eq!(run(&BITWISE_NOT, vec![a]).unwrap(), Tensor::U8(t(&[2], &[0xf3, 0])));
+        assert!(run(&BITWISE_AND, vec![Tensor::F32(t(&[1], &[1.0])); 2]).is_err());
     }
 }

@@ -2,8 +2,8 @@
 //! the scalar rules that ONNX defines differently for integers and floats, and `Cast`.
 //!
 //! ## How an elementwise op is written
-//! An op's scalar rule is one Rust expression. The dispatch macros ([`map_same!`],
-//! [`zip_same!`], [`map_pred!`], [`zip_pred!`]) match the input tensor variant(s) and expand that
+//! An op's scalar rule is one Rust expression. The dispatch macros (`map_same!`,
+//! `zip_same!`, `map_pred!`, `zip_pred!`) match the input tensor variant(s) and expand that
 //! expression once per element type, inside a closure the broadcasting kernels
 //! ([`zip2`], [`try_zip2`], [`zip3`]) call per element. So the expression is type-checked (and
 //! inlined) for every element type it is instantiated with:

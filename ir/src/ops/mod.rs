@@ -23,6 +23,7 @@ mod linalg_pool;
 #[cfg(test)]
 mod linalg_testdata;
 pub mod quant;
+pub mod random;
 pub mod reduce;
 pub mod reduce_norm;
 pub mod shape;
@@ -281,6 +282,25 @@ op_table! {
     IsInf => elementwise::IS_INF,
     Clip => elementwise::CLIP,
     Cast => elementwise::CAST,
+    Acos => elementwise::ACOS,
+    Asin => elementwise::ASIN,
+    Atan => elementwise::ATAN,
+    Acosh => elementwise::ACOSH,
+    Asinh => elementwise::ASINH,
+    Atanh => elementwise::ATANH,
+    Sinh => elementwise::SINH,
+    Cosh => elementwise::COSH,
+    Tan => elementwise::TAN,
+    Softsign => elementwise::SOFTSIGN,
+    ThresholdedRelu => elementwise::THRESHOLDED_RELU,
+    Celu => elementwise::CELU,
+    Swish => elementwise::SWISH,
+    Shrink => elementwise::SHRINK,
+    PRelu => elementwise::PRELU,
+    BitwiseAnd => elementwise::BITWISE_AND,
+    BitwiseOr => elementwise::BITWISE_OR,
+    BitwiseXor => elementwise::BITWISE_XOR,
+    BitwiseNot => elementwise::BITWISE_NOT,
 
     // nn: reductions and normalizations
     ReduceMean => reduce::REDUCE_MEAN,
@@ -351,6 +371,9 @@ op_table! {
     Trilu => shape::TRILU,
     OneHot => shape::ONE_HOT,
     NonZero => shape::NON_ZERO,
+
+    // nn: random
+    Dropout => random::DROPOUT,
 
     // q: quantization
     QuantizeLinear => quant::QUANTIZE_LINEAR,

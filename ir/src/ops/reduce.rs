@@ -499,6 +499,9 @@ fn infer_reduce(ctx: &InferCtx, kind: Reduction) -> OpResult<Vec<TensorType>> {
     let keepdims = flag(ctx.attrs, "keepdims", true);
     let noop = flag(ctx.attrs, "noop_with_empty_axes", false);
     let rank = data.rank();
+    if ctx.has_operand(1) {
+        elem_of(ctx, 1, kind.name(), |t| t.is_int())?;
+    }
     let dims = if !ctx.has_operand(1) {
         if noop {
             data.dims.clone()

@@ -222,6 +222,10 @@ pub(crate) fn to_usize(v: i64, what: &str) -> OpResult<usize> {
 
 /// Normalizes a list of axes against `rank` and rejects duplicates.
 pub(crate) fn norm_axes(axes: &[i64], rank: usize, what: &str) -> OpResult<Vec<usize>> {
+    // (`norm_axis` accepts axis 0 of a scalar, for ops where that names the scalar itself.)
+    if rank == 0 && !axes.is_empty() {
+        return Err(format!("{what}: {axes:?} given for a scalar, which has no axes"));
+    }
     let mut out = Vec::with_capacity(axes.len());
     for &a in axes {
         let n = norm_axis(a, rank).map_err(|e| format!("{what}: {e}"))?;
@@ -272,13 +276,13 @@ pub(crate) fn dim_product(ds: &[Dim]) -> Dim {
 }
 
 /// `d * k`.
-pub(crate) fn dim_scale(d: &Dim, k: u64) -> Dim {
-    match d {
-        Dim::Static(n) => Dim::Static(n * k),
+pub(crate) fn dim_scale(d: &Dim, k: u64) -> OpResult<Dim> {
+    Ok(match d {
+        Dim::Static(n) => Dim::Static(n.checked_mul(k).ok_or_else(|| format!("dim {n} x {k} overflows"))?),
         _ if k == 0 => Dim::Static(0),
         d if k == 1 => d.clone(),
         _ => Dim::Unknown,
-    }
+    })
 }
 
 /// Two dims that must be equal: a static one wins over a symbolic one, which wins over unknown.
@@ -352,7 +356,10 @@ pub(crate) fn select<T: Clone>(
     let offs: Vec<Vec<Option<usize>>> =
         sel.iter().enumerate().map(|(d, s)| s.iter().map(|i| i.map(|i| i * st[d])).collect()).collect();
     let out_shape: Vec<usize> = sel.iter().map(Vec::len).collect();
-    let n: usize = out_shape.iter().product();
+    let n = out_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("selection of shape {out_shape:?} is too large"))?;
     let mut out = Vec::with_capacity(n);
     if n > 0 {
         let r = sel.len();
@@ -708,9 +715,14 @@ fn split_count(attrs: &Attrs, num_results: usize) -> OpResult<usize> {
     }
 }
 
+fn split_axis(attrs: &Attrs, rank: usize) -> OpResult<usize> {
+    let axis = norm_axes(&[attr_int(attrs, "axis", 0)], rank, "split axis")?;
+    axis.first().copied().ok_or_else(|| "split axis missing".to_string())
+}
+
 fn infer_split(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     let data = operand(ctx, 0)?;
-    let axis = norm_axis(attr_int(ctx.attrs, "axis", 0), data.rank())?;
+    let axis = split_axis(ctx.attrs, data.rank())?;
     let n = split_count(ctx.attrs, ctx.num_results)?;
     let dim = &data.dims[axis];
     let parts: Vec<Dim> = if ctx.has_operand(1) {
@@ -757,7 +769,7 @@ fn infer_split(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
 fn eval_split(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let data = input(ctx, 0)?;
     let shape = data.shape();
-    let axis = norm_axis(attr_int(ctx.attrs, "axis", 0), shape.len())?;
+    let axis = split_axis(ctx.attrs, shape.len())?;
     let n = split_count(ctx.attrs, ctx.result_types.len())?;
     let dim = shape[axis];
     let parts: Vec<usize> = match ctx.opt_input(1) {
@@ -1207,7 +1219,7 @@ fn infer_tile(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     let dims = match const_ints(ctx, 1, "tile `repeats`")? {
         Some(r) => {
             let r = check_repeats(&r, data.rank())?;
-            data.dims.iter().zip(&r).map(|(d, &k)| dim_scale(d, k)).collect()
+            data.dims.iter().zip(&r).map(|(d, &k)| dim_scale(d, k)).collect::<Result<_, _>>()?
         }
         None => vec![Dim::Unknown; data.rank()],
     };
@@ -1258,8 +1270,9 @@ pub static SPACE_TO_DEPTH: OpDef = OpDef {
 /// Blocksize and whether the mode is CRD.
 fn block_params(attrs: &Attrs, op: &str) -> OpResult<(u64, bool)> {
     let b = attrs.int("blocksize").ok_or_else(|| format!("{op}: missing `blocksize`"))?;
-    if b < 1 {
-        return Err(format!("{op}: blocksize must be positive, found {b}"));
+    // (The bound keeps blocksize² within u64; real block sizes are tiny.)
+    if !(1..=u32::MAX as i64).contains(&b) {
+        return Err(format!("{op}: blocksize must be in [1, 2^32), found {b}"));
     }
     let crd = match attr_str(attrs, "mode", "DCR") {
         "DCR" => false,
@@ -1286,9 +1299,9 @@ fn infer_block_move(ctx: &InferCtx, to_space: bool) -> OpResult<Vec<TensorType>>
         })
     };
     let dims = if to_space {
-        vec![d[0].clone(), div(&d[1], b * b, "channels")?, dim_scale(&d[2], b), dim_scale(&d[3], b)]
+        vec![d[0].clone(), div(&d[1], b * b, "channels")?, dim_scale(&d[2], b)?, dim_scale(&d[3], b)?]
     } else {
-        vec![d[0].clone(), dim_scale(&d[1], b * b), div(&d[2], b, "height")?, div(&d[3], b, "width")?]
+        vec![d[0].clone(), dim_scale(&d[1], b * b)?, div(&d[2], b, "height")?, div(&d[3], b, "width")?]
     };
     let elem = moved_elem(&data.elem, |a| (a == 0).then_some(0), op)?;
     Ok(vec![TensorType { dims, elem }])

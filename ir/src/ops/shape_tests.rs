@@ -441,3 +441,48 @@ fn generic_over_element_types() {
         assert_eq!(y.scalar_type(), s);
     }
 }
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let scalar = f32t(&[], &[1.]);
+    let st = |ty: &TensorType| vec![ty.clone()];
+    let sty = scalar.ty();
+    assert!(infer(&SPLIT, &Attrs::new(), &st(&sty), &[None], 2).is_err());
+    assert!(eval_err(&SQUEEZE, &Attrs::new(), &[scalar.clone(), i64t(&[1], &[0])]).contains("scalar"));
+    assert!(eval_err(
+        &SLICE,
+        &Attrs::new(),
+        &[scalar.clone(), i64t(&[1], &[0]), i64t(&[1], &[1]), i64t(&[1], &[0])]
+    )
+    .contains("scalar"));
+    assert!(eval_err(
+        &PAD,
+        &Attrs::new(),
+        &[scalar.clone(), i64t(&[2], &[1, 1]), f32t(&[0], &[]), i64t(&[1], &[0])]
+    )
+    .contains("scalar"));
+    assert!(eval_err(&GATHER, &Attrs::new(), &[scalar.clone(), i64t(&[1], &[0])]).contains("rank"));
+    assert!(eval_err(&CONCAT, &attrs(&[("axis", Attr::Int(0))]), &[scalar.clone()]).contains("scalar"));
+    let big = attrs(&[("blocksize", Attr::Int(1 << 40))]);
+    assert!(eval_err(&DEPTH_TO_SPACE, &big, &[arange(&[1, 4, 1, 1])]).contains("blocksize"));
+    let huge = TensorType::new(vec![st_dim(u64::MAX / 2)], ScalarType::F32);
+    assert!(infer(
+        &TILE,
+        &Attrs::new(),
+        &[huge, TensorType::of(&[1], ScalarType::I64)],
+        &[None, Some(i64t(&[1], &[3]))],
+        1
+    )
+    .is_err());
+    assert!(eval_err(&TRILU, &Attrs::new(), &[f32t(&[2], &[1., 2.])]).contains("rank"));
+    assert!(
+        eval_err(&GATHER_ND, &Attrs::new(), &[arange(&[2, 2]), i64t(&[1, 3], &[0, 0, 0])]).contains("exceed")
+    );
+    assert!(eval_err(&SCATTER_ND, &Attrs::new(), &[arange(&[2]), i64t(&[1, 1], &[5]), f32t(&[1], &[0.])])
+        .contains("out of range"));
+    assert!(eval_err(&RESIZE, &Attrs::new(), &[arange(&[2]), f32t(&[0], &[])]).contains("exactly one"));
+}
+
+fn st_dim(n: u64) -> Dim {
+    Dim::Static(n)
+}
