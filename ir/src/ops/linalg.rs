@@ -298,13 +298,13 @@ pub(crate) fn dim_times(d: &Dim, k: u64) -> Dim {
 }
 
 /// An integer attribute with its default.
-pub(crate) fn int_attr(ctx_attrs: &crate::attr::Attrs, name: &str, default: i64) -> i64 {
-    ctx_attrs.int(name).unwrap_or(default)
+pub(crate) fn int_attr(attrs: &crate::attr::Attrs, name: &str, default: i64) -> i64 {
+    attrs.int(name).unwrap_or(default)
 }
 
 /// A float attribute with its default.
-pub(crate) fn float_attr(ctx_attrs: &crate::attr::Attrs, name: &str, default: f64) -> f64 {
-    ctx_attrs.float(name).unwrap_or(default)
+pub(crate) fn float_attr(attrs: &crate::attr::Attrs, name: &str, default: f64) -> f64 {
+    attrs.float(name).unwrap_or(default)
 }
 
 /// Reshapes an owned array (row-major) to `shape`.

@@ -43,7 +43,7 @@ pub(crate) fn auto_pad(attrs: &Attrs) -> OpResult<AutoPad> {
 pub(crate) fn spatial_attr(attrs: &Attrs, name: &str, nd: usize, default: usize) -> OpResult<Vec<usize>> {
     match attrs.ints(name) {
         None => Ok(vec![default; nd]),
-        Some(v) if v.is_empty() => Ok(vec![default; nd]),
+        Some([]) => Ok(vec![default; nd]),
         Some(v) => {
             if v.len() != nd {
                 return Err(format!("{name} has {} values but the input has {nd} spatial dims", v.len()));
@@ -64,7 +64,7 @@ pub(crate) fn spatial_attr(attrs: &Attrs, name: &str, nd: usize, default: usize)
 pub(crate) fn pads_attr(attrs: &Attrs, nd: usize) -> OpResult<Vec<(usize, usize)>> {
     match attrs.ints("pads") {
         None => Ok(vec![(0, 0); nd]),
-        Some(v) if v.is_empty() => Ok(vec![(0, 0); nd]),
+        Some([]) => Ok(vec![(0, 0); nd]),
         Some(v) => {
             if v.len() != 2 * nd {
                 return Err(format!("pads has {} values but the input has {nd} spatial dims", v.len()));
@@ -92,7 +92,7 @@ impl Window {
     /// Reads the attributes; `kernel` comes from the caller (attribute or weight shape).
     pub(crate) fn from_attrs(attrs: &Attrs, kernel: Vec<usize>, ceil_mode: bool) -> OpResult<Window> {
         let nd = kernel.len();
-        if kernel.iter().any(|&k| k == 0) {
+        if kernel.contains(&0) {
             return Err(format!("kernel_shape must be positive, found {kernel:?}"));
         }
         Ok(Window {
@@ -174,7 +174,7 @@ impl Window {
 
 /// Calls `f` with every multi-index of `shape` in row-major order (once for an empty shape).
 pub(crate) fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
-    if shape.iter().any(|&s| s == 0) {
+    if shape.contains(&0) {
         return;
     }
     let mut idx = vec![0usize; shape.len()];

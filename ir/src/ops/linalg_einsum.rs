@@ -144,7 +144,7 @@ impl Equation {
     }
 }
 
-fn equation_attr<'a>(attrs: &'a crate::attr::Attrs) -> OpResult<&'a str> {
+fn equation_attr(attrs: &crate::attr::Attrs) -> OpResult<&str> {
     attrs.str("equation").ok_or_else(|| "missing attribute `equation`".to_string())
 }
 
@@ -350,8 +350,8 @@ fn einsum<T: Scalar>(eq: &Equation, ops: &[&ArrayViewD<T>]) -> OpResult<ArrayD<T
         |i: usize, l: Label| eq.output.contains(&l) || eq.inputs[i + 1..].iter().any(|t| t.contains(&l));
     let mut cur = unique_labels(ops[0], &eq.inputs[0])?;
     cur = sum_out(cur, &|l| needed_after(0, l));
-    for i in 1..n {
-        let mut nxt = unique_labels(ops[i], &eq.inputs[i])?;
+    for (i, op) in ops.iter().enumerate().skip(1) {
+        let mut nxt = unique_labels(op, &eq.inputs[i])?;
         let cur_labels = cur.labels.clone();
         nxt = sum_out(nxt, &|l| cur_labels.contains(&l) || needed_after(i, l));
         cur = contract(cur, nxt, &|l| needed_after(i, l))?;

@@ -357,7 +357,10 @@ impl Kernel for GlobalK {
         for p in 0..planes {
             let v = &xs[p * plane..(p + 1) * plane];
             out.push(if self.max {
-                v.iter().copied().fold(T::LOWEST, |m, x| if x > m || x != x { x } else { m })
+                // NaN (unordered with itself) propagates, as in numpy.
+                v.iter()
+                    .copied()
+                    .fold(T::LOWEST, |m, x| if x > m || x.partial_cmp(&x).is_none() { x } else { m })
             } else {
                 let s = v.iter().fold(0f64, |s, &x| s + x.to_f64());
                 T::from_f64(s / plane as f64)
