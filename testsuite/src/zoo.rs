@@ -47,6 +47,13 @@ pub fn discover(dir: &Path) -> Vec<ZooModel> {
     out
 }
 
+/// The committed models plus any generated on demand into `zoo/large/` (`gen_zoo.py --large`).
+pub fn discover_with_large(dir: &Path) -> Vec<ZooModel> {
+    let mut out = discover(dir);
+    out.extend(discover(&dir.join("large")));
+    out
+}
+
 /// Result of checking one zoo model through the interpreter.
 #[derive(Debug)]
 pub struct ZooResult {

@@ -192,7 +192,16 @@ pub static SOFTMAX: OpDef = OpDef {
     attrs: AXIS_LAST,
     traits: Traits::PURE,
     infer: |ctx| infer_same_float(ctx, "softmax"),
-    eval: |ctx| eval_along_axis(ctx, "softmax", softmax_row),
+    eval: |ctx| {
+        // Half-precision inputs round at every step, as a runtime computing in that precision
+        // does (and ONNX's reference with it): the result then agrees to the last ulp.
+        let row: fn(&mut [f64]) = match input(ctx, 0)?.scalar_type() {
+            ScalarType::F16 => softmax_row_f16,
+            ScalarType::BF16 => softmax_row_bf16,
+            _ => softmax_row,
+        };
+        eval_along_axis(ctx, "softmax", row)
+    },
 };
 
 pub static LOG_SOFTMAX: OpDef = OpDef {
@@ -235,6 +244,29 @@ fn softmax_row(row: &mut [f64]) {
     for v in row.iter_mut() {
         *v /= sum;
     }
+}
+
+/// Softmax with each intermediate rounded through `round`: `x - max`, `exp`, the sum (kept in
+/// f32, as numpy and most runtimes accumulate half-precision sums) and the quotient.
+fn softmax_row_rounded(row: &mut [f64], round: fn(f64) -> f64) {
+    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0f32;
+    for v in row.iter_mut() {
+        *v = round(round(*v - m).exp());
+        sum += *v as f32;
+    }
+    let sum = round(sum as f64);
+    for v in row.iter_mut() {
+        *v = round(*v / sum);
+    }
+}
+
+fn softmax_row_f16(row: &mut [f64]) {
+    softmax_row_rounded(row, |v| half::f16::from_f64(v).to_f64())
+}
+
+fn softmax_row_bf16(row: &mut [f64]) {
+    softmax_row_rounded(row, |v| half::bf16::from_f64(v).to_f64())
 }
 
 fn log_softmax_row(row: &mut [f64]) {
@@ -787,13 +819,14 @@ mod tests {
     }
 
     #[test]
-    fn f16_is_rounded_once() {
+    fn f16_rounds_at_each_step() {
         let x = Tensor::F16(
             ArrayD::from_shape_vec(IxDyn(&[3]), [1.0f32, 2.0, 3.0].map(half::f16::from_f32).to_vec())
                 .unwrap(),
         );
         let out = run(&SOFTMAX, &[], vec![x], 1);
         assert!(matches!(out[0], Tensor::F16(_)));
-        close(&out[0], &[0.0900306, 0.2447285, 0.6652409].map(|v| half::f16::from_f64(v).to_f64()));
+        // numpy in f16: d = x - max, e = exp(d), s = f16(sum(e) in f32), y = e / s, each rounded.
+        close(&out[0], &[0.090087890625, 0.2447509765625, 0.66552734375]);
     }
 }
