@@ -70,3 +70,40 @@ fn collect_blocks(f: &Function, b: Block, out: &mut Vec<Block>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PassManager;
+    use edgec_ir::{Attrs, Builder, Loc, OpKind, ScalarType, TensorType};
+
+    fn module_with_dead_chain() -> Module {
+        let mut f = Function::new("main");
+        let x = f.add_param(TensorType::of(&[2], ScalarType::F32), Some("x".into()));
+        let mut b = Builder::new(&mut f);
+        let live = b.op(OpKind::Relu, vec![x], Attrs::new(), Loc::name("live")).unwrap();
+        let dead1 = b.op(OpKind::Exp, vec![x], Attrs::new(), Loc::name("dead1")).unwrap();
+        b.op(OpKind::Neg, vec![dead1], Attrs::new(), Loc::name("dead2")).unwrap();
+        b.ret(vec![live]);
+        f.result_names = vec!["y".into()];
+        Module { functions: vec![f] }
+    }
+
+    #[test]
+    fn removes_dead_chains_in_one_sweep() {
+        let mut m = module_with_dead_chain();
+        assert_eq!(m.functions[0].compute_op_count(), 3);
+        let mut pm = PassManager::parse("dce,verify").unwrap();
+        pm.verify_each = true;
+        pm.run(&mut m).unwrap();
+        assert_eq!(m.functions[0].compute_op_count(), 1);
+        assert_eq!(pm.timings.len(), 2);
+        assert!(pm.timing_report().contains("dce"));
+    }
+
+    #[test]
+    fn unknown_pass_names_the_available_ones() {
+        let err = PassManager::parse("dce,frobnicate").err().unwrap().to_string();
+        assert!(err.contains("frobnicate") && err.contains("dce") && err.contains("verify"), "{err}");
+    }
+}

@@ -53,3 +53,29 @@ impl Pass for Print {
         Ok(())
     }
 }
+
+/// The pass reference in markdown (`docs/passes.md` is this text; a test keeps them equal).
+pub fn passes_markdown() -> String {
+    let mut out = String::from(
+        "# Passes\n\nGenerated from `passes/src/registry.rs` (`EDGEC_BLESS=1 cargo test -p edgec-passes` \
+         rewrites it). Run them with `edgec opt FILE.eir --passes=a,b,c`.\n\n| pass | what it does |\n|---|---|\n",
+    );
+    for p in PASSES {
+        out.push_str(&format!("| `{}` | {} |\n", p.name, p.summary));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_passes_md_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/passes.md");
+        let want = super::passes_markdown();
+        if std::env::var("EDGEC_BLESS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &want).expect("write docs/passes.md");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(have, want, "docs/passes.md is stale; rerun with EDGEC_BLESS=1");
+    }
+}
