@@ -114,9 +114,8 @@ impl DimArgs {
     fn parse(&self) -> Result<BTreeMap<String, u64>, Error> {
         let mut out = BTreeMap::new();
         for d in &self.dims {
-            let (name, value) = d
-                .split_once('=')
-                .ok_or_else(|| Error::Usage(format!("--dim {d}: expected NAME=VALUE")))?;
+            let (name, value) =
+                d.split_once('=').ok_or_else(|| Error::Usage(format!("--dim {d}: expected NAME=VALUE")))?;
             let value: u64 = value
                 .trim()
                 .parse()
@@ -140,7 +139,9 @@ impl CommonArgs {
                     self.quantize
                 )))
             }
-            other => return Err(Error::Usage(format!("--quantize {other}: expected none, int8 or int4-weights"))),
+            other => {
+                return Err(Error::Usage(format!("--quantize {other}: expected none, int8 or int4-weights")))
+            }
         }
         if self.calibrate.is_some() {
             return Err(Error::Usage("--calibrate needs --quantize int8".into()));
@@ -202,7 +203,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let opts = common.options(&target)?;
             if opts.target == Target::Interp {
                 return Err(Error::Usage(
-                    "target `interp` runs models but does not compile them; use `edgec run --target interp`".into(),
+                    "target `interp` runs models but does not compile them; use `edgec run --target interp`"
+                        .into(),
                 ));
             }
             opts.target.check_available()?;
@@ -240,7 +242,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
             times.sort_by(|a, b| a.total_cmp(b));
-            let median = if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
+            let median =
+                if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
             let min = times[0];
             if json {
                 println!(

@@ -12,7 +12,10 @@ use crate::onnx::decode_tensor_proto;
 use edgec_ir::{Function, ScalarType, Tensor};
 use half::f16;
 use ndarray::ArrayD;
-use ndarray_npy::{NpzReader, NpzWriter, ReadDataError, ReadNpyError, ReadNpzError, ReadableElement, WritableElement, WriteDataError};
+use ndarray_npy::{
+    NpzReader, NpzWriter, ReadDataError, ReadNpyError, ReadNpzError, ReadableElement, WritableElement,
+    WriteDataError,
+};
 use py_literal::Value as PyValue;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -38,7 +41,11 @@ fn read_err(path: &Path, message: impl std::fmt::Display) -> IoError {
 struct NpyF16(f16);
 
 impl ReadableElement for NpyF16 {
-    fn read_to_end_exact_vec<R: Read>(mut reader: R, type_desc: &PyValue, len: usize) -> Result<Vec<Self>, ReadDataError> {
+    fn read_to_end_exact_vec<R: Read>(
+        mut reader: R,
+        type_desc: &PyValue,
+        len: usize,
+    ) -> Result<Vec<Self>, ReadDataError> {
         let little = match type_desc {
             PyValue::String(s) if s == "<f2" || s == "f2" => true,
             PyValue::String(s) if s == ">f2" => false,
@@ -143,7 +150,9 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), IoError
                 Tensor::U16(a) => npz.add_array(name.as_str(), a),
                 Tensor::U8(a) | Tensor::U4(a) => npz.add_array(name.as_str(), a),
                 Tensor::Bool(a) => npz.add_array(name.as_str(), a),
-                Tensor::BF16(_) => return Err(format!("output {name:?} is bfloat16, which .npz cannot hold")),
+                Tensor::BF16(_) => {
+                    return Err(format!("output {name:?} is bfloat16, which .npz cannot hold"))
+                }
             };
             r.map_err(|e| format!("array {name:?}: {e}"))?;
         }
@@ -166,7 +175,9 @@ pub fn read_pb_dir(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, Io
     for entry in rd {
         let entry = entry.map_err(|e| read_err(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).and_then(|r| r.strip_suffix(".pb")) {
+        if let Some(n) =
+            name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).and_then(|r| r.strip_suffix(".pb"))
+        {
             if let Ok(n) = n.parse::<usize>() {
                 files.push((n, entry.path()));
             }
@@ -198,11 +209,8 @@ pub fn read_inputs(path: &Path, func: &Function) -> Result<Vec<Tensor>, IoError>
         .enumerate()
         .map(|(i, &p)| func.values[p].name.clone().unwrap_or_else(|| format!("input_{i}")))
         .collect();
-    let (arrays, by_position_ok) = if path.is_dir() {
-        (read_pb_dir(path, "input")?, true)
-    } else {
-        (read_npz(path)?, false)
-    };
+    let (arrays, by_position_ok) =
+        if path.is_dir() { (read_pb_dir(path, "input")?, true) } else { (read_npz(path)?, false) };
     let all_named = arrays.iter().all(|(n, _)| params.contains(n));
     if all_named && arrays.len() == params.len() {
         let mut out = Vec::with_capacity(params.len());
@@ -217,9 +225,7 @@ pub fn read_inputs(path: &Path, func: &Function) -> Result<Vec<Tensor>, IoError>
     }
     let missing: Vec<&String> = params.iter().filter(|p| !arrays.iter().any(|(n, _)| n == *p)).collect();
     let extra: Vec<&String> = arrays.iter().map(|(n, _)| n).filter(|n| !params.contains(n)).collect();
-    Err(mismatch(format!(
-        "the model takes inputs {params:?}; missing {missing:?}, unexpected {extra:?}"
-    )))
+    Err(mismatch(format!("the model takes inputs {params:?}; missing {missing:?}, unexpected {extra:?}")))
 }
 
 /// Whether the element type can be written to `.npz`.

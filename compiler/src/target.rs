@@ -38,11 +38,21 @@ impl Target {
             return Ok(Target::Interp);
         }
         if s == "host" {
-            return Ok(Target::Machine { triple: Triple::host(), cpu: Some("native".into()), features: None, alias: Some("host") });
+            return Ok(Target::Machine {
+                triple: Triple::host(),
+                cpu: Some("native".into()),
+                features: None,
+                alias: Some("host"),
+            });
         }
         if let Some(&(alias, triple, cpu, features)) = ALIASES.iter().find(|a| a.0 == s) {
             let triple = Triple::from_str(triple).map_err(|_| TargetError::Unknown(s.into()))?;
-            return Ok(Target::Machine { triple, cpu: Some(cpu.into()), features: Some(features.into()), alias: Some(alias) });
+            return Ok(Target::Machine {
+                triple,
+                cpu: Some(cpu.into()),
+                features: Some(features.into()),
+                alias: Some(alias),
+            });
         }
         let triple = Triple::from_str(s).map_err(|_| TargetError::Unknown(s.into()))?;
         let supported = matches!(
@@ -52,7 +62,10 @@ impl Target {
         if !supported {
             return Err(TargetError::Unsupported {
                 target: s.into(),
-                reason: format!("architecture {} has no backend (x86_64, aarch64, riscv64 and Arm Cortex-M do)", triple.architecture),
+                reason: format!(
+                    "architecture {} has no backend (x86_64, aarch64, riscv64 and Arm Cortex-M do)",
+                    triple.architecture
+                ),
             });
         }
         Ok(Target::Machine { triple, cpu: None, features: None, alias: None })
@@ -88,7 +101,10 @@ mod tests {
     #[test]
     fn parses_targets() {
         assert_eq!(Target::parse("interp").unwrap(), Target::Interp);
-        assert!(matches!(Target::parse("cortex-m7").unwrap(), Target::Machine { alias: Some("cortex-m7"), .. }));
+        assert!(matches!(
+            Target::parse("cortex-m7").unwrap(),
+            Target::Machine { alias: Some("cortex-m7"), .. }
+        ));
         assert!(Target::parse("aarch64-unknown-linux-gnu").is_ok());
         assert!(Target::parse("riscv64gc-unknown-linux-gnu").is_ok());
         assert!(matches!(Target::parse("nonsense-target"), Err(TargetError::Unknown(_))));

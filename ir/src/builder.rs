@@ -52,13 +52,17 @@ impl<'f> Builder<'f> {
             loc: loc.clone(),
             message,
         })?;
-        let op = self.func.create_op(kind, operands, types, attrs, loc);
-        self.func.append_op(self.block, op);
-        Ok(op)
+        Ok(self.op_typed(kind, operands, types, attrs, loc))
     }
 
     /// Appends a single-result op and returns its result.
-    pub fn op(&mut self, kind: OpKind, operands: Vec<Value>, attrs: Attrs, loc: Loc) -> Result<Value, IrError> {
+    pub fn op(
+        &mut self,
+        kind: OpKind,
+        operands: Vec<Value>,
+        attrs: Attrs,
+        loc: Loc,
+    ) -> Result<Value, IrError> {
         let op = self.op_n(kind, operands, attrs, loc, 1)?;
         Ok(self.func.ops[op].results[0])
     }
@@ -80,7 +84,13 @@ impl<'f> Builder<'f> {
     /// Appends a `builtin.constant`.
     pub fn constant(&mut self, value: ConstTensor, loc: Loc) -> Value {
         let ty = value.ty.clone();
-        let op = self.op_typed(OpKind::Constant, vec![], vec![ty], Attrs::new().with("value", Attr::Tensor(value)), loc);
+        let op = self.op_typed(
+            OpKind::Constant,
+            vec![],
+            vec![ty],
+            Attrs::new().with("value", Attr::Tensor(value)),
+            loc,
+        );
         self.func.ops[op].results[0]
     }
 

@@ -160,18 +160,14 @@ impl Function {
         attrs: Attrs,
         loc: Loc,
     ) -> Op {
-        let op = self.ops.push(OpData {
-            kind,
-            operands,
-            results: Vec::new(),
-            attrs,
-            regions: Vec::new(),
-            loc,
-        });
+        let op =
+            self.ops.push(OpData { kind, operands, results: Vec::new(), attrs, regions: Vec::new(), loc });
         let results = result_types
             .into_iter()
             .enumerate()
-            .map(|(index, ty)| self.values.push(ValueData { ty, def: ValueDef::Result { op, index }, name: None }))
+            .map(|(index, ty)| {
+                self.values.push(ValueData { ty, def: ValueDef::Result { op, index }, name: None })
+            })
             .collect();
         self.ops[op].results = results;
         op
@@ -212,9 +208,7 @@ impl Function {
         self.body_ops()
             .iter()
             .filter_map(|&o| match self.ops[o].attrs.get("value") {
-                Some(Attr::Tensor(t)) if self.ops[o].kind == OpKind::Constant => {
-                    Some(t.bytes.len() as u64)
-                }
+                Some(Attr::Tensor(t)) if self.ops[o].kind == OpKind::Constant => Some(t.bytes.len() as u64),
                 _ => None,
             })
             .sum()

@@ -205,18 +205,10 @@ impl Tensor {
         let n: usize = shape.iter().product();
         let need = (n * ty.bits()).div_ceil(8);
         if bytes.len() != need {
-            return Err(format!(
-                "expected {need} bytes for {n} elements of {ty}, found {}",
-                bytes.len()
-            ));
+            return Err(format!("expected {need} bytes for {n} elements of {ty}, found {}", bytes.len()));
         }
-        fn arr<T, const N: usize>(
-            shape: &[usize],
-            bytes: &[u8],
-            f: impl Fn([u8; N]) -> T,
-        ) -> ArrayD<T> {
-            let v: Vec<T> =
-                bytes.chunks_exact(N).map(|c| f(c.try_into().expect("chunk size"))).collect();
+        fn arr<T, const N: usize>(shape: &[usize], bytes: &[u8], f: impl Fn([u8; N]) -> T) -> ArrayD<T> {
+            let v: Vec<T> = bytes.chunks_exact(N).map(|c| f(c.try_into().expect("chunk size"))).collect();
             ArrayD::from_shape_vec(IxDyn(shape), v).expect("length checked")
         }
         let nib = |signed: bool| -> Vec<u8> {
@@ -250,9 +242,9 @@ impl Tensor {
                 ArrayD::from_shape_vec(IxDyn(shape), nib(true).into_iter().map(|v| v as i8).collect())
                     .expect("length checked"),
             ),
-            ScalarType::U4 => Tensor::U4(
-                ArrayD::from_shape_vec(IxDyn(shape), nib(false)).expect("length checked"),
-            ),
+            ScalarType::U4 => {
+                Tensor::U4(ArrayD::from_shape_vec(IxDyn(shape), nib(false)).expect("length checked"))
+            }
         })
     }
 }

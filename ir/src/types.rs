@@ -98,10 +98,7 @@ impl ScalarType {
     }
 
     pub fn is_signed_int(self) -> bool {
-        matches!(
-            self,
-            ScalarType::I64 | ScalarType::I32 | ScalarType::I16 | ScalarType::I8 | ScalarType::I4
-        )
+        matches!(self, ScalarType::I64 | ScalarType::I32 | ScalarType::I16 | ScalarType::I8 | ScalarType::I4)
     }
 }
 
@@ -316,10 +313,7 @@ mod tests {
 
     #[test]
     fn display_forms() {
-        let t = TensorType::new(
-            vec![Dim::Static(1), Dim::Sym("seq".into()), Dim::Unknown],
-            ScalarType::F32,
-        );
+        let t = TensorType::new(vec![Dim::Static(1), Dim::Sym("seq".into()), Dim::Unknown], ScalarType::F32);
         assert_eq!(t.to_string(), "tensor<1x{seq}x?xf32>");
         assert_eq!(TensorType::of(&[], ScalarType::I64).to_string(), "tensor<i64>");
         let q = ElemType::Quant(Box::new(QuantType {

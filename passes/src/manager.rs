@@ -96,7 +96,8 @@ impl PassManager {
             pass.run(module)?;
             self.timings.push(PassTiming { pass: pass.name(), duration: start.elapsed() });
             if self.verify_each {
-                verify_module(module).map_err(|error| PassError::Verify { pass: pass.name().into(), error })?;
+                verify_module(module)
+                    .map_err(|error| PassError::Verify { pass: pass.name().into(), error })?;
             }
             let print = match &self.print_after {
                 PrintAfter::None => false,

@@ -12,7 +12,8 @@ pub struct PassInfo {
 pub static PASSES: &[PassInfo] = &[
     PassInfo {
         name: "verify",
-        summary: "Checks every IR invariant (see `edgec_ir::verify`); fails the pipeline on the first violation.",
+        summary:
+            "Checks every IR invariant (see `edgec_ir::verify`); fails the pipeline on the first violation.",
         create: || Box::new(Verify),
     },
     PassInfo {
@@ -38,7 +39,8 @@ impl Pass for Verify {
         "verify"
     }
     fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
-        edgec_ir::verify::verify_module(module).map_err(|error| PassError::Verify { pass: "verify".into(), error })
+        edgec_ir::verify::verify_module(module)
+            .map_err(|error| PassError::Verify { pass: "verify".into(), error })
     }
 }
 

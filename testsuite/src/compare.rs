@@ -56,6 +56,9 @@ pub fn max_rel_error(expected: &Tensor, actual: &Tensor) -> Result<f64, String> 
     let e = expected.to_f64_vec();
     let a = actual.to_f64_vec();
     let max_ref = e.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let max_err = e.iter().zip(&a).fold(0.0f64, |m, (x, y)| if (x - y).is_nan() { f64::INFINITY } else { m.max((x - y).abs()) });
+    let max_err =
+        e.iter()
+            .zip(&a)
+            .fold(0.0f64, |m, (x, y)| if (x - y).is_nan() { f64::INFINITY } else { m.max((x - y).abs()) });
     Ok(if max_ref == 0.0 { max_err } else { max_err / max_ref })
 }

@@ -23,25 +23,127 @@ pub const ATOL: f64 = 1e-7;
 
 /// The ops the foundation issue requires (ONNX op types, default domain).
 pub const IN_LIST_OPS: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log", "Erf", "Tanh",
-    "Sigmoid", "Relu", "LeakyRelu", "Elu", "Selu", "Gelu", "HardSigmoid", "HardSwish", "Softplus", "Mish",
-    "Sin", "Cos", "Floor", "Ceil", "Round", "Clip", "Min", "Max", "Sum", "Mean", "Where", "Equal", "Less",
-    "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf", "Sign", "Mod",
-    "BitShift", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2",
-    "ReduceSumSquare", "ArgMax", "ArgMin", "Softmax", "LogSoftmax", "LayerNormalization",
-    "BatchNormalization", "InstanceNormalization", "GroupNormalization", "RMSNormalization", "MatMul",
-    "Gemm", "Conv", "ConvTranspose", "Einsum", "Attention", "RotaryEmbedding", "Reshape", "Transpose",
-    "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND", "ScatterND", "ScatterElements",
-    "Expand", "Squeeze", "Unsqueeze", "Flatten", "Tile", "Pad", "Resize", "DepthToSpace", "SpaceToDepth",
-    "Shape", "Size", "ConstantOfShape", "Range", "Cast", "CastLike", "Identity", "Constant", "Dropout",
-    "Trilu", "CumSum", "TopK", "OneHot", "NonZero", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "GlobalMaxPool", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
-    "ConvInteger", "QLinearMatMul", "QLinearConv",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Neg",
+    "Abs",
+    "Exp",
+    "Log",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "Relu",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Mish",
+    "Sin",
+    "Cos",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Clip",
+    "Min",
+    "Max",
+    "Sum",
+    "Mean",
+    "Where",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "IsNaN",
+    "IsInf",
+    "Sign",
+    "Mod",
+    "BitShift",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "ArgMax",
+    "ArgMin",
+    "Softmax",
+    "LogSoftmax",
+    "LayerNormalization",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+    "RMSNormalization",
+    "MatMul",
+    "Gemm",
+    "Conv",
+    "ConvTranspose",
+    "Einsum",
+    "Attention",
+    "RotaryEmbedding",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "ScatterND",
+    "ScatterElements",
+    "Expand",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Tile",
+    "Pad",
+    "Resize",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Shape",
+    "Size",
+    "ConstantOfShape",
+    "Range",
+    "Cast",
+    "CastLike",
+    "Identity",
+    "Constant",
+    "Dropout",
+    "Trilu",
+    "CumSum",
+    "TopK",
+    "OneHot",
+    "NonZero",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearMatMul",
+    "QLinearConv",
 ];
 
 /// I/O element types `.npz` can carry.
 const NPZ_TYPES: &[&str] = &[
-    "FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL",
+    "FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+    "BOOL",
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +190,10 @@ pub fn discover(dir: &Path) -> Result<Vec<NodeTest>, String> {
     let mut out = Vec::new();
     for (name, meta) in index {
         let strs = |k: &str| -> Vec<String> {
-            meta[k].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+            meta[k]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default()
         };
         let ops = strs("ops");
         let io_types = strs("io_types");
@@ -113,7 +218,8 @@ pub fn run_test(t: &NodeTest) -> Outcome {
 }
 
 fn run_test_inner(t: &NodeTest) -> Result<(), String> {
-    let module = import_model(&t.dir.join("model.onnx"), &ImportOptions::default()).map_err(|e| format!("import: {e}"))?;
+    let module = import_model(&t.dir.join("model.onnx"), &ImportOptions::default())
+        .map_err(|e| format!("import: {e}"))?;
     let func = module.main().ok_or("import: no function")?;
     let mut sets: Vec<PathBuf> = std::fs::read_dir(&t.dir)
         .map_err(|e| e.to_string())?
@@ -141,7 +247,8 @@ fn run_test_inner(t: &NodeTest) -> Result<(), String> {
 /// Runs tests on `threads` threads, returning outcomes in input order.
 pub fn run_all(tests: &[NodeTest], threads: usize) -> Vec<Outcome> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Outcome>>> = tests.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let results: Vec<std::sync::Mutex<Option<Outcome>>> =
+        tests.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| loop {
@@ -150,15 +257,14 @@ pub fn run_all(tests: &[NodeTest], threads: usize) -> Vec<Outcome> {
                     break;
                 }
                 // A panic in one op must not take the whole run down: record it as a failure.
-                let outcome = std::panic::catch_unwind(|| run_test(&tests[i]))
-                    .unwrap_or_else(|p| {
-                        let msg = p
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        Outcome::Fail(format!("PANIC: {msg}"))
-                    });
+                let outcome = std::panic::catch_unwind(|| run_test(&tests[i])).unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Outcome::Fail(format!("PANIC: {msg}"))
+                });
                 *results[i].lock().expect("no poisoning: panics are caught") = Some(outcome);
             });
         }
@@ -181,9 +287,9 @@ impl AllowList {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (name, reason) = line.split_once('#').ok_or_else(|| {
-                format!("{}:{}: entry `{line}` has no `# reason`", path.display(), i + 1)
-            })?;
+            let (name, reason) = line
+                .split_once('#')
+                .ok_or_else(|| format!("{}:{}: entry `{line}` has no `# reason`", path.display(), i + 1))?;
             let reason = reason.trim();
             if reason.is_empty() {
                 return Err(format!("{}:{}: empty reason", path.display(), i + 1));
@@ -194,10 +300,13 @@ impl AllowList {
     }
 
     pub fn matches(&self, test: &str) -> Option<&str> {
-        self.entries.iter().find(|(p, _)| match p.strip_suffix('*') {
-            Some(prefix) => test.starts_with(prefix),
-            None => p == test,
-        }).map(|(_, r)| r.as_str())
+        self.entries
+            .iter()
+            .find(|(p, _)| match p.strip_suffix('*') {
+                Some(prefix) => test.starts_with(prefix),
+                None => p == test,
+            })
+            .map(|(_, r)| r.as_str())
     }
 }
 

@@ -38,8 +38,15 @@ pub fn discover(dir: &Path) -> Vec<ZooModel> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.join("model.onnx").is_file() && p.join("inputs.npz").is_file() && p.join("ref.npz").is_file())
-                .map(|p| ZooModel { name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), dir: p })
+                .filter(|p| {
+                    p.join("model.onnx").is_file()
+                        && p.join("inputs.npz").is_file()
+                        && p.join("ref.npz").is_file()
+                })
+                .map(|p| ZooModel {
+                    name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    dir: p,
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -65,7 +72,8 @@ pub struct ZooResult {
 
 pub fn check_model(m: &ZooModel) -> Result<ZooResult, String> {
     let t0 = Instant::now();
-    let session = Session::import(m.model(), &CompileOptions::default()).map_err(|e| format!("import: {e}"))?;
+    let session =
+        Session::import(m.model(), &CompileOptions::default()).map_err(|e| format!("import: {e}"))?;
     let import_time = t0.elapsed();
     let inputs = session.read_inputs(m.inputs()).map_err(|e| format!("inputs: {e}"))?;
     let t1 = Instant::now();
@@ -75,7 +83,8 @@ pub fn check_model(m: &ZooModel) -> Result<ZooResult, String> {
     let names = session.output_names();
     let mut errors = Vec::new();
     for (name, out) in names.iter().zip(&outputs) {
-        let (_, r) = refs.iter().find(|(n, _)| n == name).ok_or_else(|| format!("ref.npz has no output {name:?}"))?;
+        let (_, r) =
+            refs.iter().find(|(n, _)| n == name).ok_or_else(|| format!("ref.npz has no output {name:?}"))?;
         let err = max_rel_error(r, out).map_err(|e| format!("output {name:?}: {e}"))?;
         errors.push((name.clone(), err));
     }

@@ -107,7 +107,17 @@ fn import_then_opt_round_trips_and_bench_prints_json() {
     let o = edgec(&["opt", eir.to_str().unwrap(), "--passes=nope"]);
     assert_eq!(o.status.code(), Some(2));
     // The IR text file runs like the ONNX model.
-    let o = edgec(&["bench", eir.to_str().unwrap(), "--inputs", m.inputs().to_str().unwrap(), "--target", "interp", "--runs", "3", "--json"]);
+    let o = edgec(&[
+        "bench",
+        eir.to_str().unwrap(),
+        "--inputs",
+        m.inputs().to_str().unwrap(),
+        "--target",
+        "interp",
+        "--runs",
+        "3",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let line = String::from_utf8_lossy(&o.stdout);
     let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");

@@ -7,9 +7,10 @@ use std::path::Path;
 #[test]
 fn malformed_models_exit_2_with_a_message() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("malformed");
-    let expected: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("malformed/expected.json"))
-            .expect("valid JSON");
+    let expected: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("expected.json")).expect("malformed/expected.json"),
+    )
+    .expect("valid JSON");
     assert!(expected.len() >= 20, "the corpus has only {} models", expected.len());
     let mut failures = Vec::new();
     for (file, spec) in &expected {
@@ -27,7 +28,9 @@ fn malformed_models_exit_2_with_a_message() {
             && out.stdout.is_empty();
         println!("{} {file}: exit {code:?}: {}", if ok { "ok  " } else { "FAIL" }, stderr.trim());
         if !ok {
-            failures.push(format!("{file}: exit {code:?}, wanted 2 and a line containing {want:?}; stderr: {stderr}"));
+            failures.push(format!(
+                "{file}: exit {code:?}, wanted 2 and a line containing {want:?}; stderr: {stderr}"
+            ));
         }
     }
     println!("malformed: {} passed, {} failed", expected.len() - failures.len(), failures.len());

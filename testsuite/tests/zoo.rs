@@ -49,7 +49,8 @@ fn zoo_imported_ir_snapshots() {
         std::env::set_var("INSTA_UPDATE", "always");
     }
     for m in models() {
-        let session = Session::import(m.model(), &CompileOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+        let session = Session::import(m.model(), &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", m.name));
         let text = print_module_with(session.module(), PrintOptions { elide_constants_over: Some(64) });
         insta::assert_snapshot!(format!("import_{}", m.name), text);
     }

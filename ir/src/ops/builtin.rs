@@ -1,6 +1,6 @@
 //! `builtin.*` and `func.*`: constants, function return, and the region-holding subgraph op.
 
-use super::{EvalCtx, InferCtx, OpDef, OpResult, Traits, AttrDef};
+use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
 use crate::attr::AttrKind;
 use crate::tensor::Tensor;
 use crate::types::TensorType;

@@ -215,9 +215,7 @@ impl OpKind {
     /// Looks an op up by its printed name.
     pub fn from_name(name: &str) -> Option<OpKind> {
         static MAP: OnceLock<HashMap<&'static str, OpKind>> = OnceLock::new();
-        MAP.get_or_init(|| OpKind::ALL.iter().map(|&k| (k.name(), k)).collect())
-            .get(name)
-            .copied()
+        MAP.get_or_init(|| OpKind::ALL.iter().map(|&k| (k.name(), k)).collect()).get(name).copied()
     }
 
     pub fn traits(self) -> Traits {

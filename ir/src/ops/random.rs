@@ -80,7 +80,9 @@ fn eval_dropout(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     };
     let scale = if training { 1.0 / (1.0 - ratio) } else { 1.0 };
     let output = match data {
-        Tensor::F32(a) => Tensor::F32(scaled(a, &mask, |x, keep| if keep { (x as f64 * scale) as f32 } else { 0.0 })),
+        Tensor::F32(a) => {
+            Tensor::F32(scaled(a, &mask, |x, keep| if keep { (x as f64 * scale) as f32 } else { 0.0 }))
+        }
         Tensor::F64(a) => Tensor::F64(scaled(a, &mask, |x, keep| if keep { x * scale } else { 0.0 })),
         Tensor::F16(a) => Tensor::F16(scaled(a, &mask, |x, keep| {
             half::f16::from_f64(if keep { x.to_f64() * scale } else { 0.0 })
