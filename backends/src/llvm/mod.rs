@@ -1,0 +1,4 @@
+//! LLVM code generation (inkwell, LLVM 22).
+pub fn llvm_version() -> (u32, u32, u32) {
+    inkwell::support::get_llvm_version()
+}
