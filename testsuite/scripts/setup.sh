@@ -14,7 +14,8 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 # LLVM/MLIR 22 for the backends (inkwell, melior), clang-22 for the runtime, the cross toolchains and
 # emulators the target tests run on (see docs/targets.md).
 for pkg in llvm-22-dev libmlir-22-dev mlir-22-tools clang-22 lld-22 libclang-22-dev libpolly-22-dev \
-           libzstd-dev gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu gcc-arm-none-eabi \
+           libzstd-dev gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu libc6-dev-arm64-cross \
+           libc6-dev-riscv64-cross gcc-arm-none-eabi \
            libnewlib-arm-none-eabi qemu-user-static qemu-system-arm valgrind; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
