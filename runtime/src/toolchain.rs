@@ -407,6 +407,10 @@ pub fn link_harness(
             "-Wl,-z,noexecstack",
         ]);
     }
+    if !kind.is_bare_metal() {
+        // Accept model objects built with or without PIC (Debian's gcc links PIE by default).
+        cmd.arg("-no-pie");
+    }
     cmd.args(&objects).arg("-lm").arg("-o").arg(out_exe);
     run_tool(&mut cmd)
 }
