@@ -15,7 +15,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "edgec_runtime.h"
@@ -196,7 +195,6 @@ int main(void) {
     if (buf == NULL) {
       return fail("EDGEC_HARNESS_IO_BYTES too small for the outputs", NULL);
     }
-    memset(buf, 0, m->outputs[i].bytes);
     harness_outputs[i] = buf;
   }
   s = edgec_run(&ctx, harness_inputs, harness_outputs);
