@@ -534,7 +534,9 @@ impl<'a, 'ctx> Em<'a, 'ctx> {
         let s = self.pow2(self.seli(big, self.ci(60), n));
         let small = self.fma(s, p, self.sub(s, self.c(1.0)));
         let large = self.ldexp(self.add(self.c(1.0), p), n);
-        self.sel(big, large, small)
+        let r = self.sel(big, large, small);
+        // Keep the sign of zero: expm1(-0) = -0.
+        self.sel(self.eq(x, self.c(0.0)), x, r)
     }
     fn sigmoid(&self, x: F<'ctx>) -> F<'ctx> {
         // e = exp(-|x|) in (0, 1]: sigmoid = (x < 0 ? e : 1) / (1 + e); no overflow.
