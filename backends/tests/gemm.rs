@@ -235,3 +235,143 @@ fn gemm_cross_targets_emit_objects() {
         assert!(asm.contains(fma), "{triple}: no {fma} in the kernel ({isa:?})");
     }
 }
+
+/// Builds the GEMMs for a Linux cross target, links them with a C driver that checks them
+/// against a double-precision reference, and runs the program under qemu-user. Skipped (with a
+/// note) when the cross compiler or qemu is missing.
+fn run_cross(triple: &str, cpu: &str, features: &str, cc: &str, qemu: &[&str], tag: &str) {
+    let have =
+        |tool: &str| std::process::Command::new("which").arg(tool).output().is_ok_and(|o| o.status.success());
+    if !have(cc) || !have(qemu[0]) {
+        eprintln!("skipping {triple}: {cc} or {} not found", qemu[0]);
+        return;
+    }
+    let tm = target_machine(triple, cpu, features);
+    let isa = VectorIsa::from_target_machine(&tm);
+    let ctx = Context::create();
+    let module = ctx.create_module("gemm_cross_run");
+    let mut cases = String::new();
+    let mut decls = String::new();
+    let shapes = [(1, 1, 1), (7, 13, 5), (17, 33, 65), (1, 70, 300), (24, 24, 24), (13, 50, 400)];
+    let mut idx = 0;
+    for (m, n, k) in shapes {
+        for (at, bt, acc, bias) in
+            [(false, false, false, 0), (true, true, true, 1), (false, true, false, 2), (true, false, true, 0)]
+        {
+            let mut d = GemmDesc::new(m, n, k).with_trans(at, bt);
+            d.accumulate = acc;
+            d.bias = [None, Some(BiasKind::PerRow), Some(BiasKind::PerCol)][bias];
+            let name = format!("gemm{idx}");
+            emit_sgemm(&ctx, &module, isa, &name, &d).set_linkage(Linkage::External);
+            decls += &format!("void {name}(const float*, const float*, float*, const float*, void*);\n");
+            cases += &format!(
+                "  {{{name}, {m}, {n}, {k}, {}, {}, {}, {bias}, {}}},\n",
+                at as i32,
+                bt as i32,
+                acc as i32,
+                gemm_scratch_bytes(&d, isa)
+            );
+            idx += 1;
+        }
+    }
+    prepare_module_for(&module, &tm).unwrap();
+    let dir = std::env::temp_dir().join(format!("edgec_gemm_{tag}_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let obj = dir.join("gemm.o");
+    tm.write_to_file(&module, FileType::Object, &obj).unwrap();
+    let driver = format!(
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+typedef void (*gemm_fn)(const float*, const float*, float*, const float*, void*);
+{decls}
+struct gcase {{ gemm_fn f; int m, n, k, at, bt, acc, bias; long scratch; }};
+static const struct gcase cases[] = {{
+{cases}}};
+static float val(unsigned i, unsigned s) {{ return (float)(((i * 2654435761u + s * 40503u) >> 8) % 2001) / 1000.0f - 1.0f; }}
+int main(void) {{
+  int bad = 0;
+  for (unsigned c = 0; c < sizeof cases / sizeof cases[0]; c++) {{
+    const struct gcase *g = &cases[c];
+    int m = g->m, n = g->n, k = g->k;
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+    float *cm = malloc(sizeof(float) * m * n), *c0 = malloc(sizeof(float) * m * n);
+    float *bias = malloc(sizeof(float) * (m + n));
+    void *scratch = aligned_alloc(64, (g->scratch + 64) / 64 * 64);
+    for (int i = 0; i < m * k; i++) a[i] = val(i, 1 + c);
+    for (int i = 0; i < k * n; i++) b[i] = val(i, 2 + c);
+    for (int i = 0; i < m * n; i++) cm[i] = c0[i] = val(i, 3 + c);
+    for (int i = 0; i < m + n; i++) bias[i] = val(i, 4 + c);
+    g->f(a, b, cm, g->bias ? bias : 0, scratch);
+    for (int i = 0; i < m; i++) for (int j = 0; j < n; j++) {{
+      double want = g->acc ? c0[i * n + j] : 0.0, mag = fabs(want) + 1.0;
+      for (int p = 0; p < k; p++) {{
+        double x = g->at ? a[p * m + i] : a[i * k + p], y = g->bt ? b[j * k + p] : b[p * n + j];
+        want += x * y; mag += fabs(x * y);
+      }}
+      if (g->bias == 1) want += bias[i];
+      if (g->bias == 2) want += bias[j];
+      if (fabs(cm[i * n + j] - want) > 1e-5 * mag) {{
+        if (bad++ < 10) printf("case %u (%dx%dx%d): C[%d][%d] = %g, want %g\n", c, m, n, k, i, j, cm[i * n + j], want);
+      }}
+    }}
+    free(a); free(b); free(cm); free(c0); free(bias); free(scratch);
+  }}
+  printf("%s: %u cases, %d mismatches\n", "{tag}", (unsigned)(sizeof cases / sizeof cases[0]), bad);
+  return bad != 0;
+}}
+"#
+    );
+    std::fs::write(dir.join("main.c"), driver).unwrap();
+    let exe = dir.join("prog");
+    let out = std::process::Command::new(cc)
+        .args(["-O1", "-static", "-o"])
+        .arg(&exe)
+        .arg(dir.join("main.c"))
+        .arg(&obj)
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cc}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(qemu[0]).args(&qemu[1..]).arg(&exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprint!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{triple} ({isa:?}) under qemu: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn gemm_cross_run_aarch64_qemu() {
+    run_cross(
+        "aarch64-unknown-linux-gnu",
+        "cortex-a76",
+        "",
+        "aarch64-linux-gnu-gcc",
+        &["qemu-aarch64-static"],
+        "aarch64",
+    );
+}
+
+#[test]
+fn gemm_cross_run_riscv64_qemu() {
+    run_cross(
+        "riscv64-unknown-linux-gnu",
+        "generic-rv64",
+        "+m,+a,+f,+d,+c",
+        "riscv64-linux-gnu-gcc",
+        &["qemu-riscv64-static"],
+        "rv64gc",
+    );
+    run_cross(
+        "riscv64-unknown-linux-gnu",
+        "generic-rv64",
+        "+m,+a,+f,+d,+c,+v",
+        "riscv64-linux-gnu-gcc",
+        &["qemu-riscv64-static", "-cpu", "rv64,v=true,vlen=128"],
+        "rv64gcv",
+    );
+}
