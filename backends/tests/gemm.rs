@@ -194,7 +194,7 @@ fn gemm_isa_detection() {
 fn gemm_cross_targets_emit_objects() {
     for (triple, cpu, features) in [
         ("aarch64-unknown-linux-gnu", "cortex-a76", ""),
-        ("riscv64-unknown-linux-gnu", "generic-rv64", "+m,+a,+f,+d,+c"),
+        ("riscv64gc-unknown-linux-gnu", "", ""),
         ("riscv64-unknown-linux-gnu", "generic-rv64", "+m,+a,+f,+d,+c,+v"),
         ("thumbv7em-none-eabihf", "cortex-m7", ""),
     ] {
@@ -359,9 +359,9 @@ fn gemm_cross_run_aarch64_qemu() {
 #[test]
 fn gemm_cross_run_riscv64_qemu() {
     run_cross(
-        "riscv64-unknown-linux-gnu",
-        "generic-rv64",
-        "+m,+a,+f,+d,+c",
+        "riscv64gc-unknown-linux-gnu",
+        "",
+        "",
         "riscv64-linux-gnu-gcc",
         &["qemu-riscv64-static"],
         "rv64gc",

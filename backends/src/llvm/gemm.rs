@@ -383,7 +383,7 @@ pub fn emit_sgemm_with_tile<'ctx>(
     let ptr = context.ptr_type(AddressSpace::default());
     let fn_ty = context.void_type().fn_type(&[ptr.into(); 5], false);
     let func = module.add_function(name, fn_ty, Some(Linkage::Internal));
-    for (kind, locs) in [("nounwind", None), ("noalias", Some(0u32..5)), ("nocapture", Some(0u32..5))] {
+    for (kind, locs) in [("nounwind", None), ("noalias", Some(0u32..5))] {
         let id = Attribute::get_named_enum_kind_id(kind);
         if id == 0 {
             continue;
@@ -1008,10 +1008,14 @@ pub fn host_target_machine() -> TargetMachine {
         .expect("host target machine")
 }
 
-/// A target machine for a triple/CPU (all LLVM targets edgec supports are initialised).
+/// A target machine for a triple/CPU (all LLVM targets edgec supports are initialised). Rust-style
+/// RISC-V triples (`riscv64gc-…`, `riscv32imac-…`) become LLVM's `riscv64-…` plus the extension
+/// features.
 pub fn target_machine(triple: &str, cpu: &str, features: &str) -> TargetMachine {
     Target::initialize_all(&InitializationConfig::default());
-    let triple = TargetTriple::create(triple);
+    let (triple, features) = normalize_triple(triple, features);
+    let triple = TargetTriple::create(&triple);
+    let features = features.as_str();
     Target::from_triple(&triple)
         .expect("target")
         .create_target_machine(
@@ -1048,4 +1052,36 @@ pub fn prepare_module_for(module: &Module, tm: &TargetMachine) -> Result<(), Str
     }
     module.verify().map_err(|e| e.to_string())?;
     module.run_passes("default<O3>", tm, PassBuilderOptions::create()).map_err(|e| e.to_string())
+}
+
+/// Splits Rust's `riscv64gc` / `riscv32imac` arch names into LLVM's arch and `+ext` features.
+fn normalize_triple(triple: &str, features: &str) -> (String, String) {
+    let (arch, rest) = triple.split_once('-').unwrap_or((triple, ""));
+    for base in ["riscv64", "riscv32"] {
+        if let Some(exts) = arch.strip_prefix(base) {
+            if exts.is_empty() {
+                break;
+            }
+            let mut feats: Vec<String> = Vec::new();
+            for ch in exts.chars() {
+                let add: Vec<char> = match ch {
+                    'g' => vec!['m', 'a', 'f', 'd'],
+                    'i' | 'e' => vec![],
+                    'm' | 'a' | 'f' | 'd' | 'c' | 'v' | 'b' | 'q' => vec![ch],
+                    _ => return (triple.to_string(), features.to_string()),
+                };
+                for f in add {
+                    let f = format!("+{f}");
+                    if !feats.contains(&f) {
+                        feats.push(f);
+                    }
+                }
+            }
+            if !features.is_empty() {
+                feats.push(features.to_string());
+            }
+            return (format!("{base}-{rest}"), feats.join(","));
+        }
+    }
+    (triple.to_string(), features.to_string())
 }
