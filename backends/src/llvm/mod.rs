@@ -3,4 +3,5 @@ pub fn llvm_version() -> (u32, u32, u32) {
     inkwell::support::get_llvm_version()
 }
 
+pub mod gemm;
 pub mod math;
