@@ -1,4 +1,7 @@
 //! edgec backends. Each heavy backend is a cargo feature (`llvm`, `mlir`).
 
+pub mod kir;
+pub mod lower;
+
 #[cfg(feature = "llvm")]
 pub mod llvm;

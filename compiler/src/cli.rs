@@ -60,6 +60,9 @@ pub enum Command {
         output: PathBuf,
         #[command(flatten)]
         common: CommonArgs,
+        /// Also write the optimized LLVM IR as DIR/model.ll.
+        #[arg(long)]
+        emit_llvm: bool,
     },
     /// Compile and execute a model on inputs; write outputs to an .npz.
     Run {
@@ -108,6 +111,12 @@ pub struct CommonArgs {
     /// Calibration data (.npz) for --quantize int8.
     #[arg(long)]
     pub calibrate: Option<PathBuf>,
+    /// CPU to tune for (e.g. cortex-a55, cortex-a76 for aarch64); the target's default otherwise.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Prefix of the generated C symbols (`<name>_model`, `<name>_init`...); default `model`.
+    #[arg(long, default_value = "model")]
+    pub name: String,
 }
 
 impl DimArgs {
@@ -130,7 +139,19 @@ impl DimArgs {
 
 impl CommonArgs {
     fn options(&self, target: &str) -> Result<CompileOptions, Error> {
-        let target = Target::parse(target)?;
+        let mut target = Target::parse(target)?;
+        if let Some(c) = &self.cpu {
+            match &mut target {
+                Target::Machine { cpu, alias, .. } if alias.is_none() => *cpu = Some(c.clone()),
+                _ => return Err(Error::Usage(format!("--cpu {c} applies only to a target triple"))),
+            }
+        }
+        if self.name.is_empty()
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || self.name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(Error::Usage(format!("--name {:?}: expected a C identifier", self.name)));
+        }
         match self.quantize.as_str() {
             "none" => {}
             "int8" | "int4-weights" => {
@@ -199,7 +220,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             emit_text(output.as_deref(), &edgec_ir::printer::print_module(&module))
         }
-        Command::Compile { model, target, output: _, common } => {
+        Command::Compile { model, target, output, common, emit_llvm } => {
             let opts = common.options(&target)?;
             if opts.target == Target::Interp {
                 return Err(Error::Usage(
@@ -208,15 +229,31 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 ));
             }
             opts.target.check_available()?;
-            let _session = Session::import(&model, &opts)?;
-            Err(Error::Internal(format!("code generation for {} is not implemented yet", opts.target)))
+            let session = Session::import(&model, &opts)?;
+            let compiled = session.compile(&opts.target, &common.name, emit_llvm)?;
+            let report = session.write_artifacts(&compiled, &output)?;
+            if let Some(ir) = &compiled.llvm_ir {
+                write_atomically(&output.join("model.ll"), ir.as_bytes())?;
+            }
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            Ok(())
         }
         Command::Run { model, inputs, output, target, common } => {
             let opts = common.options(&target)?;
             opts.target.check_available()?;
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
-            let outputs = session.run(inputs)?;
+            let outputs = if opts.target == Target::Interp {
+                session.run(inputs)?
+            } else {
+                let compiled = session.compile(&opts.target, &common.name, false)?;
+                let (outs, _log) = session.execute(&compiled, &inputs)?;
+                let dir = crate::machine::tempdir("report")?;
+                let report = session.write_artifacts(&compiled, &dir);
+                let _ = std::fs::remove_dir_all(&dir);
+                println!("report: {}", serde_json::to_string(&report?).unwrap_or_default());
+                outs
+            };
             let named: Vec<_> = session.output_names().into_iter().zip(outputs).collect();
             crate::io::write_npz(&output, &named)?;
             println!("wrote {} ({} outputs, target {})", output.display(), named.len(), opts.target);
@@ -233,13 +270,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
-            // One warm-up run, then `runs` timed runs.
-            session.run(inputs.clone())?;
             let mut times = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let start = Instant::now();
+            if opts.target == Target::Interp {
+                // One warm-up run, then `runs` timed runs.
                 session.run(inputs.clone())?;
-                times.push(start.elapsed().as_secs_f64() * 1e3);
+                for _ in 0..runs {
+                    let start = Instant::now();
+                    session.run(inputs.clone())?;
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            } else {
+                let compiled = session.compile(&opts.target, &common.name, false)?;
+                times = session.bench_host(&compiled, &inputs, runs)?;
             }
             times.sort_by(|a, b| a.total_cmp(b));
             let median =

@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod error;
 pub mod io;
+#[cfg(feature = "llvm")]
+pub mod machine;
 pub mod onnx;
 pub mod session;
 pub mod target;

@@ -32,6 +32,8 @@ impl Default for CompileOptions {
 /// A model imported into the IR.
 pub struct Session {
     module: Module,
+    /// Node count of the imported ONNX graph (for reports).
+    onnx_nodes: Option<usize>,
 }
 
 impl Session {
@@ -47,13 +49,14 @@ impl Session {
         } else {
             import_model(path, &ImportOptions { dims: options.dims.clone() })?
         };
-        Ok(Session { module })
+        let onnx_nodes = crate::onnx::count_nodes(path).ok();
+        Ok(Session { module, onnx_nodes })
     }
 
     /// Wraps an existing module (verifying it).
     pub fn from_module(module: Module) -> Result<Session, Error> {
         edgec_ir::verify::verify_module(&module)?;
-        Ok(Session { module })
+        Ok(Session { module, onnx_nodes: None })
     }
 
     pub fn module(&self) -> &Module {
@@ -96,5 +99,48 @@ impl Session {
     /// Runs the model in the reference interpreter.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         edgec_ir::interp::run_function(self.main(), inputs).map_err(Error::Run)
+    }
+
+    /// Compiles the model for a machine target; `symbol` prefixes the generated C names.
+    #[cfg(feature = "llvm")]
+    pub fn compile(
+        &self,
+        target: &Target,
+        symbol: &str,
+        want_llvm_ir: bool,
+    ) -> Result<crate::machine::Compiled, Error> {
+        target.check_available()?;
+        crate::machine::compile(self.main(), target, symbol, want_llvm_ir)
+    }
+
+    /// Writes model.o, model.h, the runtime and report.json into `dir`; returns the report.
+    #[cfg(feature = "llvm")]
+    pub fn write_artifacts(
+        &self,
+        c: &crate::machine::Compiled,
+        dir: &Path,
+    ) -> Result<serde_json::Value, Error> {
+        crate::machine::write_artifacts(c, dir, self.onnx_nodes)
+    }
+
+    /// Runs a compiled model on its target (natively or under emulation).
+    #[cfg(feature = "llvm")]
+    pub fn execute(
+        &self,
+        c: &crate::machine::Compiled,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, String), Error> {
+        crate::machine::execute(c, inputs)
+    }
+
+    /// Times a host-compiled model in-process; per-run milliseconds after one warm-up run.
+    #[cfg(feature = "llvm")]
+    pub fn bench_host(
+        &self,
+        c: &crate::machine::Compiled,
+        inputs: &[Tensor],
+        runs: usize,
+    ) -> Result<Vec<f64>, Error> {
+        crate::machine::bench_host(c, inputs, runs)
     }
 }

@@ -106,6 +106,17 @@ impl Tensor {
         for_each_tensor!(self, a => a.len())
     }
 
+    /// The same elements (row-major order) with another shape of equal element count.
+    pub fn to_shape(&self, shape: &[usize]) -> Result<Tensor, String> {
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(format!("cannot view {} elements as {:?}", self.len(), shape));
+        }
+        Ok(map_tensor!(self, a => {
+            let v: Vec<_> = a.iter().cloned().collect();
+            ArrayD::from_shape_vec(IxDyn(shape), v).expect("element count checked")
+        }))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

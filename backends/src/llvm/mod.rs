@@ -3,5 +3,6 @@ pub fn llvm_version() -> (u32, u32, u32) {
     inkwell::support::get_llvm_version()
 }
 
+pub mod codegen;
 pub mod gemm;
 pub mod math;

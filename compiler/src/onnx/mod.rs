@@ -68,6 +68,14 @@ pub fn import_model(path: &Path, opts: &ImportOptions) -> Result<Module, ImportE
     import_model_bytes(bytes, Some(base), opts)
 }
 
+/// Number of nodes in the main graph of an ONNX file (for reports).
+pub fn count_nodes(path: &Path) -> Result<usize, ImportError> {
+    let bytes =
+        tensor::map_file(path).map_err(|message| ImportError::Io { path: path.to_path_buf(), message })?;
+    let model = proto::ModelProto::decode(bytes).map_err(decode_error)?;
+    Ok(model.graph.map(|g| g.node.len()).unwrap_or(0))
+}
+
 /// Imports a serialized `ModelProto`. `base_dir` is where external data files are looked up;
 /// without one, a model with external data is an error.
 pub fn import_model_bytes(

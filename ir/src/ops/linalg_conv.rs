@@ -830,3 +830,61 @@ pub(crate) fn conv_transpose<T: Scalar>(
     }
     Ok(y)
 }
+
+/// Resolved geometry of a conv, transposed conv or pool for static input spatial dims: what a
+/// code generator needs, computed by the same rules as the reference evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// Begin padding per spatial dim (negative for a transposed conv whose output is larger than
+    /// its natural extent).
+    pub pads_begin: Vec<i64>,
+    /// Output spatial dims.
+    pub out: Vec<usize>,
+}
+
+/// Geometry of `nn.conv` (and `q.conv_integer`/`q.qlinear_conv`) with weight shape `w`.
+pub fn conv_geometry(attrs: &Attrs, w: &[usize], input: &[usize]) -> OpResult<ConvGeometry> {
+    let win = Window::from_attrs(attrs, runtime_kernel(attrs, w)?, false)?;
+    let (out, begins) = win.resolve(input)?;
+    Ok(ConvGeometry {
+        pads_begin: begins.iter().map(|&b| b as i64).collect(),
+        out,
+        kernel: win.kernel,
+        strides: win.strides,
+        dilations: win.dilations,
+    })
+}
+
+/// Geometry of `nn.conv_transpose` with weight shape `w`.
+pub fn conv_transpose_geometry(attrs: &Attrs, w: &[usize], input: &[usize]) -> OpResult<ConvGeometry> {
+    let g = TransposeGeom::new(attrs, runtime_kernel(attrs, w)?)?;
+    let mut out = Vec::new();
+    let mut pads_begin = Vec::new();
+    for (d, &i) in input.iter().enumerate() {
+        let (o, b) = g.out_dim(d, i)?;
+        out.push(o);
+        pads_begin.push(b);
+    }
+    Ok(ConvGeometry { kernel: g.kernel, strides: g.strides, dilations: g.dilations, pads_begin, out })
+}
+
+/// Geometry of a pooling op with explicit `kernel_shape` and the given `ceil_mode`.
+pub fn pool_geometry(
+    attrs: &Attrs,
+    kernel: Vec<usize>,
+    ceil_mode: bool,
+    input: &[usize],
+) -> OpResult<ConvGeometry> {
+    let win = Window::from_attrs(attrs, kernel, ceil_mode)?;
+    let (out, begins) = win.resolve(input)?;
+    Ok(ConvGeometry {
+        pads_begin: begins.iter().map(|&b| b as i64).collect(),
+        out,
+        kernel: win.kernel,
+        strides: win.strides,
+        dilations: win.dilations,
+    })
+}

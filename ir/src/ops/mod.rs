@@ -18,6 +18,7 @@ pub mod elementwise_kernels;
 pub mod linalg;
 mod linalg_attention;
 mod linalg_conv;
+pub use linalg_conv::{conv_geometry, conv_transpose_geometry, pool_geometry, ConvGeometry};
 mod linalg_einsum;
 mod linalg_pool;
 #[cfg(test)]

@@ -1,0 +1,424 @@
+//! Kernel IR: the loop-level form every machine backend starts from.
+//!
+//! A [`Kernel`] is a small imperative program over flat buffers: counted loops with static trip
+//! counts, scalar expressions, loads and stores at computed element indices, mutable locals, and a
+//! few coarse statements (GEMM, copies) that a backend may implement with a hand-tuned routine. All
+//! shapes are static, so every loop bound is a constant. The form is target independent: the LLVM
+//! backend lowers it to IR that LLVM's vectorizer handles, and a C-emitting backend can print it.
+//!
+//! Buffers are kernel parameters; a [`Program`] says which arena slot, graph input/output or
+//! constant each parameter of each kernel call is bound to.
+
+use edgec_ir::ScalarType;
+
+/// A kernel parameter (buffer) index.
+pub type BufId = usize;
+/// A scalar variable index (loop index or mutable local).
+pub type VarId = usize;
+
+/// Scalar types in kernel code. `Idx` is the target's pointer-sized integer, used for indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    Idx,
+    Bool,
+    F16,
+    BF16,
+    F32,
+    F64,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+}
+
+impl Ty {
+    /// The kernel type of a tensor element type; sub-byte types have none.
+    pub fn of(s: ScalarType) -> Option<Ty> {
+        Some(match s {
+            ScalarType::F32 => Ty::F32,
+            ScalarType::F16 => Ty::F16,
+            ScalarType::BF16 => Ty::BF16,
+            ScalarType::F64 => Ty::F64,
+            ScalarType::I64 => Ty::I64,
+            ScalarType::I32 => Ty::I32,
+            ScalarType::I16 => Ty::I16,
+            ScalarType::I8 => Ty::I8,
+            ScalarType::U64 => Ty::U64,
+            ScalarType::U32 => Ty::U32,
+            ScalarType::U16 => Ty::U16,
+            ScalarType::U8 => Ty::U8,
+            ScalarType::Bool => Ty::Bool,
+            ScalarType::I4 | ScalarType::U4 => return None,
+        })
+    }
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
+    }
+    pub fn is_signed(self) -> bool {
+        matches!(self, Ty::I8 | Ty::I16 | Ty::I32 | Ty::I64 | Ty::Idx)
+    }
+    pub fn is_int(self) -> bool {
+        !self.is_float() && self != Ty::Bool
+    }
+    /// Bytes one element occupies in memory (`Idx` never lives in memory).
+    pub fn bytes(self) -> usize {
+        match self {
+            Ty::Bool | Ty::I8 | Ty::U8 => 1,
+            Ty::F16 | Ty::BF16 | Ty::I16 | Ty::U16 => 2,
+            Ty::F32 | Ty::I32 | Ty::U32 => 4,
+            Ty::F64 | Ty::I64 | Ty::U64 | Ty::Idx => 8,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Idx => "idx",
+            Ty::Bool => "bool",
+            Ty::F16 => "f16",
+            Ty::BF16 => "bf16",
+            Ty::F32 => "f32",
+            Ty::F64 => "f64",
+            Ty::I8 => "i8",
+            Ty::I16 => "i16",
+            Ty::I32 => "i32",
+            Ty::I64 => "i64",
+            Ty::U8 => "u8",
+            Ty::U16 => "u16",
+            Ty::U32 => "u32",
+            Ty::U64 => "u64",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Floor,
+    Ceil,
+    /// Round half to even.
+    Round,
+    Trunc,
+    /// Logical not for `Bool`, bitwise not for integers.
+    Not,
+    IsNan,
+    /// +inf or -inf.
+    IsInf,
+    IsPosInf,
+    IsNegInf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    /// Float division; integer division truncating toward zero.
+    Div,
+    /// Remainder with the sign of the dividend (C `%`, `fmod`).
+    Rem,
+    /// NaN-propagating for floats.
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+    Shl,
+    /// Logical for unsigned, arithmetic for signed.
+    Shr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Transcendental functions; machine backends expand them inline (no libm on bare metal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MathFn {
+    Exp,
+    Expm1,
+    Log,
+    Log1p,
+    Tanh,
+    Sigmoid,
+    Erf,
+    Sin,
+    Cos,
+    Tan,
+    Atan,
+    Asin,
+    Acos,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Pow,
+}
+
+/// A scalar expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// A float constant of the given float type.
+    FConst(f64, Ty),
+    /// An integer (or bool, or index) constant of the given type.
+    IConst(i64, Ty),
+    Var(VarId),
+    /// Element `index` of a buffer.
+    Load(BufId, Box<Expr>),
+    Un(UnOp, Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Numeric conversion (float→int truncates toward zero, saturating; to `Bool` is `!= 0`).
+    Cast(Ty, Box<Expr>),
+    Math(MathFn, Vec<Expr>),
+}
+
+/// A run of elements of a buffer, for the coarse statements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    pub buf: BufId,
+    /// First element.
+    pub offset: Expr,
+}
+
+/// Shape of a matrix multiply `C (m×n) = A (m×k) · B (k×n)` on f32 row-major views.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmSpec {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored K×M (transposed).
+    pub a_trans: bool,
+    /// B is stored N×K (transposed).
+    pub b_trans: bool,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    /// `C += A·B` instead of `C = A·B`.
+    pub accumulate: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for var in 0..extent`.
+    For {
+        var: VarId,
+        extent: u64,
+        body: Vec<Stmt>,
+    },
+    Store {
+        buf: BufId,
+        index: Expr,
+        value: Expr,
+    },
+    /// Declares (or re-initializes) a mutable local.
+    Let {
+        var: VarId,
+        value: Expr,
+    },
+    Assign {
+        var: VarId,
+        value: Expr,
+    },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        els: Vec<Stmt>,
+    },
+    /// f32 GEMM on views; `scratch` is a buffer of at least the backend's packing size.
+    Gemm {
+        spec: GemmSpec,
+        a: View,
+        b: View,
+        c: View,
+        scratch: Option<BufId>,
+    },
+    /// Copies `elems` elements between buffers of the same element type.
+    Copy {
+        dst: View,
+        src: View,
+        elems: u64,
+    },
+}
+
+/// How a kernel uses a parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    /// Temporary storage private to one call.
+    Scratch,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub ty: Ty,
+    /// Length in elements.
+    pub len: u64,
+    pub access: Access,
+}
+
+/// One kernel: a function over its parameter buffers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    pub params: Vec<Param>,
+    /// Type of each variable.
+    pub vars: Vec<Ty>,
+    pub body: Vec<Stmt>,
+}
+
+impl Kernel {
+    pub fn new(name: impl Into<String>) -> Kernel {
+        Kernel { name: name.into(), ..Default::default() }
+    }
+    pub fn param(&mut self, ty: Ty, len: u64, access: Access) -> BufId {
+        self.params.push(Param { ty, len, access });
+        self.params.len() - 1
+    }
+    pub fn var(&mut self, ty: Ty) -> VarId {
+        self.vars.push(ty);
+        self.vars.len() - 1
+    }
+
+    /// The type an expression evaluates to.
+    pub fn ty(&self, e: &Expr) -> Ty {
+        match e {
+            Expr::FConst(_, t) | Expr::IConst(_, t) | Expr::Cast(t, _) => *t,
+            Expr::Var(v) => self.vars[*v],
+            Expr::Load(b, _) => self.params[*b].ty,
+            Expr::Un(UnOp::IsNan | UnOp::IsInf | UnOp::IsPosInf | UnOp::IsNegInf, _) => Ty::Bool,
+            Expr::Un(_, a) | Expr::Bin(_, a, _) => self.ty(a),
+            Expr::Math(_, args) => self.ty(&args[0]),
+            Expr::Cmp(..) => Ty::Bool,
+            Expr::Select(_, a, _) => self.ty(a),
+        }
+    }
+
+    /// A loop nest over `shape` (row-major); `body` gets the index variables as expressions.
+    pub fn nest(
+        &mut self,
+        shape: &[usize],
+        body: impl FnOnce(&mut Kernel, &[Expr]) -> Vec<Stmt>,
+    ) -> Vec<Stmt> {
+        let vars: Vec<VarId> = shape.iter().map(|_| self.var(Ty::Idx)).collect();
+        let idx: Vec<Expr> = vars.iter().map(|&v| Expr::Var(v)).collect();
+        let mut stmts = body(self, &idx);
+        for (d, &v) in vars.iter().enumerate().rev() {
+            stmts = vec![Stmt::For { var: v, extent: shape[d] as u64, body: stmts }];
+        }
+        stmts
+    }
+}
+
+// ---- expression helpers -------------------------------------------------------------------------
+
+pub fn idx(n: i64) -> Expr {
+    Expr::IConst(n, Ty::Idx)
+}
+pub fn fc(x: f64, t: Ty) -> Expr {
+    Expr::FConst(x, t)
+}
+/// A constant of type `t` (float or integer) with value `x`.
+pub fn cnst(x: f64, t: Ty) -> Expr {
+    if t.is_float() {
+        Expr::FConst(x, t)
+    } else {
+        Expr::IConst(x as i64, t)
+    }
+}
+pub fn load(b: BufId, i: Expr) -> Expr {
+    Expr::Load(b, Box::new(i))
+}
+pub fn un(op: UnOp, a: Expr) -> Expr {
+    Expr::Un(op, Box::new(a))
+}
+pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+    Expr::Bin(op, Box::new(a), Box::new(b))
+}
+pub fn cmp(op: CmpOp, a: Expr, b: Expr) -> Expr {
+    Expr::Cmp(op, Box::new(a), Box::new(b))
+}
+pub fn select(c: Expr, a: Expr, b: Expr) -> Expr {
+    Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+}
+pub fn cast(t: Ty, a: Expr) -> Expr {
+    Expr::Cast(t, Box::new(a))
+}
+pub fn math(f: MathFn, a: Expr) -> Expr {
+    Expr::Math(f, vec![a])
+}
+pub fn add(a: Expr, b: Expr) -> Expr {
+    // Index arithmetic folds constants so printed kernels stay readable.
+    match (&a, &b) {
+        (Expr::IConst(0, _), _) => b,
+        (_, Expr::IConst(0, _)) => a,
+        (Expr::IConst(x, t), Expr::IConst(y, _)) => Expr::IConst(x + y, *t),
+        _ => bin(BinOp::Add, a, b),
+    }
+}
+pub fn sub(a: Expr, b: Expr) -> Expr {
+    match (&a, &b) {
+        (_, Expr::IConst(0, _)) => a,
+        (Expr::IConst(x, t), Expr::IConst(y, _)) => Expr::IConst(x - y, *t),
+        _ => bin(BinOp::Sub, a, b),
+    }
+}
+pub fn mul(a: Expr, b: Expr) -> Expr {
+    match (&a, &b) {
+        (Expr::IConst(1, _), _) => b,
+        (_, Expr::IConst(1, _)) => a,
+        (Expr::IConst(0, t), _) | (_, Expr::IConst(0, t)) => Expr::IConst(0, *t),
+        (Expr::IConst(x, t), Expr::IConst(y, _)) => Expr::IConst(x * y, *t),
+        _ => bin(BinOp::Mul, a, b),
+    }
+}
+pub fn div(a: Expr, b: Expr) -> Expr {
+    match (&a, &b) {
+        (_, Expr::IConst(1, _)) => a,
+        _ => bin(BinOp::Div, a, b),
+    }
+}
+pub fn rem(a: Expr, b: Expr) -> Expr {
+    bin(BinOp::Rem, a, b)
+}
+
+/// `Σ idx[d] · strides[d]`, skipping zero strides (broadcast dimensions).
+pub fn linear(idx: &[Expr], strides: &[usize]) -> Expr {
+    let mut e = self::idx(0);
+    for (i, &s) in idx.iter().zip(strides) {
+        if s != 0 {
+            e = add(e, mul(i.clone(), self::idx(s as i64)));
+        }
+    }
+    e
+}
+
+/// Row-major strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// Strides for reading a tensor of shape `from` broadcast (numpy rules) to `to`: 0 on broadcast
+/// dimensions, right-aligned.
+pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
+    let s = strides(from);
+    let off = to.len() - from.len();
+    (0..to.len()).map(|d| if d < off || from[d - off] == 1 { 0 } else { s[d - off] }).collect()
+}

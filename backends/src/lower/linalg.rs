@@ -1,0 +1,458 @@
+//! Matrix products, convolutions and pooling.
+//!
+//! Products become [`Stmt::Gemm`] on views, which the machine backend implements with its packed
+//! micro-kernel (f32) or plain loops (other types). Convolutions are im2col + GEMM per sample and
+//! group (1×1 unit-stride convs skip the im2col); transposed convolutions are GEMM into columns
+//! followed by a scatter-add (col2im), so no zero-stuffed input is ever built.
+
+use super::{io_kernel, Bind, Lowered, OpCx};
+use crate::kir::*;
+use edgec_ir::ops::{conv_geometry, conv_transpose_geometry, pool_geometry};
+use edgec_ir::OpKind;
+
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+    Ok(Some(match cx.kind {
+        OpKind::MatMul => matmul(cx)?,
+        OpKind::Gemm => gemm(cx)?,
+        OpKind::Conv => conv(cx)?,
+        OpKind::ConvTranspose => conv_transpose(cx)?,
+        OpKind::MaxPool | OpKind::AveragePool | OpKind::LpPool => pool(cx)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// Adds a scratch parameter for a GEMM's packing buffers, when the backend wants one.
+fn gemm_scratch(bytes: u64, k: &mut Kernel, binds: &mut Vec<Bind>, extra: &mut Option<BufId>) {
+    if bytes > 0 {
+        match extra {
+            Some(b) => {
+                let p = &mut k.params[*b];
+                p.len = p.len.max(bytes.div_ceil(4));
+            }
+            None => {
+                *extra = Some(k.param(Ty::F32, bytes.div_ceil(4), Access::Scratch));
+                binds.push(Bind::Scratch);
+            }
+        }
+    }
+}
+
+fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (mut a, mut b) = (cx.shape(0), cx.shape(1));
+    if a.len() == 1 {
+        a.insert(0, 1);
+    }
+    if b.len() == 1 {
+        b.push(1);
+    }
+    let (m, kk, n) = (a[a.len() - 2], a[a.len() - 1], b[b.len() - 1]);
+    let rank = a.len().max(b.len());
+    let bshape: Vec<usize> = (0..rank - 2)
+        .map(|d| {
+            let da = (d + a.len()).checked_sub(rank).map(|i| a[i]).unwrap_or(1);
+            let db = (d + b.len()).checked_sub(rank).map(|i| b[i]).unwrap_or(1);
+            da.max(db)
+        })
+        .collect();
+    let sa = broadcast_strides(&a[..a.len() - 2], &bshape);
+    let sb = broadcast_strides(&b[..b.len() - 2], &bshape);
+    let (mut k, mut binds) = io_kernel(cx, "matmul")?;
+    let spec =
+        GemmSpec { m, n, k: kk, a_trans: false, b_trans: false, lda: kk, ldb: n, ldc: n, accumulate: false };
+    let mut scratch = None;
+    if cx.ty(0)? == Ty::F32 {
+        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+    }
+    let sy = strides(&bshape);
+    k.body = k.nest(&bshape, |_, ix| {
+        let off = |s: &[usize], sz: usize| mul(linear(ix, s), idx(sz as i64));
+        vec![Stmt::Gemm {
+            spec: spec.clone(),
+            a: View { buf: 0, offset: off(&sa, m * kk) },
+            b: View { buf: 1, offset: off(&sb, kk * n) },
+            c: View { buf: 2, offset: off(&sy, m * n) },
+            scratch,
+        }]
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (a, b) = (cx.shape(0), cx.shape(1));
+    let (ta, tb) = (cx.int("transA", 0) != 0, cx.int("transB", 0) != 0);
+    let (m, kk) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+    let n = if tb { b[0] } else { b[1] };
+    let (alpha, beta) = (cx.float("alpha", 1.0), cx.float("beta", 1.0));
+    let has_c = cx.has(2) && beta != 0.0;
+    let ty = cx.rty(0)?;
+    let (mut k, mut binds) = io_kernel(cx, "gemm")?;
+    let y = cx.operands.len();
+    let spec =
+        GemmSpec { m, n, k: kk, a_trans: ta, b_trans: tb, lda: a[1], ldb: b[1], ldc: n, accumulate: false };
+    let mut scratch = None;
+    if ty == Ty::F32 {
+        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+    }
+    k.body.push(Stmt::Gemm {
+        spec,
+        a: View { buf: 0, offset: idx(0) },
+        b: View { buf: 1, offset: idx(0) },
+        c: View { buf: y, offset: idx(0) },
+        scratch,
+    });
+    if alpha != 1.0 || has_c {
+        let cshape = if has_c { cx.shape(2) } else { vec![] };
+        let body = k.nest(&[m, n], |_, ix| {
+            let yi = linear(ix, &[n, 1]);
+            let mut v = load(y, yi.clone());
+            if alpha != 1.0 {
+                v = bin(BinOp::Mul, v, cnst(alpha, ty));
+            }
+            if has_c {
+                let mut c = load(2, linear(ix, &broadcast_strides(&cshape, &[m, n])));
+                if beta != 1.0 {
+                    c = bin(BinOp::Mul, c, cnst(beta, ty));
+                }
+                v = bin(BinOp::Add, v, c);
+            }
+            vec![Stmt::Store { buf: y, index: yi, value: v }]
+        });
+        k.body.extend(body);
+    }
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// `select(lo <= i < hi, …)` as a condition on an index expression.
+fn in_range(i: &Expr, hi: usize) -> Expr {
+    bin(BinOp::And, cmp(CmpOp::Ge, i.clone(), idx(0)), cmp(CmpOp::Lt, i.clone(), idx(hi as i64)))
+}
+
+fn clamp(i: Expr, hi: usize) -> Expr {
+    bin(BinOp::Min, bin(BinOp::Max, i, idx(0)), idx(hi as i64 - 1))
+}
+
+fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (x, w) = (cx.shape(0), cx.shape(1));
+    let nd = x.len() - 2;
+    let g = conv_geometry(cx.attrs, &w, &x[2..])?;
+    let group = cx.int("group", 1) as usize;
+    let (nb, c, m) = (x[0], x[1], w[0]);
+    let (cg, mg) = (c / group, m / group);
+    let kprod: usize = g.kernel.iter().product();
+    let iprod: usize = x[2..].iter().product();
+    let oprod: usize = g.out.iter().product();
+    let ty = cx.rty(0)?;
+    let (mut k, mut binds) = io_kernel(cx, "conv")?;
+    let yb = cx.operands.len();
+    let direct = kprod == 1
+        && g.strides.iter().all(|&s| s == 1)
+        && g.pads_begin.iter().all(|&p| p == 0)
+        && g.out == x[2..];
+    let kdim = cg * kprod;
+    let col = if direct { None } else { Some(k.param(ty, (kdim * oprod) as u64, Access::Scratch)) };
+    if col.is_some() {
+        binds.push(Bind::Scratch);
+    }
+    let spec = GemmSpec {
+        m: mg,
+        n: oprod,
+        k: kdim,
+        a_trans: false,
+        b_trans: false,
+        lda: kdim,
+        ldb: oprod,
+        ldc: oprod,
+        accumulate: false,
+    };
+    let mut scratch = None;
+    if ty == Ty::F32 {
+        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+    }
+    let has_b = cx.has(2);
+    let geom = g.clone();
+    let xsp = x[2..].to_vec();
+    let body = k.nest(&[nb, group], |k, ng| {
+        let (n, gi) = (ng[0].clone(), ng[1].clone());
+        let mut s = Vec::new();
+        let chan0 = mul(gi.clone(), idx(cg as i64));
+        let b_view = match col {
+            None => View {
+                buf: 0,
+                offset: mul(add(mul(n.clone(), idx(c as i64)), chan0.clone()), idx(iprod as i64)),
+            },
+            Some(colb) => {
+                // im2col: col[(ci, kpos), opos] = X[n, g*cg + ci, opos*s - p + kpos*d] or 0.
+                let mut shape = vec![cg];
+                shape.extend(&geom.kernel);
+                shape.extend(&geom.out);
+                let geom = geom.clone();
+                let xsp = xsp.clone();
+                let n = n.clone();
+                let chan0 = chan0.clone();
+                let shape2 = shape.clone();
+                s.extend(k.nest(&shape2, move |_, ix| {
+                    let ci = &ix[0];
+                    let (kp, op) = (&ix[1..1 + nd], &ix[1 + nd..]);
+                    let mut cond: Option<Expr> = None;
+                    let mut xi = add(mul(n.clone(), idx(c as i64)), add(chan0.clone(), ci.clone()));
+                    for d in 0..nd {
+                        let pos = add(
+                            sub(mul(op[d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
+                            mul(kp[d].clone(), idx(geom.dilations[d] as i64)),
+                        );
+                        let ok = in_range(&pos, xsp[d]);
+                        cond = Some(match cond {
+                            None => ok,
+                            Some(c0) => bin(BinOp::And, c0, ok),
+                        });
+                        xi = add(mul(xi, idx(xsp[d] as i64)), clamp(pos, xsp[d]));
+                    }
+                    let v = select(cond.unwrap(), load(0, xi), cnst(0.0, ty));
+                    vec![Stmt::Store { buf: colb, index: linear(ix, &strides(&shape)), value: v }]
+                }));
+                View { buf: colb, offset: idx(0) }
+            }
+        };
+        let yoff =
+            mul(add(mul(n.clone(), idx(m as i64)), mul(gi.clone(), idx(mg as i64))), idx(oprod as i64));
+        s.push(Stmt::Gemm {
+            spec: spec.clone(),
+            a: View { buf: 1, offset: mul(gi.clone(), idx((mg * kdim) as i64)) },
+            b: b_view,
+            c: View { buf: yb, offset: yoff.clone() },
+            scratch,
+        });
+        if has_b {
+            let yoff2 = yoff.clone();
+            let gi2 = gi.clone();
+            s.extend(k.nest(&[mg, oprod], move |_, ix| {
+                let yi = add(yoff2.clone(), linear(ix, &[oprod, 1]));
+                let bi = add(mul(gi2.clone(), idx(mg as i64)), ix[0].clone());
+                vec![Stmt::Store {
+                    buf: yb,
+                    index: yi.clone(),
+                    value: bin(BinOp::Add, load(yb, yi), load(2, bi)),
+                }]
+            }));
+        }
+        s
+    });
+    k.body = body;
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (x, w) = (cx.shape(0), cx.shape(1));
+    let nd = x.len() - 2;
+    let g = conv_transpose_geometry(cx.attrs, &w, &x[2..])?;
+    let group = cx.int("group", 1) as usize;
+    let (nb, c, mg) = (x[0], x[1], w[1]);
+    let cg = c / group;
+    let m = mg * group;
+    let kprod: usize = g.kernel.iter().product();
+    let iprod: usize = x[2..].iter().product();
+    let oprod: usize = g.out.iter().product();
+    let ty = cx.rty(0)?;
+    let (mut k, mut binds) = io_kernel(cx, "conv_transpose")?;
+    let yb = cx.operands.len();
+    let rows = mg * kprod;
+    let colb = k.param(ty, (rows * iprod) as u64, Access::Scratch);
+    binds.push(Bind::Scratch);
+    // col (mg·K × P_in) = W_gᵀ (W_g stored cg × mg·K) · X_g (cg × P_in)
+    let spec = GemmSpec {
+        m: rows,
+        n: iprod,
+        k: cg,
+        a_trans: true,
+        b_trans: false,
+        lda: rows,
+        ldb: iprod,
+        ldc: iprod,
+        accumulate: false,
+    };
+    let mut scratch = None;
+    if ty == Ty::F32 {
+        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+    }
+    let has_b = cx.has(2);
+    // Output starts as the bias (or zero).
+    let init = k.nest(&[nb, m, oprod], |_, ix| {
+        let v = if has_b { load(2, ix[1].clone()) } else { cnst(0.0, ty) };
+        vec![Stmt::Store { buf: yb, index: linear(ix, &[m * oprod, oprod, 1]), value: v }]
+    });
+    k.body.extend(init);
+    let xsp = x[2..].to_vec();
+    let body = k.nest(&[nb, group], |k, ng| {
+        let (n, gi) = (ng[0].clone(), ng[1].clone());
+        let mut s = vec![Stmt::Gemm {
+            spec: spec.clone(),
+            a: View { buf: 1, offset: mul(gi.clone(), idx((cg * rows) as i64)) },
+            b: View {
+                buf: 0,
+                offset: mul(
+                    add(mul(n.clone(), idx(c as i64)), mul(gi.clone(), idx(cg as i64))),
+                    idx(iprod as i64),
+                ),
+            },
+            c: View { buf: colb, offset: idx(0) },
+            scratch,
+        }];
+        // col2im: Y[n, g*mg + mi, i*s - p + kpos*d] += col[mi, kpos, i]
+        let mut shape = vec![mg];
+        shape.extend(&g.kernel);
+        shape.extend(&xsp);
+        let geom = g.clone();
+        let shape2 = shape.clone();
+        s.extend(k.nest(&shape2, move |_, ix| {
+            let (kp, ip) = (&ix[1..1 + nd], &ix[1 + nd..]);
+            let mut cond: Option<Expr> = None;
+            let mut yi =
+                add(mul(n.clone(), idx(m as i64)), add(mul(gi.clone(), idx(mg as i64)), ix[0].clone()));
+            for d in 0..nd {
+                let pos = add(
+                    sub(mul(ip[d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
+                    mul(kp[d].clone(), idx(geom.dilations[d] as i64)),
+                );
+                let ok = in_range(&pos, geom.out[d]);
+                cond = Some(match cond {
+                    None => ok,
+                    Some(c0) => bin(BinOp::And, c0, ok),
+                });
+                yi = add(mul(yi, idx(geom.out[d] as i64)), pos);
+            }
+            let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, linear(ix, &strides(&shape))));
+            vec![Stmt::If {
+                cond: cond.unwrap(),
+                then: vec![Stmt::Store { buf: yb, index: yi, value: v }],
+                els: vec![],
+            }]
+        }));
+        s
+    });
+    k.body.extend(body);
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+fn pool(cx: &mut OpCx) -> Result<Lowered, String> {
+    if cx.results.len() > 1 {
+        return Err("MaxPool's Indices result is not supported by machine backends yet".into());
+    }
+    let x = cx.shape(0);
+    let nd = x.len() - 2;
+    let kernel: Vec<usize> = cx
+        .attrs
+        .ints("kernel_shape")
+        .ok_or("kernel_shape is required")?
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let g = pool_geometry(cx.attrs, kernel, cx.int("ceil_mode", 0) != 0, &x[2..])?;
+    let ty = cx.rty(0)?;
+    let ct = if matches!(ty, Ty::F16 | Ty::BF16) { Ty::F32 } else { ty };
+    let kind = cx.kind;
+    let count_pad = cx.int("count_include_pad", 0) != 0;
+    let p = cx.int("p", 2) as f64;
+    let (mut k, binds) = io_kernel(cx, kind.name().trim_start_matches("nn."))?;
+    let yb = 1;
+    let acc = k.var(ct);
+    let cnt = k.var(Ty::Idx);
+    let mut oshape = x[..2].to_vec();
+    oshape.extend(&g.out);
+    let xsp = x[2..].to_vec();
+    let body = k.nest(&oshape, |k, ox| {
+        let init = match kind {
+            OpKind::MaxPool => {
+                if ct.is_float() {
+                    fc(f64::NEG_INFINITY, ct)
+                } else {
+                    Expr::IConst(if ct.is_signed() { i64::MIN >> (64 - 8 * ct.bytes()) } else { 0 }, ct)
+                }
+            }
+            _ => cnst(0.0, ct),
+        };
+        let mut s = vec![Stmt::Let { var: acc, value: init }, Stmt::Let { var: cnt, value: idx(0) }];
+        let geom = g.clone();
+        let xsp2 = xsp.clone();
+        let ox2 = ox.to_vec();
+        s.extend(k.nest(&geom.kernel.clone(), move |_, kx| {
+            let mut cond: Option<Expr> = None;
+            let mut xi = add(mul(ox2[0].clone(), idx(x[1] as i64)), ox2[1].clone());
+            for d in 0..nd {
+                let pos = add(
+                    sub(mul(ox2[2 + d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
+                    mul(kx[d].clone(), idx(geom.dilations[d] as i64)),
+                );
+                let ok = in_range(&pos, xsp2[d]);
+                cond = Some(match cond {
+                    None => ok,
+                    Some(c0) => bin(BinOp::And, c0, ok),
+                });
+                xi = add(mul(xi, idx(xsp2[d] as i64)), pos);
+            }
+            let mut v = load(0, xi);
+            if ct != ty {
+                v = cast(ct, v);
+            }
+            let upd = match kind {
+                OpKind::MaxPool => bin(BinOp::Max, Expr::Var(acc), v),
+                OpKind::LpPool => bin(
+                    BinOp::Add,
+                    Expr::Var(acc),
+                    Expr::Math(MathFn::Pow, vec![un(UnOp::Abs, v), cnst(p, ct)]),
+                ),
+                _ => bin(BinOp::Add, Expr::Var(acc), v),
+            };
+            vec![Stmt::If {
+                cond: cond.unwrap(),
+                then: vec![
+                    Stmt::Assign { var: acc, value: upd },
+                    Stmt::Assign { var: cnt, value: add(Expr::Var(cnt), idx(1)) },
+                ],
+                els: vec![],
+            }]
+        }));
+        let mut res = Expr::Var(acc);
+        match kind {
+            OpKind::AveragePool => {
+                let n = if count_pad {
+                    // Windows are clipped to the padded input, not to the kernel.
+                    let mut e = idx(1);
+                    for d in 0..nd {
+                        let start =
+                            sub(mul(ox[2 + d].clone(), idx(g.strides[d] as i64)), idx(g.pads_begin[d]));
+                        let end_pad = xsp[d] as i64 + padding_end(cx_pads(&g, d, xsp[d]));
+                        let last = add(start.clone(), idx(((g.kernel[d] - 1) * g.dilations[d] + 1) as i64));
+                        let hi = bin(BinOp::Min, last, idx(end_pad));
+                        let len = sub(hi, start);
+                        let taps = add(div(sub(len, idx(1)), idx(g.dilations[d] as i64)), idx(1));
+                        e = mul(e, taps);
+                    }
+                    e
+                } else {
+                    Expr::Var(cnt)
+                };
+                res = bin(BinOp::Div, res, cast(ct, bin(BinOp::Max, n, idx(1))));
+            }
+            OpKind::LpPool => res = Expr::Math(MathFn::Pow, vec![res, cnst(1.0 / p, ct)]),
+            _ => {}
+        }
+        if ct != ty {
+            res = cast(ty, res);
+        }
+        s.push(Stmt::Store { buf: yb, index: linear(ox, &strides(&oshape)), value: res });
+        s
+    });
+    k.body = body;
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// End padding of spatial dim `d` implied by the geometry: the extent the last window reaches.
+fn cx_pads(g: &edgec_ir::ops::ConvGeometry, d: usize, input: usize) -> i64 {
+    let ek = ((g.kernel[d] - 1) * g.dilations[d] + 1) as i64;
+    let reach = (g.out[d] as i64 - 1) * g.strides[d] as i64 + ek - g.pads_begin[d];
+    (reach - input as i64).max(0)
+}
+
+fn padding_end(p: i64) -> i64 {
+    p
+}

@@ -1,0 +1,536 @@
+//! Lowering of a graph-level function to a [`Program`]: a list of kernel calls over graph inputs,
+//! graph outputs, constants and slots of one arena.
+//!
+//! Each op family has a lowering in a submodule. Ops whose operands are all known at compile time
+//! are evaluated here with their reference semantics and become constants; view ops (reshape and
+//! friends) share their operand's storage. Then a planner gives every intermediate tensor an arena
+//! offset from its live range.
+
+mod elementwise;
+mod linalg;
+mod movement;
+mod norm;
+mod plan;
+mod reduce;
+
+use crate::kir::{Access, Kernel, Ty};
+use edgec_ir::entity::{SecondaryMap, Value};
+use edgec_ir::ops::{EvalCtx, OpKind, Traits};
+use edgec_ir::{Attrs, Function, Loc, ScalarType, Tensor, TensorType};
+use std::collections::HashMap;
+
+pub use plan::ArenaPlan;
+
+/// Where a kernel argument lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Input(usize),
+    Output(usize),
+    Const(usize),
+    /// A byte offset into the arena.
+    Arena(u64),
+}
+
+/// One kernel call of the schedule.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub kernel: usize,
+    pub args: Vec<Slot>,
+    /// The ONNX node(s) this call computes, for diagnostics and profiling.
+    pub label: String,
+}
+
+/// A graph input or output as the generated API describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IoDesc {
+    pub name: String,
+    pub ty: ScalarType,
+    pub dims: Vec<usize>,
+}
+
+impl IoDesc {
+    pub fn bytes(&self) -> u64 {
+        (self.dims.iter().product::<usize>() * self.ty.bits()).div_ceil(8) as u64
+    }
+}
+
+/// Constant data the program reads (weights, folded tensors, index tables).
+#[derive(Clone, Debug)]
+pub struct ConstData {
+    pub ty: Ty,
+    pub bytes: bytes::Bytes,
+}
+
+/// A lowered function, ready for a machine backend.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub name: String,
+    pub inputs: Vec<IoDesc>,
+    pub outputs: Vec<IoDesc>,
+    pub consts: Vec<ConstData>,
+    pub kernels: Vec<Kernel>,
+    pub calls: Vec<Call>,
+    pub arena: ArenaPlan,
+    /// Compute ops of the source graph (constants and views excluded).
+    pub graph_ops: usize,
+}
+
+impl Program {
+    pub fn weights_bytes(&self) -> u64 {
+        self.consts.iter().map(|c| c.bytes.len() as u64).sum()
+    }
+}
+
+/// Why a function cannot be lowered; names the op and its ONNX node.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} (node {loc}): {message}")]
+pub struct LowerError {
+    pub op: String,
+    pub loc: String,
+    pub message: String,
+}
+
+/// Bytes of packing scratch the backend's GEMM routine needs for a product (0 for none).
+pub type GemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> u64 + Send + Sync>;
+
+/// Options that shape lowering.
+#[derive(Clone)]
+pub struct LowerOptions {
+    pub gemm_scratch: GemmScratchFn,
+    /// Alignment of every arena slot, in bytes.
+    pub align: u64,
+    /// Constants larger than this many elements are not produced by compile-time folding.
+    pub fold_limit: usize,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { gemm_scratch: std::sync::Arc::new(|_| 0), align: 64, fold_limit: 1 << 22 }
+    }
+}
+
+/// What an op lowering produces.
+pub(crate) enum Lowered {
+    /// Result 0 is operand 0's bytes unchanged (reshape, squeeze, ...).
+    View,
+    /// Kernel calls; each binds its parameters to operands, results or scratch.
+    Calls(Vec<(Kernel, Vec<Bind>)>),
+}
+
+/// What a kernel parameter is bound to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Bind {
+    Operand(usize),
+    Result(usize),
+    /// A compile-time table made by the lowering (index `i` of `LowerCx::tables`).
+    Table(usize),
+    /// Per-call scratch of the parameter's size.
+    Scratch,
+}
+
+/// What a lowering function sees of one op.
+pub(crate) struct OpCx<'a> {
+    pub kind: OpKind,
+    pub attrs: &'a Attrs,
+    pub operands: Vec<TensorType>,
+    pub results: Vec<TensorType>,
+    /// Compile-time values of operands (weights, folded shapes).
+    pub consts: Vec<Option<&'a Tensor>>,
+    /// Tables (index maps, packed constants) the lowering adds.
+    pub tables: Vec<ConstData>,
+    pub gemm_scratch: GemmScratchFn,
+}
+
+impl OpCx<'_> {
+    pub fn shape(&self, i: usize) -> Vec<usize> {
+        self.operands[i].static_shape().unwrap_or_default()
+    }
+    pub fn rshape(&self, i: usize) -> Vec<usize> {
+        self.results[i].static_shape().unwrap_or_default()
+    }
+    pub fn ty(&self, i: usize) -> Result<Ty, String> {
+        kty(self.operands[i].scalar())
+    }
+    pub fn rty(&self, i: usize) -> Result<Ty, String> {
+        kty(self.results[i].scalar())
+    }
+    /// Whether optional operand `i` is given (present and not a zero-element placeholder).
+    pub fn has(&self, i: usize) -> bool {
+        i < self.operands.len() && self.operands[i].num_elements() != Some(0)
+    }
+    pub fn konst(&self, i: usize) -> Option<&Tensor> {
+        self.consts.get(i).copied().flatten()
+    }
+    /// A constant operand as integers (axes, pads, shapes).
+    pub fn const_ints(&self, i: usize) -> Result<Vec<i64>, String> {
+        self.konst(i)
+            .and_then(|t| t.to_i64_vec())
+            .ok_or_else(|| format!("operand #{i} must be a compile-time constant"))
+    }
+    pub fn int(&self, name: &str, default: i64) -> i64 {
+        self.attrs.int(name).unwrap_or(default)
+    }
+    pub fn float(&self, name: &str, default: f64) -> f64 {
+        self.attrs.float(name).unwrap_or(default)
+    }
+    pub fn add_table(&mut self, c: ConstData) -> usize {
+        self.tables.push(c);
+        self.tables.len() - 1
+    }
+}
+
+pub(crate) fn kty(s: ScalarType) -> Result<Ty, String> {
+    Ty::of(s).ok_or_else(|| format!("element type {} is not supported by machine backends yet", s.name()))
+}
+
+/// Normalizes a possibly negative axis.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a >= rank.max(1) as i64 {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(a as usize)
+}
+
+/// A kernel with one parameter per operand (read), then one per result (write), in that order.
+pub(crate) fn io_kernel(cx: &OpCx, name: &str) -> Result<(Kernel, Vec<Bind>), String> {
+    let mut k = Kernel::new(name);
+    let mut binds = Vec::new();
+    for (i, t) in cx.operands.iter().enumerate() {
+        k.param(kty(t.scalar())?, t.num_elements().unwrap_or(0), Access::Read);
+        binds.push(Bind::Operand(i));
+    }
+    for (i, t) in cx.results.iter().enumerate() {
+        k.param(kty(t.scalar())?, t.num_elements().unwrap_or(0), Access::Write);
+        binds.push(Bind::Result(i));
+    }
+    Ok((k, binds))
+}
+
+fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
+    use OpKind as K;
+    match cx.kind {
+        K::Reshape | K::Squeeze | K::Unsqueeze | K::Flatten => Ok(Lowered::View),
+        K::Dropout if cx.int("training_mode", 0) == 0 && !cx.has(2) && cx.results.len() == 1 => {
+            Ok(Lowered::View)
+        }
+        _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
+        _ => {
+            if let Some(l) = linalg::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = reduce::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = norm::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = movement::lower(cx)? {
+                return Ok(l);
+            }
+            Err("the machine backends cannot compile this op yet".into())
+        }
+    }
+}
+
+/// Lowers the function. It must be verifier-clean with static shapes throughout.
+pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
+    let err = |op: &str, loc: &Loc, message: String| LowerError {
+        op: op.to_string(),
+        loc: match loc {
+            Loc::Name(n) => format!("{n:?}"),
+            Loc::Fused(ns) => format!("{ns:?}"),
+            Loc::Unknown => "<unnamed>".into(),
+        },
+        message,
+    };
+    let mut b = Builder::default();
+    let mut known: SecondaryMap<Value, Option<Tensor>> = SecondaryMap::with_default(None);
+    // Storage: each value is the root of its own storage or a view of another value's.
+    let mut root: HashMap<Value, Value> = HashMap::new();
+
+    let inputs: Vec<IoDesc> = f
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let d = &f.values[p];
+            let dims = d.ty.static_shape().ok_or_else(|| {
+                err("func", &Loc::Unknown, format!("input #{i} has a non-static type {}", d.ty))
+            })?;
+            Ok(IoDesc {
+                name: d.name.clone().unwrap_or_else(|| format!("input_{i}")),
+                ty: d.ty.scalar(),
+                dims,
+            })
+        })
+        .collect::<Result<_, LowerError>>()?;
+    for (i, &p) in f.params().iter().enumerate() {
+        b.storage.insert(p, Slot::Input(i));
+    }
+    let mut graph_ops = 0;
+    for &op in f.body_ops() {
+        let d = &f.ops[op];
+        let name = d.kind.name();
+        match d.kind {
+            OpKind::Return => continue,
+            OpKind::Constant => {
+                let t = d.attrs.tensor("value").ok_or_else(|| err(name, &d.loc, "no value".into()))?;
+                let t = t.to_tensor().map_err(|m| err(name, &d.loc, m))?;
+                known.set(d.results[0], Some(t));
+                continue;
+            }
+            _ => {}
+        }
+        for &r in &d.results {
+            if !f.values[r].ty.is_static() {
+                return Err(err(name, &d.loc, format!("result type {} is not static", f.values[r].ty)));
+            }
+        }
+        // Fold ops whose operands are all known.
+        let traits = d.kind.traits();
+        let all_known = d.operands.iter().all(|&o| known.get(o).is_some());
+        let small = d
+            .results
+            .iter()
+            .all(|&r| f.values[r].ty.num_elements().is_some_and(|n| n as usize <= opts.fold_limit));
+        if all_known && small && traits.contains(Traits::PURE) && d.kind != OpKind::Subgraph {
+            let inputs: Vec<Tensor> = d.operands.iter().map(|&o| known.get(o).clone().unwrap()).collect();
+            let operand_types: Vec<TensorType> = d.operands.iter().map(|&v| f.values[v].ty.clone()).collect();
+            let result_types: Vec<TensorType> = d.results.iter().map(|&v| f.values[v].ty.clone()).collect();
+            let ecx = EvalCtx {
+                attrs: &d.attrs,
+                inputs: &inputs,
+                operand_types: &operand_types,
+                result_types: &result_types,
+            };
+            let outs = (d.kind.def().eval)(&ecx).map_err(|m| err(name, &d.loc, m))?;
+            for (&r, t) in d.results.iter().zip(outs) {
+                known.set(r, Some(t));
+            }
+            continue;
+        }
+        graph_ops += 1;
+        let mut cx = OpCx {
+            kind: d.kind,
+            attrs: &d.attrs,
+            operands: d.operands.iter().map(|&v| f.values[v].ty.clone()).collect(),
+            results: d.results.iter().map(|&v| f.values[v].ty.clone()).collect(),
+            consts: d.operands.iter().map(|&v| known.get(v).as_ref()).collect(),
+            tables: Vec::new(),
+            gemm_scratch: opts.gemm_scratch.clone(),
+        };
+        let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
+        let label = match &d.loc {
+            Loc::Name(n) => n.clone(),
+            Loc::Fused(ns) => ns.join("+"),
+            Loc::Unknown => name.to_string(),
+        };
+        match lowered {
+            Lowered::View => {
+                let src = d.operands[0];
+                if known.get(src).is_some() {
+                    // A view of a constant is that constant reshaped.
+                    let t = known.get(src).clone().unwrap();
+                    let shape = f.values[d.results[0]].ty.static_shape().unwrap();
+                    let t = t.to_shape(&shape).map_err(|m| err(name, &d.loc, m))?;
+                    known.set(d.results[0], Some(t));
+                    graph_ops -= 1;
+                } else {
+                    let r = *root.get(&src).unwrap_or(&src);
+                    root.insert(d.results[0], r);
+                }
+            }
+            Lowered::Calls(calls) => {
+                let table_base = b.consts.len();
+                b.consts.extend(cx.tables.drain(..));
+                for (kernel, binds) in calls {
+                    let mut args = Vec::new();
+                    for (pi, bind) in binds.iter().enumerate() {
+                        let slot = match *bind {
+                            Bind::Operand(i) => {
+                                let v = d.operands[i];
+                                if let Some(t) = known.get(v) {
+                                    b.const_slot(v, t)
+                                } else {
+                                    Pending::Value(*root.get(&v).unwrap_or(&v))
+                                }
+                            }
+                            Bind::Result(i) => Pending::Value(d.results[i]),
+                            Bind::Table(t) => Pending::Ready(Slot::Const(table_base + t)),
+                            Bind::Scratch => {
+                                let p = &kernel.params[pi];
+                                Pending::Scratch(p.len * p.ty.bytes() as u64)
+                            }
+                        };
+                        args.push(slot);
+                    }
+                    b.push_call(kernel, args, label.clone());
+                }
+            }
+        }
+    }
+
+    // Graph outputs: the producing storage becomes the output buffer where it can; otherwise
+    // (inputs, constants, a value returned twice) a copy kernel fills the output.
+    let results = f.results().to_vec();
+    let mut outputs = Vec::new();
+    for (j, &v) in results.iter().enumerate() {
+        let ty = &f.values[v].ty;
+        let dims = ty
+            .static_shape()
+            .ok_or_else(|| err("func.return", &Loc::Unknown, format!("output #{j} is not static")))?;
+        outputs.push(IoDesc {
+            name: f.result_names.get(j).cloned().unwrap_or_else(|| format!("output_{j}")),
+            ty: ty.scalar(),
+            dims,
+        });
+    }
+    for (j, &v) in results.iter().enumerate() {
+        let r = *root.get(&v).unwrap_or(&v);
+        let produced = known.get(r).is_none() && !b.storage.contains_key(&r) && b.defined.contains_key(&r);
+        if produced {
+            b.storage.insert(r, Slot::Output(j));
+            continue;
+        }
+        let ty = kty(outputs[j].ty).map_err(|m| err("func.return", &Loc::Unknown, m))?;
+        let n = outputs[j].dims.iter().product::<usize>() as u64;
+        let src = match known.get(r) {
+            Some(t) => b.const_slot(r, t),
+            None => Pending::Value(r),
+        };
+        let mut k = Kernel::new("copy");
+        let s = k.param(ty, n, Access::Read);
+        let dst = k.param(ty, n, Access::Write);
+        k.body.push(crate::kir::Stmt::Copy {
+            dst: crate::kir::View { buf: dst, offset: crate::kir::idx(0) },
+            src: crate::kir::View { buf: s, offset: crate::kir::idx(0) },
+            elems: n,
+        });
+        b.push_call(k, vec![src, Pending::Ready(Slot::Output(j))], format!("output {}", outputs[j].name));
+    }
+    b.finish(f, inputs, outputs, graph_ops, opts).map_err(|m| err("func", &Loc::Unknown, m))
+}
+
+/// An argument before arena planning.
+#[derive(Clone, Debug)]
+enum Pending {
+    Value(Value),
+    Ready(Slot),
+    Scratch(u64),
+}
+
+#[derive(Default)]
+struct Builder {
+    consts: Vec<ConstData>,
+    const_of: HashMap<Value, usize>,
+    kernels: Vec<Kernel>,
+    calls: Vec<(usize, Vec<Pending>, String)>,
+    storage: HashMap<Value, Slot>,
+    /// Call index that first writes each value.
+    defined: HashMap<Value, usize>,
+}
+
+impl Builder {
+    fn const_slot(&mut self, v: Value, t: &Tensor) -> Pending {
+        let i = *self.const_of.entry(v).or_insert_with(|| {
+            self.consts.push(ConstData {
+                ty: Ty::of(t.scalar_type()).unwrap_or(Ty::U8),
+                bytes: bytes::Bytes::from(t.to_le_bytes()),
+            });
+            self.consts.len() - 1
+        });
+        Pending::Ready(Slot::Const(i))
+    }
+
+    fn push_call(&mut self, kernel: Kernel, args: Vec<Pending>, label: String) {
+        // Identical kernels (same body and parameter types) are emitted once.
+        let ki = match self
+            .kernels
+            .iter()
+            .position(|k| k.params == kernel.params && k.vars == kernel.vars && k.body == kernel.body)
+        {
+            Some(i) => i,
+            None => {
+                let mut kernel = kernel;
+                kernel.name = format!("{}_{}", kernel.name, self.kernels.len());
+                self.kernels.push(kernel);
+                self.kernels.len() - 1
+            }
+        };
+        let ci = self.calls.len();
+        for (a, p) in args.iter().zip(&self.kernels[ki].params) {
+            if let (Pending::Value(v), Access::Write) = (a, p.access) {
+                self.defined.entry(*v).or_insert(ci);
+            }
+        }
+        self.calls.push((ki, args, label));
+    }
+
+    fn finish(
+        self,
+        f: &Function,
+        inputs: Vec<IoDesc>,
+        outputs: Vec<IoDesc>,
+        graph_ops: usize,
+        opts: &LowerOptions,
+    ) -> Result<Program, String> {
+        let Builder { consts, kernels, calls, mut storage, .. } = self;
+        // Live ranges of arena values (by call index) and per-call scratch.
+        let mut first: HashMap<Value, usize> = HashMap::new();
+        let mut last: HashMap<Value, usize> = HashMap::new();
+        let mut sizes: HashMap<Value, u64> = HashMap::new();
+        let mut order: Vec<Value> = Vec::new();
+        for (ci, (ki, args, _)) in calls.iter().enumerate() {
+            for (a, p) in args.iter().zip(&kernels[*ki].params) {
+                if let Pending::Value(v) = a {
+                    if storage.contains_key(v) {
+                        continue;
+                    }
+                    if !first.contains_key(v) {
+                        if p.access != Access::Write {
+                            return Err(format!("value {v} is read before it is computed"));
+                        }
+                        first.insert(*v, ci);
+                        order.push(*v);
+                        sizes.insert(*v, f.values[*v].ty.size_bytes().unwrap_or(0));
+                    }
+                    last.insert(*v, ci);
+                }
+            }
+        }
+        let mut requests = Vec::new();
+        for &v in &order {
+            requests.push(plan::Request { size: sizes[&v], start: first[&v], end: last[&v] });
+        }
+        let mut scratch_req = Vec::new();
+        for (ci, (_, args, _)) in calls.iter().enumerate() {
+            for a in args {
+                if let Pending::Scratch(bytes) = a {
+                    scratch_req.push(requests.len());
+                    requests.push(plan::Request { size: *bytes, start: ci, end: ci });
+                }
+            }
+        }
+        let arena = plan::plan(&requests, opts.align);
+        for (i, &v) in order.iter().enumerate() {
+            storage.insert(v, Slot::Arena(arena.offsets[i]));
+        }
+        let mut scratch_iter = scratch_req.into_iter();
+        let calls = calls
+            .into_iter()
+            .map(|(kernel, args, label)| {
+                let args = args
+                    .into_iter()
+                    .map(|a| match a {
+                        Pending::Ready(s) => s,
+                        Pending::Value(v) => storage[&v],
+                        Pending::Scratch(_) => Slot::Arena(arena.offsets[scratch_iter.next().unwrap()]),
+                    })
+                    .collect();
+                Call { kernel, args, label }
+            })
+            .collect();
+        Ok(Program { name: f.name.clone(), inputs, outputs, consts, kernels, calls, arena, graph_ops })
+    }
+}
