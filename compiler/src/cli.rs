@@ -251,7 +251,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 let dir = crate::machine::tempdir("report")?;
                 let report = session.write_artifacts(&compiled, &dir);
                 let _ = std::fs::remove_dir_all(&dir);
-                println!("report: {}", serde_json::to_string(&report?).unwrap_or_default());
+                println!(
+                    "compiled for {} and ran it {}; report.json:",
+                    opts.target,
+                    crate::machine::how_it_ran(&compiled)
+                );
+                println!("{}", serde_json::to_string_pretty(&report?).unwrap_or_default());
                 outs
             };
             let named: Vec<_> = session.output_names().into_iter().zip(outputs).collect();

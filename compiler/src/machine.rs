@@ -308,3 +308,18 @@ pub fn bench_host(c: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f6
     let _ = std::fs::remove_dir_all(&dir);
     res
 }
+
+/// How `execute` runs code for this target, for messages.
+pub fn how_it_ran(c: &Compiled) -> String {
+    match c.kind.qemu_machine() {
+        Some(board) => format!("under qemu-system-arm on the {board} board (semihosting)"),
+        None => {
+            let (prog, _) = toolchain::run_command(c.kind, Path::new("model.elf"));
+            if prog.contains("qemu") {
+                format!("under {prog}")
+            } else {
+                "natively".to_string()
+            }
+        }
+    }
+}

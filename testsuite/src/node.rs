@@ -165,6 +165,17 @@ pub struct NodeTest {
 pub enum Outcome {
     Pass,
     Fail(String),
+    /// The backend does not compile the test's ops or types (the message says which).
+    Skip(String),
+}
+
+/// Where a node test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+    /// Compiled for the host by the LLVM backend, linked with the runtime's harness and run.
+    Host,
 }
 
 /// Where the node tests live (`EDGEC_NODE_TESTS` overrides).
@@ -211,13 +222,19 @@ pub fn discover(dir: &Path) -> Result<Vec<NodeTest>, String> {
 
 /// Runs one node test through the interpreter.
 pub fn run_test(t: &NodeTest) -> Outcome {
-    match run_test_inner(t) {
+    run_test_on(t, Backend::Interp)
+}
+
+/// Runs one node test on a backend.
+pub fn run_test_on(t: &NodeTest, backend: Backend) -> Outcome {
+    match run_test_inner(t, backend) {
         Ok(()) => Outcome::Pass,
+        Err(e) if e.starts_with("SKIP ") => Outcome::Skip(e[5..].to_string()),
         Err(e) => Outcome::Fail(e),
     }
 }
 
-fn run_test_inner(t: &NodeTest) -> Result<(), String> {
+fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
     let module = import_model(&t.dir.join("model.onnx"), &ImportOptions::default())
         .map_err(|e| format!("import: {e}"))?;
     let func = module.main().ok_or("import: no function")?;
@@ -230,10 +247,25 @@ fn run_test_inner(t: &NodeTest) -> Result<(), String> {
     if sets.is_empty() {
         return Err("no test_data_set_* directory".into());
     }
+    let compiled = match backend {
+        Backend::Interp => None,
+        Backend::Host => {
+            let target = edgec::Target::parse("host").map_err(|e| e.to_string())?;
+            match edgec::machine::compile(func, &target, "model", false) {
+                Ok(c) => Some(c),
+                // The input's fault for the backend: an op or element type it does not compile.
+                Err(e) if e.is_user_error() => return Err(format!("SKIP {e}")),
+                Err(e) => return Err(format!("compile: {e}")),
+            }
+        }
+    };
     for set in sets {
         let inputs = edgec::io::read_inputs(&set, func).map_err(|e| format!("inputs: {e}"))?;
         let expected = edgec::io::read_pb_dir(&set, "output").map_err(|e| format!("outputs: {e}"))?;
-        let actual = edgec_ir::interp::run_function(func, inputs).map_err(|e| format!("run: {e}"))?;
+        let actual = match &compiled {
+            None => edgec_ir::interp::run_function(func, inputs).map_err(|e| format!("run: {e}"))?,
+            Some(c) => edgec::machine::execute(c, &inputs).map_err(|e| format!("host: {e}"))?.0,
+        };
         if actual.len() != expected.len() {
             return Err(format!("{} outputs, expected {}", actual.len(), expected.len()));
         }
@@ -246,6 +278,11 @@ fn run_test_inner(t: &NodeTest) -> Result<(), String> {
 
 /// Runs tests on `threads` threads, returning outcomes in input order.
 pub fn run_all(tests: &[NodeTest], threads: usize) -> Vec<Outcome> {
+    run_all_on(tests, threads, Backend::Interp)
+}
+
+/// Runs tests on a backend on `threads` threads, returning outcomes in input order.
+pub fn run_all_on(tests: &[NodeTest], threads: usize, backend: Backend) -> Vec<Outcome> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Outcome>>> =
         tests.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -257,14 +294,15 @@ pub fn run_all(tests: &[NodeTest], threads: usize) -> Vec<Outcome> {
                     break;
                 }
                 // A panic in one op must not take the whole run down: record it as a failure.
-                let outcome = std::panic::catch_unwind(|| run_test(&tests[i])).unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Outcome::Fail(format!("PANIC: {msg}"))
-                });
+                let outcome =
+                    std::panic::catch_unwind(|| run_test_on(&tests[i], backend)).unwrap_or_else(|p| {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Outcome::Fail(format!("PANIC: {msg}"))
+                    });
                 *results[i].lock().expect("no poisoning: panics are caught") = Some(outcome);
             });
         }

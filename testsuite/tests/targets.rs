@@ -15,7 +15,8 @@ const TARGETS: &[&str] = &["host", "aarch64-unknown-linux-gnu", "riscv64gc-unkno
 const M7_FLASH: u64 = 4 << 20;
 
 fn check(m: &ZooModel, target: &str) -> Result<String, String> {
-    let session = Session::import(m.model(), &CompileOptions::default()).map_err(|e| format!("import: {e}"))?;
+    let session =
+        Session::import(m.model(), &CompileOptions::default()).map_err(|e| format!("import: {e}"))?;
     let inputs = session.read_inputs(m.inputs()).map_err(|e| format!("inputs: {e}"))?;
     let expected = session.run(inputs.clone()).map_err(|e| format!("interpreter: {e}"))?;
     let t = Target::parse(target).map_err(|e| e.to_string())?;

@@ -641,13 +641,21 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                 BinOp::Mul => self.b.build_float_mul(x, y, "").map_err(e)?.into(),
                 BinOp::Div => self.b.build_float_div(x, y, "").map_err(e)?.into(),
                 BinOp::Rem => {
-                    // fmod without libm: x - trunc(x / y) * y.
+                    // fmod without libm: x - trunc(x / y) * y (fused where the FPU can), exact
+                    // for the quotients models produce; fmod(x, ±inf) = x for finite x.
                     let q = self.b.build_float_div(x, y, "").map_err(e)?;
                     let q = self.intrinsic("llvm.trunc", &[ty], &[q.into()])?.into_float_value();
-                    let p = self.b.build_float_mul(q, y, "").map_err(e)?;
-                    let r = self.b.build_float_sub(x, p, "").map_err(e)?;
+                    let nq = self.b.build_float_neg(q, "").map_err(e)?;
+                    let r = self.intrinsic("llvm.fmuladd", &[ty], &[nq.into(), b, a])?;
                     // Keep the dividend's sign for zero results (fmod(-4, 2) = -0).
-                    self.intrinsic("llvm.copysign", &[ty], &[r.into(), a])?
+                    let r = self.intrinsic("llvm.copysign", &[ty], &[r, a])?;
+                    let inf = ty.into_float_type().const_float(f64::INFINITY);
+                    let ay = self.intrinsic("llvm.fabs", &[ty], &[b])?.into_float_value();
+                    let ax = self.intrinsic("llvm.fabs", &[ty], &[a])?.into_float_value();
+                    let y_inf = self.b.build_float_compare(FloatPredicate::OEQ, ay, inf, "").map_err(e)?;
+                    let x_fin = self.b.build_float_compare(FloatPredicate::OLT, ax, inf, "").map_err(e)?;
+                    let keep = self.b.build_and(y_inf, x_fin, "").map_err(e)?;
+                    self.b.build_select(keep, a, r, "").map_err(e)?
                 }
                 BinOp::Min => self.intrinsic("llvm.minimum", &[ty], &[a, b])?,
                 BinOp::Max => self.intrinsic("llvm.maximum", &[ty], &[a, b])?,
@@ -669,8 +677,25 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             BinOp::And => self.b.build_and(x, y, "").map_err(e)?.into(),
             BinOp::Or => self.b.build_or(x, y, "").map_err(e)?.into(),
             BinOp::Xor => self.b.build_xor(x, y, "").map_err(e)?.into(),
-            BinOp::Shl => self.b.build_left_shift(x, y, "").map_err(e)?.into(),
-            BinOp::Shr => self.b.build_right_shift(x, y, s, "").map_err(e)?.into(),
+            BinOp::Shl | BinOp::Shr => {
+                // Shifting by the width or more (or by a negative amount) gives 0, as in the
+                // reference; in LLVM it would be poison.
+                let width = x.get_type().const_int(x.get_type().get_bit_width() as u64, false);
+                let big = self.b.build_int_compare(IntPredicate::UGE, y, width, "").map_err(e)?;
+                if op == BinOp::Shr && s {
+                    // An arithmetic shift by the width or more fills with the sign.
+                    let wm1 = x.get_type().const_int(x.get_type().get_bit_width() as u64 - 1, false);
+                    let amt = self.b.build_select(big, wm1, y, "").map_err(e)?.into_int_value();
+                    self.b.build_right_shift(x, amt, true, "").map_err(e)?.into()
+                } else {
+                    let r = if op == BinOp::Shl {
+                        self.b.build_left_shift(x, y, "").map_err(e)?
+                    } else {
+                        self.b.build_right_shift(x, y, false, "").map_err(e)?
+                    };
+                    self.b.build_select(big, x.get_type().const_zero(), r, "").map_err(e)?
+                }
+            }
         })
     }
 

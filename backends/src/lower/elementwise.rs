@@ -2,7 +2,7 @@
 //! the op's scalar formula in the body. Half-precision inputs compute in f32 and round once, as the
 //! reference does.
 
-use super::{io_kernel, kty, Lowered, OpCx};
+use super::{io_kernel, Lowered, OpCx};
 use crate::kir::*;
 use edgec_ir::OpKind;
 
@@ -17,7 +17,8 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
     let consts: Vec<Option<f64>> =
         (0..n_in).map(|i| cx.konst(i).filter(|t| t.len() == 1).map(|t| t.to_f64_vec()[0])).collect();
     let shapes: Vec<Vec<usize>> = (0..n_in).map(|i| cx.shape(i)).collect();
-    let present: Vec<bool> = (0..n_in).map(|i| cx.has(i)).collect();
+    // Only Clip has optional operands; elsewhere a zero-element operand is real (and unread).
+    let present: Vec<bool> = (0..n_in).map(|i| cx.kind != OpKind::Clip || cx.has(i)).collect();
     let kind = cx.kind;
     let attrs = cx.attrs.clone();
     let body = k.nest(&out_shape, |k, ix| {
@@ -142,11 +143,7 @@ fn scalar(
         K::BitwiseOr => bin(BinOp::Or, x(), y()),
         K::BitwiseXor => bin(BinOp::Xor, x(), y()),
         K::Not | K::BitwiseNot => un(UnOp::Not, x()),
-        K::Where => {
-            let t1 = compute(in_tys[1]);
-            let _ = t1;
-            sel(args[0].clone().unwrap(), a[1].clone(), a[2].clone())
-        }
+        K::Where => sel(args[0].clone().unwrap(), a[1].clone(), a[2].clone()),
         K::Sqrt => un(UnOp::Sqrt, x()),
         K::Reciprocal => bin(BinOp::Div, one(), x()),
         K::Neg => un(UnOp::Neg, x()),
@@ -278,9 +275,4 @@ fn softplus(x: Expr, t: Ty) -> Expr {
     let big = cmp(CmpOp::Gt, x.clone(), c(20.0));
     let small = math(MathFn::Log1p, math(MathFn::Exp, x.clone()));
     select(big, x, small)
-}
-
-#[allow(dead_code)]
-fn unused(_: Ty) -> Result<Ty, String> {
-    kty(edgec_ir::ScalarType::F32)
 }

@@ -420,7 +420,7 @@ fn pool(cx: &mut OpCx) -> Result<Lowered, String> {
                     for d in 0..nd {
                         let start =
                             sub(mul(ox[2 + d].clone(), idx(g.strides[d] as i64)), idx(g.pads_begin[d]));
-                        let end_pad = xsp[d] as i64 + padding_end(cx_pads(&g, d, xsp[d]));
+                        let end_pad = xsp[d] as i64 + g.pads_end[d];
                         let last = add(start.clone(), idx(((g.kernel[d] - 1) * g.dilations[d] + 1) as i64));
                         let hi = bin(BinOp::Min, last, idx(end_pad));
                         let len = sub(hi, start);
@@ -444,15 +444,4 @@ fn pool(cx: &mut OpCx) -> Result<Lowered, String> {
     });
     k.body = body;
     Ok(Lowered::Calls(vec![(k, binds)]))
-}
-
-/// End padding of spatial dim `d` implied by the geometry: the extent the last window reaches.
-fn cx_pads(g: &edgec_ir::ops::ConvGeometry, d: usize, input: usize) -> i64 {
-    let ek = ((g.kernel[d] - 1) * g.dilations[d] + 1) as i64;
-    let reach = (g.out[d] as i64 - 1) * g.strides[d] as i64 + ek - g.pads_begin[d];
-    (reach - input as i64).max(0)
-}
-
-fn padding_end(p: i64) -> i64 {
-    p
 }

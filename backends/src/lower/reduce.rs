@@ -198,16 +198,25 @@ fn softmax(cx: &mut OpCx) -> Result<Lowered, String> {
                 vec![st(&j[0], v)]
             }));
         } else {
-            // The exponentials are kept in f32 in the output when it is f32; half outputs recompute.
+            // Half types round `x - max`, the exponential, the sum and the quotient to the storage
+            // type, as the reference (and runtimes computing in half precision) do.
+            let half = ct != ty;
+            let rnd = move |e: Expr| if half { cast(ct, cast(ty, e)) } else { e };
+            let ex = move |x: Expr| rnd(math(MathFn::Exp, rnd(bin(BinOp::Sub, x, Expr::Var(mx)))));
             s.extend(k.nest(&[n], |_, j| {
-                let e = math(MathFn::Exp, bin(BinOp::Sub, ld(0, &j[0]), Expr::Var(mx)));
-                vec![Stmt::Assign { var: sum, value: bin(BinOp::Add, Expr::Var(sum), e) }]
+                vec![Stmt::Assign { var: sum, value: bin(BinOp::Add, Expr::Var(sum), ex(ld(0, &j[0]))) }]
             }));
-            s.push(Stmt::Assign { var: sum, value: bin(BinOp::Div, fc(1.0, ct), Expr::Var(sum)) });
-            s.extend(k.nest(&[n], |_, j| {
-                let e = math(MathFn::Exp, bin(BinOp::Sub, ld(0, &j[0]), Expr::Var(mx)));
-                vec![st(&j[0], bin(BinOp::Mul, e, Expr::Var(sum)))]
-            }));
+            if half {
+                s.push(Stmt::Assign { var: sum, value: rnd(Expr::Var(sum)) });
+                s.extend(
+                    k.nest(&[n], |_, j| vec![st(&j[0], bin(BinOp::Div, ex(ld(0, &j[0])), Expr::Var(sum)))]),
+                );
+            } else {
+                s.push(Stmt::Assign { var: sum, value: bin(BinOp::Div, fc(1.0, ct), Expr::Var(sum)) });
+                s.extend(
+                    k.nest(&[n], |_, j| vec![st(&j[0], bin(BinOp::Mul, ex(ld(0, &j[0])), Expr::Var(sum)))]),
+                );
+            }
         }
         s
     });

@@ -841,21 +841,34 @@ pub struct ConvGeometry {
     /// Begin padding per spatial dim (negative for a transposed conv whose output is larger than
     /// its natural extent).
     pub pads_begin: Vec<i64>,
+    /// End padding per spatial dim (0 for transposed convs, whose begin pad says it all).
+    pub pads_end: Vec<i64>,
     /// Output spatial dims.
     pub out: Vec<usize>,
 }
 
-/// Geometry of `nn.conv` (and `q.conv_integer`/`q.qlinear_conv`) with weight shape `w`.
-pub fn conv_geometry(attrs: &Attrs, w: &[usize], input: &[usize]) -> OpResult<ConvGeometry> {
-    let win = Window::from_attrs(attrs, runtime_kernel(attrs, w)?, false)?;
-    let (out, begins) = win.resolve(input)?;
+fn window_geometry(win: Window, input: &[usize]) -> OpResult<ConvGeometry> {
+    let mut out = Vec::new();
+    let (mut pads_begin, mut pads_end) = (Vec::new(), Vec::new());
+    for (d, &n) in input.iter().enumerate() {
+        let (o, pb, pe) = win.out_dim(d, n)?;
+        out.push(o);
+        pads_begin.push(pb as i64);
+        pads_end.push(pe as i64);
+    }
     Ok(ConvGeometry {
-        pads_begin: begins.iter().map(|&b| b as i64).collect(),
+        pads_begin,
+        pads_end,
         out,
         kernel: win.kernel,
         strides: win.strides,
         dilations: win.dilations,
     })
+}
+
+/// Geometry of `nn.conv` (and `q.conv_integer`/`q.qlinear_conv`) with weight shape `w`.
+pub fn conv_geometry(attrs: &Attrs, w: &[usize], input: &[usize]) -> OpResult<ConvGeometry> {
+    window_geometry(Window::from_attrs(attrs, runtime_kernel(attrs, w)?, false)?, input)
 }
 
 /// Geometry of `nn.conv_transpose` with weight shape `w`.
@@ -868,7 +881,15 @@ pub fn conv_transpose_geometry(attrs: &Attrs, w: &[usize], input: &[usize]) -> O
         out.push(o);
         pads_begin.push(b);
     }
-    Ok(ConvGeometry { kernel: g.kernel, strides: g.strides, dilations: g.dilations, pads_begin, out })
+    let pads_end = vec![0; out.len()];
+    Ok(ConvGeometry {
+        kernel: g.kernel,
+        strides: g.strides,
+        dilations: g.dilations,
+        pads_begin,
+        pads_end,
+        out,
+    })
 }
 
 /// Geometry of a pooling op with explicit `kernel_shape` and the given `ceil_mode`.
@@ -878,13 +899,5 @@ pub fn pool_geometry(
     ceil_mode: bool,
     input: &[usize],
 ) -> OpResult<ConvGeometry> {
-    let win = Window::from_attrs(attrs, kernel, ceil_mode)?;
-    let (out, begins) = win.resolve(input)?;
-    Ok(ConvGeometry {
-        pads_begin: begins.iter().map(|&b| b as i64).collect(),
-        out,
-        kernel: win.kernel,
-        strides: win.strides,
-        dilations: win.dilations,
-    })
+    window_geometry(Window::from_attrs(attrs, kernel, ceil_mode)?, input)
 }

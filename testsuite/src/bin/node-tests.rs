@@ -1,9 +1,11 @@
 //! Runs ONNX node tests through the interpreter and prints one line per test.
 //!
-//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures]`
-//! Without substrings every test runs. Exit status 0 iff every selected (non-excluded) test passes.
+//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures] [--host]`
+//! Without substrings every test runs; `--host` compiles each test for the host with the LLVM
+//! backend instead of interpreting it (tests whose ops it does not compile are SKIPped). Exit
+//! status 0 iff every selected (non-excluded, non-skipped) test passes.
 
-use edgec_testsuite::node::{cache_dir, discover, run_all, Class, Outcome, Tally};
+use edgec_testsuite::node::{cache_dir, discover, run_all_on, Backend, Class, Outcome, Tally};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,12 +25,21 @@ fn main() {
         .filter(|t| include_excluded || t.class != Class::Excluded)
         .collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let outcomes = run_all(&selected, threads);
+    let backend = if args.iter().any(|a| a == "--host") { Backend::Host } else { Backend::Interp };
+    let outcomes = run_all_on(&selected, threads, backend);
     let mut failed = 0;
+    let mut skipped = 0;
     for (t, o) in selected.iter().zip(&outcomes) {
         match o {
             Outcome::Pass if !only_failures => println!("PASS {}", t.name),
             Outcome::Pass => {}
+            Outcome::Skip(m) => {
+                skipped += 1;
+                if !only_failures {
+                    let m: String = m.chars().take(200).collect();
+                    println!("SKIP {}: {m}", t.name);
+                }
+            }
             Outcome::Fail(m) => {
                 failed += 1;
                 let m: String = m.chars().take(400).collect();
@@ -37,6 +48,6 @@ fn main() {
         }
     }
     println!("{}", Tally::of(&selected, &outcomes).summary());
-    println!("{} passed, {} failed", selected.len() - failed, failed);
+    println!("{} passed, {} failed, {} skipped", selected.len() - failed - skipped, failed, skipped);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
