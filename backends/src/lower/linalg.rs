@@ -316,19 +316,24 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
     let rows = mg * kprod;
     let colb = k.param(ty, (rows * iprod) as u64, Access::Scratch);
     binds.push(Bind::Scratch);
-    // col (mg·K × P_in) = W_gᵀ (W_g stored cg × mg·K) · X_g (cg × P_in)
-    let spec = GemmSpec {
-        m: rows,
-        n: iprod,
+    // colᵀ (P_in × mg·K) = X_gᵀ (X_g stored cg × P_in) · W_g (cg × mg·K): the weights are B, so
+    // a constant W is packed at compile time (one group only), and the small P_in is M.
+    let mut spec = GemmSpec {
+        m: iprod,
+        n: rows,
         k: cg,
         a_trans: true,
         b_trans: false,
-        lda: rows,
-        ldb: iprod,
-        ldc: iprod,
+        lda: iprod,
+        ldb: rows,
+        ldc: rows,
         accumulate: false,
         b_prepacked: false,
     };
+    if ty == Ty::F32 && group == 1 {
+        prepack_b(cx, &mut spec, &mut k, &mut binds);
+    }
+    let w_group_stride = if spec.b_prepacked { 0 } else { cg * rows };
     let mut scratch = None;
     if ty == Ty::F32 {
         gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
@@ -345,14 +350,14 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
         let (n, gi) = (ng[0].clone(), ng[1].clone());
         let mut s = vec![Stmt::Gemm {
             spec: spec.clone(),
-            a: View { buf: 1, offset: mul(gi.clone(), idx((cg * rows) as i64)) },
-            b: View {
+            a: View {
                 buf: 0,
                 offset: mul(
                     add(mul(n.clone(), idx(c as i64)), mul(gi.clone(), idx(cg as i64))),
                     idx(iprod as i64),
                 ),
             },
+            b: View { buf: 1, offset: mul(gi.clone(), idx(w_group_stride as i64)) },
             c: View { buf: colb, offset: idx(0) },
             scratch,
         }];
@@ -379,7 +384,10 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
                 });
                 yi = add(mul(yi, idx(geom.out[d] as i64)), pos);
             }
-            let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, linear(ix, &strides(&shape))));
+            // colᵀ[i][(mi, kpos)]
+            let cst = strides(&shape[..1 + nd]);
+            let ci = add(mul(linear(ip, &strides(&shape[1 + nd..])), idx(rows as i64)), linear(&ix[..1 + nd], &cst));
+            let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, ci));
             vec![Stmt::If {
                 cond: cond.unwrap(),
                 then: vec![Stmt::Store { buf: yb, index: yi, value: v }],
