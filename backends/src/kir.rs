@@ -208,6 +208,9 @@ pub struct GemmSpec {
     pub ldc: usize,
     /// `C += A·B` instead of `C = A·B`.
     pub accumulate: bool,
+    /// B is a compile-time table already in the backend's packed panel layout (see
+    /// `LowerOptions::gemm_pack_b`); `ldb`/`b_trans` describe the original constant.
+    pub b_prepacked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::target::Target;
-use edgec_backends::llvm::codegen::{emit_object, gemm_scratch_fn, onnx_dtype, MachineSpec};
+use edgec_backends::llvm::codegen::{emit_object, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, MachineSpec};
 use edgec_backends::lower::{lower, LowerOptions, Program};
 use edgec_ir::{Function, Tensor};
 use edgec_runtime::toolchain::{self, TargetKind};
@@ -77,6 +77,7 @@ pub fn compile(f: &Function, target: &Target, symbol: &str, want_ir: bool) -> Re
     let isa = spec.isa().map_err(Error::Internal)?;
     let opts = LowerOptions {
         gemm_scratch: gemm_scratch_fn(isa),
+        gemm_pack_b: Some(gemm_pack_fn(isa)),
         align: if spec.bare_metal { 16 } else { 64 },
         ..LowerOptions::default()
     };
@@ -305,7 +306,12 @@ pub fn bench_host(c: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f6
         }
         Ok(times)
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    // EDGEC_KEEP_BENCH_DIR=1 keeps model.so for profilers (perf resolves the kernels' symbols).
+    if std::env::var_os("EDGEC_KEEP_BENCH_DIR").is_some_and(|v| v == "1") {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     res
 }
 

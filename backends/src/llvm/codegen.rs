@@ -21,7 +21,7 @@ use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
 };
 use inkwell::types::{BasicTypeEnum, FloatType, IntType};
-use inkwell::values::{BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
+use inkwell::values::{FastMathFlags, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
 use std::collections::HashMap;
 
@@ -81,7 +81,7 @@ fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {
         lda: s.lda,
         ldb: s.ldb,
         ldc: s.ldc,
-        b_prepacked: false,
+        b_prepacked: s.b_prepacked,
         accumulate: s.accumulate,
         bias: None,
     }
@@ -90,6 +90,11 @@ fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {
 /// Scratch the GEMM routine needs on this machine (for lowering).
 pub fn gemm_scratch_fn(isa: VectorIsa) -> crate::lower::GemmScratchFn {
     std::sync::Arc::new(move |s: &kir::GemmSpec| gemm::gemm_scratch_bytes(&gemm_desc(s), isa) as u64)
+}
+
+/// Packs constant B operands at compile time for [`gemm::emit_sgemm`] with `b_prepacked`.
+pub fn gemm_pack_fn(isa: VectorIsa) -> crate::lower::GemmPackFn {
+    std::sync::Arc::new(move |s: &kir::GemmSpec, b: &[f32]| gemm::pack_b(&gemm_desc(s), isa, b))
 }
 
 /// The result of code generation.
@@ -319,6 +324,22 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                     v
                 };
                 let p = self.gep(t, fr.params[*buf], i)?;
+                self.b.build_store(p, v).map_err(e)?;
+            }
+            Stmt::Assign { var, value: Expr::Bin(op @ (BinOp::Add | BinOp::Max | BinOp::Min), x, y) }
+                if k.vars[*var].is_float()
+                    && (matches!(**x, Expr::Var(v) if v == *var) || matches!(**y, Expr::Var(v) if v == *var)) =>
+            {
+                // A float reduction `acc = acc ⊕ x`: mark the combining op reassociable (and
+                // sign-of-zero agnostic) so that the loop vectorizer may split the accumulator into
+                // lanes. Only accumulators get these flags, never the element computations.
+                let p = self.var_ptr(k, fr, *var)?;
+                let a = self.expr(k, fr, x)?;
+                let b = self.expr(k, fr, y)?;
+                let v = self.arith(*op, a, b, k.vars[*var])?;
+                if let Some(inst) = v.into_float_value().as_instruction() {
+                    let _ = inst.set_fast_math_flags(FastMathFlags::AllowReassoc | FastMathFlags::NoSignedZeros);
+                }
                 self.b.build_store(p, v).map_err(e)?;
             }
             Stmt::Let { var, value } | Stmt::Assign { var, value } => {

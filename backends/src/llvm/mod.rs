@@ -5,4 +5,5 @@ pub fn llvm_version() -> (u32, u32, u32) {
 
 pub mod codegen;
 pub mod gemm;
+pub mod gemm_bench;
 pub mod math;

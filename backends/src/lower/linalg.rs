@@ -5,7 +5,7 @@
 //! group (1×1 unit-stride convs skip the im2col); transposed convolutions are GEMM into columns
 //! followed by a scatter-add (col2im), so no zero-stuffed input is ever built.
 
-use super::{io_kernel, Bind, Lowered, OpCx};
+use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
 use crate::kir::*;
 use edgec_ir::ops::{conv_geometry, conv_transpose_geometry, pool_geometry};
 use edgec_ir::OpKind;
@@ -37,6 +37,30 @@ fn gemm_scratch(bytes: u64, k: &mut Kernel, binds: &mut Vec<Bind>, extra: &mut O
     }
 }
 
+/// When operand 1 (B) is an f32 compile-time constant and the backend packs constants, binds
+/// parameter 1 to B packed at compile time and marks the product `b_prepacked`: the kernel then
+/// skips packing B on every call. Returns whether it did.
+fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bind]) -> bool {
+    let Some(pack) = cx.gemm_pack_b.clone() else { return false };
+    let Some(b) = cx.konst(1) else { return false };
+    if cx.ty(1) != Ok(Ty::F32) {
+        return false;
+    }
+    let vals: Vec<f32> = b.to_f64_vec().into_iter().map(|v| v as f32).collect();
+    if spec.m * spec.n * spec.k == 0 || vals.len() < spec.k * spec.n {
+        return false;
+    }
+    let mut packed_spec = spec.clone();
+    packed_spec.b_prepacked = true;
+    let packed = pack(&packed_spec, &vals);
+    let bytes: Vec<u8> = packed.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let t = cx.add_table(ConstData { ty: Ty::F32, bytes: bytes::Bytes::from(bytes) });
+    k.params[1].len = packed.len() as u64;
+    binds[1] = Bind::Table(t);
+    *spec = packed_spec;
+    true
+}
+
 fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     let (mut a, mut b) = (cx.shape(0), cx.shape(1));
     if a.len() == 1 {
@@ -58,7 +82,25 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     let sb = broadcast_strides(&b[..b.len() - 2], &bshape);
     let (mut k, mut binds) = io_kernel(cx, "matmul")?;
     let spec =
-        GemmSpec { m, n, k: kk, a_trans: false, b_trans: false, lda: kk, ldb: n, ldc: n, accumulate: false };
+        GemmSpec {
+        m,
+        n,
+        k: kk,
+        a_trans: false,
+        b_trans: false,
+        lda: kk,
+        ldb: n,
+        ldc: n,
+        accumulate: false,
+        b_prepacked: false,
+    };
+    let mut spec = spec;
+    let mut sb = sb;
+    if cx.ty(0)? == Ty::F32 && sb.iter().all(|&s| s == 0) {
+        if prepack_b(cx, &mut spec, &mut k, &mut binds) {
+            sb = vec![0; sb.len()];
+        }
+    }
     let mut scratch = None;
     if cx.ty(0)? == Ty::F32 {
         gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
@@ -88,7 +130,22 @@ fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
     let (mut k, mut binds) = io_kernel(cx, "gemm")?;
     let y = cx.operands.len();
     let spec =
-        GemmSpec { m, n, k: kk, a_trans: ta, b_trans: tb, lda: a[1], ldb: b[1], ldc: n, accumulate: false };
+        GemmSpec {
+        m,
+        n,
+        k: kk,
+        a_trans: ta,
+        b_trans: tb,
+        lda: a[1],
+        ldb: b[1],
+        ldc: n,
+        accumulate: false,
+        b_prepacked: false,
+    };
+    let mut spec = spec;
+    if ty == Ty::F32 {
+        prepack_b(cx, &mut spec, &mut k, &mut binds);
+    }
     let mut scratch = None;
     if ty == Ty::F32 {
         gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
@@ -163,6 +220,7 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
         ldb: oprod,
         ldc: oprod,
         accumulate: false,
+        b_prepacked: false,
     };
     let mut scratch = None;
     if ty == Ty::F32 {
@@ -258,18 +316,24 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
     let rows = mg * kprod;
     let colb = k.param(ty, (rows * iprod) as u64, Access::Scratch);
     binds.push(Bind::Scratch);
-    // col (mg·K × P_in) = W_gᵀ (W_g stored cg × mg·K) · X_g (cg × P_in)
-    let spec = GemmSpec {
-        m: rows,
-        n: iprod,
+    // colᵀ (P_in × mg·K) = X_gᵀ (X_g stored cg × P_in) · W_g (cg × mg·K): the weights are B, so
+    // a constant W is packed at compile time (one group only), and the small P_in is M.
+    let mut spec = GemmSpec {
+        m: iprod,
+        n: rows,
         k: cg,
         a_trans: true,
         b_trans: false,
-        lda: rows,
-        ldb: iprod,
-        ldc: iprod,
+        lda: iprod,
+        ldb: rows,
+        ldc: rows,
         accumulate: false,
+        b_prepacked: false,
     };
+    if ty == Ty::F32 && group == 1 {
+        prepack_b(cx, &mut spec, &mut k, &mut binds);
+    }
+    let w_group_stride = if spec.b_prepacked { 0 } else { cg * rows };
     let mut scratch = None;
     if ty == Ty::F32 {
         gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
@@ -286,14 +350,14 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
         let (n, gi) = (ng[0].clone(), ng[1].clone());
         let mut s = vec![Stmt::Gemm {
             spec: spec.clone(),
-            a: View { buf: 1, offset: mul(gi.clone(), idx((cg * rows) as i64)) },
-            b: View {
+            a: View {
                 buf: 0,
                 offset: mul(
                     add(mul(n.clone(), idx(c as i64)), mul(gi.clone(), idx(cg as i64))),
                     idx(iprod as i64),
                 ),
             },
+            b: View { buf: 1, offset: mul(gi.clone(), idx(w_group_stride as i64)) },
             c: View { buf: colb, offset: idx(0) },
             scratch,
         }];
@@ -320,7 +384,10 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
                 });
                 yi = add(mul(yi, idx(geom.out[d] as i64)), pos);
             }
-            let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, linear(ix, &strides(&shape))));
+            // colᵀ[i][(mi, kpos)]
+            let cst = strides(&shape[..1 + nd]);
+            let ci = add(mul(linear(ip, &strides(&shape[1 + nd..])), idx(rows as i64)), linear(&ix[..1 + nd], &cst));
+            let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, ci));
             vec![Stmt::If {
                 cond: cond.unwrap(),
                 then: vec![Stmt::Store { buf: yb, index: yi, value: v }],

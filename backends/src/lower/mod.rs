@@ -92,11 +92,16 @@ pub struct LowerError {
 
 /// Bytes of packing scratch the backend's GEMM routine needs for a product (0 for none).
 pub type GemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> u64 + Send + Sync>;
+/// Packs a constant f32 B (in the spec's `b_trans`/`ldb` layout) for a `b_prepacked` GEMM.
+pub type GemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec, &[f32]) -> Vec<f32> + Send + Sync>;
 
 /// Options that shape lowering.
 #[derive(Clone)]
 pub struct LowerOptions {
     pub gemm_scratch: GemmScratchFn,
+    /// Packs a constant f32 B for a GEMM with `b_prepacked` set (the backend's panel layout);
+    /// `None` keeps constants unpacked.
+    pub gemm_pack_b: Option<GemmPackFn>,
     /// Alignment of every arena slot, in bytes.
     pub align: u64,
     /// Constants larger than this many elements are not produced by compile-time folding.
@@ -105,7 +110,12 @@ pub struct LowerOptions {
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { gemm_scratch: std::sync::Arc::new(|_| 0), align: 64, fold_limit: 1 << 22 }
+        LowerOptions {
+            gemm_scratch: std::sync::Arc::new(|_| 0),
+            gemm_pack_b: None,
+            align: 64,
+            fold_limit: 1 << 22,
+        }
     }
 }
 
@@ -139,6 +149,7 @@ pub(crate) struct OpCx<'a> {
     /// Tables (index maps, packed constants) the lowering adds.
     pub tables: Vec<ConstData>,
     pub gemm_scratch: GemmScratchFn,
+    pub gemm_pack_b: Option<GemmPackFn>,
 }
 
 impl OpCx<'_> {
@@ -319,6 +330,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             consts: d.operands.iter().map(|&v| known.get(v).as_ref()).collect(),
             tables: Vec::new(),
             gemm_scratch: opts.gemm_scratch.clone(),
+            gemm_pack_b: opts.gemm_pack_b.clone(),
         };
         let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
         let label = match &d.loc {

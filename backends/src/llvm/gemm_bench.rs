@@ -1,0 +1,86 @@
+//! Measures the f32 GEMM micro-kernel on the host: JIT-compiles [`emit_sgemm`] for the host ISA and
+//! times it. Used by `examples/gemm_bench.rs`-style tools and the testsuite's zoo benchmark.
+
+use std::time::Instant;
+
+use inkwell::context::Context;
+use inkwell::module::Linkage;
+use inkwell::OptimizationLevel;
+
+use super::gemm::*;
+
+type GemmFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, *const f32, *mut u8);
+
+/// The result of [`bench_sgemm_host`].
+#[derive(Clone, Debug)]
+pub struct SgemmBench {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Median over the samples, GFLOP/s (2·m·n·k flops per call).
+    pub median_gflops: f64,
+    /// Best sample, GFLOP/s.
+    pub best_gflops: f64,
+    pub samples: usize,
+    /// Micro-kernel tile `mr × nr`.
+    pub mr: usize,
+    pub nr: usize,
+}
+
+/// JIT-compiles `C = A·B` (row-major, `m×k` · `k×n`, B packed at run time) for the host and times
+/// it for at least `min_secs` seconds (and at least 15 samples); spot-checks a few entries.
+pub fn bench_sgemm_host(m: usize, n: usize, k: usize, min_secs: f64) -> Result<SgemmBench, String> {
+    let tm = host_target_machine();
+    let isa = VectorIsa::from_target_machine(&tm);
+    let tile = GemmTile::for_isa(isa);
+    let desc = GemmDesc::new(m, n, k);
+    let plan = plan_with_tile(&desc, tile);
+    let ctx = Context::create();
+    let module = ctx.create_module("sgemm_bench");
+    let f = emit_sgemm_with_tile(&ctx, &module, tile, isa, "sgemm_bench", &desc);
+    f.set_linkage(Linkage::External);
+    prepare_module_for(&module, &tm)?;
+    let ee = module.create_jit_execution_engine(OptimizationLevel::Aggressive).map_err(|e| e.to_string())?;
+    // SAFETY: the function was just emitted with this signature.
+    let func = unsafe { ee.get_function::<GemmFn>("sgemm_bench") }.map_err(|e| e.to_string())?;
+
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+    let mut c = vec![0.0f32; m * n];
+    let mut scratch = vec![0u8; gemm_scratch_bytes_with_tile(&desc, tile) + 64];
+    let off = scratch.as_ptr().align_offset(64);
+    // SAFETY: `off < 64` and the buffer has 64 spare bytes.
+    let sp = unsafe { scratch.as_mut_ptr().add(off) };
+    // SAFETY: a, b, c and the scratch are as large as the emitted function expects.
+    let run = |c: &mut [f32]| unsafe { func.call(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), std::ptr::null(), sp) };
+    run(&mut c);
+    for &(i, j) in &[(0, 0), (m - 1, n - 1), (m / 2, n / 3)] {
+        let want: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+        if (c[i * n + j] as f64 - want).abs() > 1e-3 * (1.0 + want.abs()) {
+            return Err(format!("sgemm {m}x{n}x{k}: C[{i}][{j}] = {}, want {want}", c[i * n + j]));
+        }
+    }
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    let reps = ((2e8 / flops) as usize).clamp(1, 1000);
+    let mut rates = Vec::new();
+    let start = Instant::now();
+    while rates.len() < 15 || (start.elapsed().as_secs_f64() < min_secs && rates.len() < 500) {
+        let t = Instant::now();
+        for _ in 0..reps {
+            run(&mut c);
+        }
+        rates.push(flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    let best = rates.iter().cloned().fold(0.0, f64::max);
+    rates.sort_by(|x, y| x.total_cmp(y));
+    Ok(SgemmBench {
+        m,
+        n,
+        k,
+        median_gflops: rates[rates.len() / 2],
+        best_gflops: best,
+        samples: rates.len(),
+        mr: plan.mr,
+        nr: plan.nr,
+    })
+}
