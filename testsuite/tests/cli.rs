@@ -125,3 +125,96 @@ fn import_then_opt_round_trips_and_bench_prints_json() {
     assert!(v["min_ms"].as_f64().unwrap() <= v["median_ms"].as_f64().unwrap());
     assert_eq!(v["runs"], 3);
 }
+
+#[test]
+fn compile_writes_object_header_runtime_and_report() {
+    let m = dcgan();
+    let dir = tmp("dcgan-host");
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = edgec(&["compile", m.model().to_str().unwrap(), "--target", "host", "-o", dir.to_str().unwrap(), "--name", "dcgan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["model.o", "model.h", "report.json", "edgec_runtime.h", "edgec_runtime.c", "edgec_runtime.o"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    for key in ["target", "onnx_nodes", "kernels", "weights_bytes", "arena_bytes", "arena_lower_bound_bytes", "code_bytes", "compile_seconds"] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}: {report}");
+    }
+    assert!(report["arena_bytes"].as_u64().unwrap() >= report["arena_lower_bound_bytes"].as_u64().unwrap());
+    assert!(report["code_bytes_runtime"].as_u64().unwrap() > 0);
+    let header = std::fs::read_to_string(dir.join("model.h")).unwrap();
+    assert!(header.contains(&format!("#define DCGAN_ARENA_BYTES {}u", report["arena_bytes"])), "{header}");
+
+    // An integrator's C program against the header, linked with the runtime, runs the model.
+    let main_c = dir.join("main.c");
+    std::fs::write(
+        &main_c,
+        r#"#include "model.h"
+#include <stdio.h>
+static unsigned char arena[DCGAN_ARENA_BYTES] __attribute__((aligned(64)));
+static float z[DCGAN_INPUT0_BYTES / 4], image[DCGAN_OUTPUT0_BYTES / 4];
+int main(void) {
+    edgec_ctx ctx;
+    if (dcgan_init(&ctx, arena, sizeof arena) != EDGEC_OK) return 3;
+    if (dcgan_init(&ctx, arena, sizeof arena - 1) != EDGEC_ERR_ARENA_SIZE) return 4;
+    if (dcgan_init(&ctx, arena, sizeof arena) != EDGEC_OK) return 3;
+    const void *in[] = {z};
+    void *out[] = {image};
+    if (dcgan_run(&ctx, in, out) != EDGEC_OK) return 5;
+    printf("%d\n", image[0] != 0.0f);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.join("main");
+    let cc = std::process::Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&main_c)
+        .arg(dir.join("model.o"))
+        .arg(dir.join("edgec_runtime.o"))
+        .arg("-I")
+        .arg(&dir)
+        .output()
+        .expect("cc");
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    let run = std::process::Command::new(&exe).output().expect("run");
+    assert!(run.status.success(), "status {:?}", run.status);
+}
+
+#[test]
+fn compile_errors_exit_2_without_output() {
+    let m = dcgan();
+    let model = m.model();
+    let model = model.to_str().unwrap();
+    let dir = tmp("never-dir");
+    let d = dir.to_str().unwrap();
+    let nonzero = edgec_testsuite::node::cache_dir().join("test_nonzero_example").join("model.onnx");
+    let nonzero = nonzero.to_str().unwrap();
+    for args in [
+        vec!["compile", model, "--target", "mips64-unknown-linux-gnu", "-o", d],
+        vec!["compile", model, "--target", "not-a-triple", "-o", d],
+        vec!["compile", model, "--target", "cortex-m7", "--cpu", "cortex-a55", "-o", d],
+        vec!["compile", model, "--target", "host", "--name", "9lives", "-o", d],
+        // NonZero's result shape depends on the data: not compilable ahead of time.
+        vec!["compile", nonzero, "--target", "host", "-o", d],
+    ] {
+        let o = edgec(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let line = stderr_line(&o);
+        assert!(line.starts_with("edgec: error: "), "{line}");
+        assert!(!dir.exists(), "{args:?} left an output directory behind");
+    }
+}
+
+#[test]
+fn bench_host_prints_json() {
+    let m = dcgan();
+    let o = edgec(&["bench", m.model().to_str().unwrap(), "--inputs", m.inputs().to_str().unwrap(), "--target", "host", "--runs", "5", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(v["runs"], 5);
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0 && v["min_ms"].as_f64().unwrap() <= v["median_ms"].as_f64().unwrap());
+}

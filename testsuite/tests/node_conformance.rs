@@ -61,3 +61,48 @@ fn node_conformance_interpreter() {
         stale.len()
     );
 }
+
+/// The same node tests compiled for the host by the LLVM backend: every test the interpreter
+/// passes and the backend compiles must pass too. Tests whose ops or types the backend does not
+/// compile are counted (and listed with `node-tests --host`), not failed.
+#[test]
+fn node_conformance_host_backend_matches_interpreter() {
+    use edgec_testsuite::node::{run_all_on, Backend};
+    let tests = discover(&cache_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let tests: Vec<_> = tests.into_iter().filter(|t| t.class != Class::Excluded).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let interp = run_all_on(&tests, threads, Backend::Interp);
+    let host = run_all_on(&tests, threads, Backend::Host);
+    let (mut compiled, mut passed, mut skipped) = (0, 0, 0);
+    let mut regressions = Vec::new();
+    for ((t, i), h) in tests.iter().zip(&interp).zip(&host) {
+        match h {
+            Outcome::Skip(_) => skipped += 1,
+            Outcome::Pass => {
+                compiled += 1;
+                passed += 1;
+            }
+            Outcome::Fail(m) => {
+                compiled += 1;
+                if matches!(i, Outcome::Pass) {
+                    let m: String = m.chars().take(300).collect();
+                    regressions.push(format!("{} [{}]: {m}", t.name, t.ops.join(",")));
+                }
+            }
+        }
+    }
+    let interp_pass_compiled = tests
+        .iter()
+        .zip(&interp)
+        .zip(&host)
+        .filter(|((_, i), h)| matches!(i, Outcome::Pass) && !matches!(h, Outcome::Skip(_)))
+        .count();
+    println!(
+        "host backend: {compiled} of {} tests compiled, {passed} pass; the interpreter passes {interp_pass_compiled} of the compiled ones; {skipped} not compiled",
+        tests.len()
+    );
+    for r in &regressions {
+        println!("HOST FAIL (interpreter passes) {r}");
+    }
+    assert!(regressions.is_empty(), "{} tests pass in the interpreter but fail on the host backend", regressions.len());
+}

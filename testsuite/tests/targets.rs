@@ -63,3 +63,95 @@ fn zoo_models_match_the_interpreter_on_every_target() {
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A C driver that runs any compiled model with every buffer on the heap at exactly its size
+/// (arena = `arena_bytes`), so valgrind's memcheck flags any access outside them.
+const HEAP_DRIVER: &str = r#"#define _POSIX_C_SOURCE 200112L
+#include "edgec_runtime.h"
+#include <stdio.h>
+#include <stdlib.h>
+extern const edgec_model model_model;
+static void *exact(size_t n, size_t align) {
+    void *p = NULL;
+    if (posix_memalign(&p, align, n ? n : 1) != 0) exit(10);
+    return p;
+}
+int main(void) {
+    const edgec_model *m = &model_model;
+    const void *in[64];
+    void *out[64];
+    char name[32];
+    for (uint32_t i = 0; i < m->num_inputs; i++) {
+        void *b = exact(m->inputs[i].bytes, 64);
+        snprintf(name, sizeof name, "in_%u.bin", (unsigned)i);
+        FILE *f = fopen(name, "rb");
+        if (!f || fread(b, 1, m->inputs[i].bytes, f) != m->inputs[i].bytes) return 11;
+        fclose(f);
+        in[i] = b;
+    }
+    for (uint32_t i = 0; i < m->num_outputs; i++) out[i] = exact(m->outputs[i].bytes, 64);
+    edgec_ctx ctx;
+    void *arena = exact(m->arena_bytes, m->arena_align);
+    if (edgec_init(&ctx, m, arena, m->arena_bytes) != EDGEC_OK) return 12;
+    if (edgec_run(&ctx, in, out) != EDGEC_OK) return 13;
+    for (uint32_t i = 0; i < m->num_outputs; i++) {
+        snprintf(name, sizeof name, "out_%u.bin", (unsigned)i);
+        FILE *f = fopen(name, "wb");
+        if (!f || fwrite(out[i], 1, m->outputs[i].bytes, f) != m->outputs[i].bytes) return 14;
+        fclose(f);
+        free(out[i]);
+    }
+    for (uint32_t i = 0; i < m->num_inputs; i++) free((void *)in[i]);
+    free(arena);
+    return 0;
+}
+"#;
+
+#[test]
+fn host_runs_touch_only_their_buffers_under_valgrind() {
+    use edgec_runtime::toolchain::{self, TargetKind};
+    if !toolchain::tool_available("valgrind") {
+        panic!("valgrind is required (testsuite/scripts/setup.sh installs it)");
+    }
+    // valgrind 3.19 does not decode AVX-512, so this run uses the x86-64 triple's default CPU
+    // (x86-64-v3, AVX2); the AVX-512 host code is covered by the other tests.
+    let host = Target::parse("x86_64-unknown-linux-gnu").unwrap();
+    for m in edgec_testsuite::zoo::discover(&zoo_dir()) {
+        let session = Session::import(m.model(), &CompileOptions::default()).unwrap();
+        let inputs = session.read_inputs(m.inputs()).unwrap();
+        let expected = session.run(inputs.clone()).unwrap();
+        let c = session.compile(&host, "model", false).unwrap();
+        let dir = std::env::temp_dir().join(format!("edgec-valgrind-{}-{}", std::process::id(), m.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.o"), &c.object).unwrap();
+        std::fs::write(dir.join("main.c"), HEAP_DRIVER).unwrap();
+        let rt = toolchain::build_runtime(TargetKind::X86_64Linux, &dir.join("rt")).unwrap();
+        let inc = dir.join("rt").join("c");
+        for (i, t) in inputs.iter().enumerate() {
+            std::fs::write(dir.join(format!("in_{i}.bin")), t.to_le_bytes()).unwrap();
+        }
+        let cc = std::process::Command::new("cc")
+            .current_dir(&dir)
+            .args(["-std=c99", "-Wall", "-Werror", "-g", "-o", "main", "main.c", "model.o"])
+            .arg(&rt)
+            .arg("-I")
+            .arg(&inc)
+            .output()
+            .unwrap();
+        assert!(cc.status.success(), "{}: {}", m.name, String::from_utf8_lossy(&cc.stderr));
+        let v = std::process::Command::new("valgrind")
+            .current_dir(&dir)
+            .args(["-q", "--error-exitcode=99", "--leak-check=no", "./main"])
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{}: status {:?}\n{}", m.name, v.status, String::from_utf8_lossy(&v.stderr));
+        for (i, e) in expected.iter().enumerate() {
+            let bytes = std::fs::read(dir.join(format!("out_{i}.bin"))).unwrap();
+            let a = edgec_ir::Tensor::from_le_bytes(e.scalar_type(), e.shape(), &bytes).unwrap();
+            let err = max_rel_error(e, &a).unwrap();
+            assert!(err <= ZOO_REL_TOL, "{} output {i}: {err:.2e}", m.name);
+        }
+        println!("ok   {:<22} clean under valgrind memcheck (arena {} bytes on the heap)", m.name, c.program.arena.arena_bytes);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
