@@ -156,7 +156,11 @@ pub fn write_artifacts(
     let runtime_o = toolchain::build_runtime(c.kind, &rt_dir).map_err(tool_err)?;
     let runtime_bytes = toolchain::code_bytes_of_object(&runtime_o).map_err(tool_err)?;
     crate::cli::write_atomically(&dir.join("model.o"), &c.object)?;
-    let model_bytes = toolchain::code_bytes_of_object(&dir.join("model.o")).map_err(tool_err)?;
+    // .text + .rodata of the object, less the constant data (weights and index tables), which
+    // `weights_bytes` reports separately.
+    let model_bytes = toolchain::code_bytes_of_object(&dir.join("model.o"))
+        .map_err(tool_err)?
+        .saturating_sub(c.program.weights_bytes());
     crate::cli::write_atomically(&dir.join("model.h"), c.header.as_bytes())?;
     crate::cli::write_atomically(&dir.join("edgec_runtime.h"), edgec_runtime::sources::RUNTIME_H.as_bytes())?;
     crate::cli::write_atomically(&dir.join("edgec_runtime.c"), edgec_runtime::sources::RUNTIME_C.as_bytes())?;
