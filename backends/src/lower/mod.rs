@@ -6,6 +6,7 @@
 //! friends) share their operand's storage. Then a planner gives every intermediate tensor an arena
 //! offset from its live range.
 
+mod attention;
 mod elementwise;
 mod linalg;
 mod movement;
@@ -226,6 +227,7 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
             Ok(Lowered::View)
         }
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
+        K::Attention => attention::lower(cx),
         _ => {
             if let Some(l) = linalg::lower(cx)? {
                 return Ok(l);
