@@ -8,11 +8,13 @@
 
 mod attention;
 mod elementwise;
+mod index;
 mod linalg;
 mod movement;
 mod norm;
 mod plan;
 mod reduce;
+mod scan;
 
 use crate::kir::{Access, Kernel, Ty};
 use edgec_ir::entity::{SecondaryMap, Value};
@@ -236,6 +238,12 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
                 return Ok(l);
             }
             if let Some(l) = norm::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = scan::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = index::lower(cx)? {
                 return Ok(l);
             }
             if let Some(l) = movement::lower(cx)? {
