@@ -358,3 +358,77 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
     k.body.extend(body);
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
+
+/// `nn.rotary_embedding`: rotates pairs of each head's first `rotary_embedding_dim` features by
+/// the angles in the cos/sin caches (rows picked by `position_ids`, or by (batch, seq)).
+pub(super) fn rotary(cx: &mut OpCx) -> Result<Lowered, String> {
+    let x = cx.shape(0);
+    let ty = cx.ty(0)?;
+    let (b, h, s, hs, xst) = match x.len() {
+        4 => (x[0], x[1], x[2], x[3], [x[1] * x[2] * x[3], x[2] * x[3], x[3]]),
+        3 => {
+            let heads = cx.int("num_heads", 0) as usize;
+            if heads == 0 || !x[2].is_multiple_of(heads) {
+                return Err("3-D X needs a num_heads dividing the hidden size".into());
+            }
+            let d = x[2] / heads;
+            (x[0], heads, x[1], d, [x[1] * x[2], d, x[2]])
+        }
+        r => return Err(format!("X must be 3-D or 4-D, found rank {r}")),
+    };
+    let rd = match cx.int("rotary_embedding_dim", 0) {
+        0 => hs,
+        r => r as usize,
+    };
+    if rd > hs || rd % 2 != 0 {
+        return Err(format!("rotary_embedding_dim {rd} must be even and at most the head size {hs}"));
+    }
+    let half = rd / 2;
+    let interleaved = cx.int("interleaved", 0) != 0;
+    let pos = cx.has(3);
+    let crow = cx.shape(1)[0];
+    let (mut k, binds) = io_kernel(cx, "rotary_embedding")?;
+    let ob = cx.operands.len();
+    let ct = if matches!(ty, Ty::F16 | Ty::BF16) { Ty::F32 } else { ty };
+    let wide = |e: Expr| if ct != ty { cast(ct, e) } else { e };
+    let narrow = |e: Expr| if ct != ty { cast(ty, e) } else { e };
+    let body = k.nest(&[b, s, h, hs], |_, ix| {
+        let (bi, si, hi, e) = (&ix[0], &ix[1], &ix[2], &ix[3]);
+        let base = linear(&[bi.clone(), hi.clone(), si.clone()], &xst);
+        let at = |j: Expr| add(base.clone(), j);
+        let row = if pos {
+            let p = cast(Ty::Idx, load(3, add(mul(bi.clone(), idx(s as i64)), si.clone())));
+            bin(BinOp::Min, bin(BinOp::Max, p, idx(0)), idx(crow as i64 - 1))
+        } else {
+            add(mul(bi.clone(), idx(s as i64)), si.clone())
+        };
+        // Feature e pairs with its partner; i is the pair's cache column.
+        let (i, first, partner) = if interleaved {
+            let i = div(e.clone(), idx(2));
+            let first = cmp(CmpOp::Eq, rem(e.clone(), idx(2)), idx(0));
+            let partner = select(first.clone(), add(e.clone(), idx(1)), sub(e.clone(), idx(1)));
+            (i, first, partner)
+        } else {
+            let first = cmp(CmpOp::Lt, e.clone(), idx(half as i64));
+            let i = select(first.clone(), e.clone(), sub(e.clone(), idx(half as i64)));
+            let partner =
+                select(first.clone(), add(e.clone(), idx(half as i64)), sub(e.clone(), idx(half as i64)));
+            (i, first, partner)
+        };
+        let in_rot = cmp(CmpOp::Lt, e.clone(), idx(rd as i64));
+        let safe_i = bin(BinOp::Min, i, idx(half.max(1) as i64 - 1));
+        let safe_p = bin(BinOp::Min, partner, idx(hs as i64 - 1));
+        let ci = add(mul(row, idx(half as i64)), safe_i);
+        let (c, sn) = (wide(load(1, ci.clone())), wide(load(2, ci)));
+        let xv = wide(load(0, at(e.clone())));
+        let xp = wide(load(0, at(safe_p)));
+        // first: c*x1 - s*x2; second: s*x1 + c*x2 (x1 = partner, x2 = self).
+        let v1 =
+            bin(BinOp::Sub, bin(BinOp::Mul, c.clone(), xv.clone()), bin(BinOp::Mul, sn.clone(), xp.clone()));
+        let v2 = bin(BinOp::Add, bin(BinOp::Mul, sn, xp), bin(BinOp::Mul, c, xv.clone()));
+        let v = select(in_rot, select(first, v1, v2), xv);
+        vec![Stmt::Store { buf: ob, index: at(e.clone()), value: narrow(v) }]
+    });
+    k.body = body;
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}

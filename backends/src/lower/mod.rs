@@ -13,6 +13,7 @@ mod linalg;
 mod movement;
 mod norm;
 mod plan;
+mod quant;
 mod reduce;
 mod scan;
 
@@ -230,6 +231,7 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
         }
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
         K::Attention => attention::lower(cx),
+        K::RotaryEmbedding => attention::rotary(cx),
         _ => {
             if let Some(l) = linalg::lower(cx)? {
                 return Ok(l);
@@ -238,6 +240,9 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
                 return Ok(l);
             }
             if let Some(l) = norm::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = quant::lower(cx)? {
                 return Ok(l);
             }
             if let Some(l) = scan::lower(cx)? {
