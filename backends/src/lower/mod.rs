@@ -7,6 +7,7 @@
 //! offset from its live range.
 
 mod attention;
+mod einsum;
 mod elementwise;
 mod index;
 mod linalg;
@@ -232,6 +233,7 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
         K::Attention => attention::lower(cx),
         K::RotaryEmbedding => attention::rotary(cx),
+        K::Einsum => einsum::lower(cx),
         _ => {
             if let Some(l) = linalg::lower(cx)? {
                 return Ok(l);
