@@ -6,12 +6,17 @@
 //! friends) share their operand's storage. Then a planner gives every intermediate tensor an arena
 //! offset from its live range.
 
+mod attention;
+mod einsum;
 mod elementwise;
+mod index;
 mod linalg;
 mod movement;
 mod norm;
 mod plan;
+mod quant;
 mod reduce;
+mod scan;
 
 use crate::kir::{Access, Kernel, Ty};
 use edgec_ir::entity::{SecondaryMap, Value};
@@ -226,6 +231,9 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
             Ok(Lowered::View)
         }
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
+        K::Attention => attention::lower(cx),
+        K::RotaryEmbedding => attention::rotary(cx),
+        K::Einsum => einsum::lower(cx),
         _ => {
             if let Some(l) = linalg::lower(cx)? {
                 return Ok(l);
@@ -234,6 +242,15 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
                 return Ok(l);
             }
             if let Some(l) = norm::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = quant::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = scan::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = index::lower(cx)? {
                 return Ok(l);
             }
             if let Some(l) = movement::lower(cx)? {
