@@ -131,14 +131,32 @@ fn compile_writes_object_header_runtime_and_report() {
     let m = dcgan();
     let dir = tmp("dcgan-host");
     let _ = std::fs::remove_dir_all(&dir);
-    let o = edgec(&["compile", m.model().to_str().unwrap(), "--target", "host", "-o", dir.to_str().unwrap(), "--name", "dcgan"]);
+    let o = edgec(&[
+        "compile",
+        m.model().to_str().unwrap(),
+        "--target",
+        "host",
+        "-o",
+        dir.to_str().unwrap(),
+        "--name",
+        "dcgan",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     for f in ["model.o", "model.h", "report.json", "edgec_runtime.h", "edgec_runtime.c", "edgec_runtime.o"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    for key in ["target", "onnx_nodes", "kernels", "weights_bytes", "arena_bytes", "arena_lower_bound_bytes", "code_bytes", "compile_seconds"] {
+    for key in [
+        "target",
+        "onnx_nodes",
+        "kernels",
+        "weights_bytes",
+        "arena_bytes",
+        "arena_lower_bound_bytes",
+        "code_bytes",
+        "compile_seconds",
+    ] {
         assert!(report.get(key).is_some(), "report.json lacks {key}: {report}");
     }
     assert!(report["arena_bytes"].as_u64().unwrap() >= report["arena_lower_bound_bytes"].as_u64().unwrap());
@@ -212,9 +230,22 @@ fn compile_errors_exit_2_without_output() {
 #[test]
 fn bench_host_prints_json() {
     let m = dcgan();
-    let o = edgec(&["bench", m.model().to_str().unwrap(), "--inputs", m.inputs().to_str().unwrap(), "--target", "host", "--runs", "5", "--json"]);
+    let o = edgec(&[
+        "bench",
+        m.model().to_str().unwrap(),
+        "--inputs",
+        m.inputs().to_str().unwrap(),
+        "--target",
+        "host",
+        "--runs",
+        "5",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
     assert_eq!(v["runs"], 5);
-    assert!(v["median_ms"].as_f64().unwrap() > 0.0 && v["min_ms"].as_f64().unwrap() <= v["median_ms"].as_f64().unwrap());
+    assert!(
+        v["median_ms"].as_f64().unwrap() > 0.0
+            && v["min_ms"].as_f64().unwrap() <= v["median_ms"].as_f64().unwrap()
+    );
 }

@@ -57,7 +57,11 @@ fn emitted_llvm_ir_of_small_kernels() {
             out += &kernel_ir(k, &spec).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // The module header names the host's LLVM build; keep only the functions.
-        let body: String = out.lines().filter(|l| !l.starts_with("; ModuleID") && !l.starts_with("source_filename")).collect::<Vec<_>>().join("\n");
+        let body: String = out
+            .lines()
+            .filter(|l| !l.starts_with("; ModuleID") && !l.starts_with("source_filename"))
+            .collect::<Vec<_>>()
+            .join("\n");
         insta::assert_snapshot!(format!("llvm_{name}"), body);
     }
 }

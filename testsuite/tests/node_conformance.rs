@@ -104,5 +104,9 @@ fn node_conformance_host_backend_matches_interpreter() {
     for r in &regressions {
         println!("HOST FAIL (interpreter passes) {r}");
     }
-    assert!(regressions.is_empty(), "{} tests pass in the interpreter but fail on the host backend", regressions.len());
+    assert!(
+        regressions.is_empty(),
+        "{} tests pass in the interpreter but fail on the host backend",
+        regressions.len()
+    );
 }

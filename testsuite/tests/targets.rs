@@ -144,14 +144,23 @@ fn host_runs_touch_only_their_buffers_under_valgrind() {
             .args(["-q", "--error-exitcode=99", "--leak-check=no", "./main"])
             .output()
             .unwrap();
-        assert!(v.status.success(), "{}: status {:?}\n{}", m.name, v.status, String::from_utf8_lossy(&v.stderr));
+        assert!(
+            v.status.success(),
+            "{}: status {:?}\n{}",
+            m.name,
+            v.status,
+            String::from_utf8_lossy(&v.stderr)
+        );
         for (i, e) in expected.iter().enumerate() {
             let bytes = std::fs::read(dir.join(format!("out_{i}.bin"))).unwrap();
             let a = edgec_ir::Tensor::from_le_bytes(e.scalar_type(), e.shape(), &bytes).unwrap();
             let err = max_rel_error(e, &a).unwrap();
             assert!(err <= ZOO_REL_TOL, "{} output {i}: {err:.2e}", m.name);
         }
-        println!("ok   {:<22} clean under valgrind memcheck (arena {} bytes on the heap)", m.name, c.program.arena.arena_bytes);
+        println!(
+            "ok   {:<22} clean under valgrind memcheck (arena {} bytes on the heap)",
+            m.name, c.program.arena.arena_bytes
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

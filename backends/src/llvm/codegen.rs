@@ -21,7 +21,7 @@ use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
 };
 use inkwell::types::{BasicTypeEnum, FloatType, IntType};
-use inkwell::values::{FastMathFlags, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
+use inkwell::values::{BasicValueEnum, FastMathFlags, FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate, OptimizationLevel};
 use std::collections::HashMap;
 
@@ -328,7 +328,8 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             }
             Stmt::Assign { var, value: Expr::Bin(op @ (BinOp::Add | BinOp::Max | BinOp::Min), x, y) }
                 if k.vars[*var].is_float()
-                    && (matches!(**x, Expr::Var(v) if v == *var) || matches!(**y, Expr::Var(v) if v == *var)) =>
+                    && (matches!(**x, Expr::Var(v) if v == *var)
+                        || matches!(**y, Expr::Var(v) if v == *var)) =>
             {
                 // A float reduction `acc = acc ⊕ x`: mark the combining op reassociable (and
                 // sign-of-zero agnostic) so that the loop vectorizer may split the accumulator into
@@ -338,7 +339,8 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                 let b = self.expr(k, fr, y)?;
                 let v = self.arith(*op, a, b, k.vars[*var])?;
                 if let Some(inst) = v.into_float_value().as_instruction() {
-                    let _ = inst.set_fast_math_flags(FastMathFlags::AllowReassoc | FastMathFlags::NoSignedZeros);
+                    let _ =
+                        inst.set_fast_math_flags(FastMathFlags::AllowReassoc | FastMathFlags::NoSignedZeros);
                 }
                 self.b.build_store(p, v).map_err(e)?;
             }

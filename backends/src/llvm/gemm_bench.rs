@@ -52,7 +52,8 @@ pub fn bench_sgemm_host(m: usize, n: usize, k: usize, min_secs: f64) -> Result<S
     // SAFETY: `off < 64` and the buffer has 64 spare bytes.
     let sp = unsafe { scratch.as_mut_ptr().add(off) };
     // SAFETY: a, b, c and the scratch are as large as the emitted function expects.
-    let run = |c: &mut [f32]| unsafe { func.call(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), std::ptr::null(), sp) };
+    let run =
+        |c: &mut [f32]| unsafe { func.call(a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), std::ptr::null(), sp) };
     run(&mut c);
     for &(i, j) in &[(0, 0), (m - 1, n - 1), (m / 2, n / 3)] {
         let want: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();

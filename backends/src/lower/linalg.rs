@@ -81,8 +81,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     let sa = broadcast_strides(&a[..a.len() - 2], &bshape);
     let sb = broadcast_strides(&b[..b.len() - 2], &bshape);
     let (mut k, mut binds) = io_kernel(cx, "matmul")?;
-    let spec =
-        GemmSpec {
+    let spec = GemmSpec {
         m,
         n,
         k: kk,
@@ -129,8 +128,7 @@ fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
     let ty = cx.rty(0)?;
     let (mut k, mut binds) = io_kernel(cx, "gemm")?;
     let y = cx.operands.len();
-    let spec =
-        GemmSpec {
+    let spec = GemmSpec {
         m,
         n,
         k: kk,
@@ -386,7 +384,10 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
             }
             // colᵀ[i][(mi, kpos)]
             let cst = strides(&shape[..1 + nd]);
-            let ci = add(mul(linear(ip, &strides(&shape[1 + nd..])), idx(rows as i64)), linear(&ix[..1 + nd], &cst));
+            let ci = add(
+                mul(linear(ip, &strides(&shape[1 + nd..])), idx(rows as i64)),
+                linear(&ix[..1 + nd], &cst),
+            );
             let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, ci));
             vec![Stmt::If {
                 cond: cond.unwrap(),

@@ -224,13 +224,18 @@ fn softmax(cx: &mut OpCx) -> Result<Lowered, String> {
             s.truncate(3);
             s.extend(k.nest(&[n], |_, j| {
                 vec![
-                    Stmt::Let { var: ev, value: math(MathFn::Exp, bin(BinOp::Sub, ld(0, &j[0]), Expr::Var(mx))) },
+                    Stmt::Let {
+                        var: ev,
+                        value: math(MathFn::Exp, bin(BinOp::Sub, ld(0, &j[0]), Expr::Var(mx))),
+                    },
                     st(&j[0], Expr::Var(ev)),
                     Stmt::Assign { var: sum, value: bin(BinOp::Add, Expr::Var(sum), Expr::Var(ev)) },
                 ]
             }));
             s.push(Stmt::Assign { var: sum, value: bin(BinOp::Div, fc(1.0, ct), Expr::Var(sum)) });
-            s.extend(k.nest(&[n], |_, j| vec![st(&j[0], bin(BinOp::Mul, load(1, at(&j[0])), Expr::Var(sum)))]));
+            s.extend(
+                k.nest(&[n], |_, j| vec![st(&j[0], bin(BinOp::Mul, load(1, at(&j[0])), Expr::Var(sum)))]),
+            );
         }
         s
     });

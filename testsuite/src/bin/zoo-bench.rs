@@ -47,7 +47,9 @@ fn parse_args() -> Args {
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| usage()),
+            "--runs" => {
+                a.runs = it.next().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| usage())
+            }
             "--models" => {
                 a.models = Some(it.next().unwrap_or_else(|| usage()).split(',').map(str::to_string).collect())
             }
@@ -157,13 +159,20 @@ fn main() {
         }
     }
     let ratios: Vec<f64> = rows.iter().filter_map(|r| r["ratio"].as_f64()).collect();
-    let geomean =
-        if ratios.is_empty() { f64::NAN } else { (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp() };
+    let geomean = if ratios.is_empty() {
+        f64::NAN
+    } else {
+        (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp()
+    };
     let (max_ratio, max_model) = rows
         .iter()
         .filter_map(|r| Some((r["ratio"].as_f64()?, r["model"].as_str()?.to_string())))
         .fold((f64::NAN, String::new()), |acc, x| if acc.0.is_nan() || x.0 > acc.0 { x } else { acc });
-    println!("geomean edgec/ORT {geomean:.3}; max {max_ratio:.3} ({max_model}); {} models, runs {}", ratios.len(), args.runs);
+    println!(
+        "geomean edgec/ORT {geomean:.3}; max {max_ratio:.3} ({max_model}); {} models, runs {}",
+        ratios.len(),
+        args.runs
+    );
 
     let gemm = if args.gemm {
         match bench_sgemm_host(512, 512, 512, 2.0) {
