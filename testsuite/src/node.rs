@@ -385,9 +385,14 @@ impl Tally {
     }
 
     pub fn summary(&self) -> String {
+        self.summary_for("interpreter")
+    }
+
+    /// The summary line naming where the tests ran.
+    pub fn summary_for(&self, backend: &str) -> String {
         let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
         format!(
-            "node conformance (interpreter): in-list {}/{} ({:.1}%), all {}/{} ({:.1}%), excluded {} (I/O types .npz cannot carry)",
+            "node conformance ({backend}): in-list {}/{} ({:.1}%), all {}/{} ({:.1}%), excluded {} (I/O types .npz cannot carry)",
             self.in_list_pass,
             self.in_list_total,
             pct(self.in_list_pass, self.in_list_total),

@@ -227,9 +227,9 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
     use OpKind as K;
     match cx.kind {
         K::Reshape | K::Squeeze | K::Unsqueeze | K::Flatten => Ok(Lowered::View),
-        K::Dropout if cx.int("training_mode", 0) == 0 && !cx.has(2) && cx.results.len() == 1 => {
-            Ok(Lowered::View)
-        }
+        // Without a training-mode operand dropout is the identity.
+        K::Dropout if !cx.has(2) && cx.results.len() == 1 => Ok(Lowered::View),
+        K::Dropout => dropout(cx),
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
         K::Attention => attention::lower(cx),
         K::RotaryEmbedding => attention::rotary(cx),
@@ -562,4 +562,44 @@ impl Builder {
             .collect();
         Ok(Program { name: f.name.clone(), inputs, outputs, consts, kernels, calls, arena, graph_ops })
     }
+}
+
+/// Dropout with a (possibly run-time) training flag and ratio: the reference's random draws for
+/// the op's seed are a compile-time table; each element is kept when training is off, the ratio is
+/// 0, or its draw is at least the ratio, and kept elements are scaled by 1/(1-ratio) in training.
+fn dropout(cx: &mut OpCx) -> Result<Lowered, String> {
+    use crate::kir::*;
+    let n = cx.operands[0].num_elements().unwrap_or(0) as usize;
+    let seed = cx.int("seed", 0);
+    let seed = u32::try_from(seed).map_err(|_| format!("seed {seed} is outside [0, 2^32)"))?;
+    let draws = edgec_ir::ops::random::dropout_draws(seed, n);
+    let table = cx.add_table(ConstData {
+        ty: Ty::F64,
+        bytes: draws.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>().into(),
+    });
+    let ty = cx.ty(0)?;
+    let (has_ratio, has_training) = (cx.has(1), cx.has(2));
+    let n_in = cx.operands.len();
+    let with_mask = cx.results.len() > 1;
+    let (mut k, mut binds) = io_kernel(cx, "dropout")?;
+    let tb = k.param(Ty::F64, n as u64, Access::Read);
+    binds.push(Bind::Table(table));
+    let ratio = if has_ratio { cast(Ty::F64, load(1, idx(0))) } else { fc(0.5, Ty::F64) };
+    let training = if has_training { load(2, idx(0)) } else { Expr::IConst(0, Ty::Bool) };
+    let body = k.nest(&[n], |_, ix| {
+        let i = ix[0].clone();
+        let not_training = cmp(CmpOp::Eq, cast(Ty::I8, training.clone()), Expr::IConst(0, Ty::I8));
+        let zero_ratio = cmp(CmpOp::Eq, ratio.clone(), fc(0.0, Ty::F64));
+        let drawn = cmp(CmpOp::Ge, load(tb, i.clone()), ratio.clone());
+        let keep = bin(BinOp::Or, bin(BinOp::Or, not_training.clone(), zero_ratio), drawn);
+        let scale = select(not_training, fc(1.0, Ty::F64), bin(BinOp::Div, fc(1.0, Ty::F64), bin(BinOp::Sub, fc(1.0, Ty::F64), ratio.clone())));
+        let y = cast(ty, bin(BinOp::Mul, cast(Ty::F64, load(0, i.clone())), scale));
+        let mut s = vec![Stmt::Store { buf: n_in, index: i.clone(), value: select(keep.clone(), y, cnst(0.0, ty)) }];
+        if with_mask {
+            s.push(Stmt::Store { buf: n_in + 1, index: i, value: keep });
+        }
+        s
+    });
+    k.body = body;
+    Ok(Lowered::Calls(vec![(k, binds)]))
 }

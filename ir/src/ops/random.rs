@@ -105,6 +105,13 @@ fn scaled<T: Copy>(a: &ArrayD<T>, mask: &ArrayD<bool>, f: impl Fn(T, bool) -> T)
     out
 }
 
+/// The `n` uniform draws in [0, 1) that `nn.dropout` with this `seed` compares with its ratio (an
+/// element is kept when its draw is at least the ratio). Code generators store them as a table.
+pub fn dropout_draws(seed: u32, n: usize) -> Vec<f64> {
+    let mut rng = Mt19937::new(seed);
+    (0..n).map(|_| rng.next_f64()).collect()
+}
+
 /// The 32-bit Mersenne Twister (Matsumoto & Nishimura, 1998), seeded like numpy's legacy
 /// `RandomState(int)`, with numpy's 53-bit double construction.
 struct Mt19937 {

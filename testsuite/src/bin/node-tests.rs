@@ -47,7 +47,8 @@ fn main() {
             }
         }
     }
-    println!("{}", Tally::of(&selected, &outcomes).summary());
+    let what = if backend == Backend::Host { "host backend" } else { "interpreter" };
+    println!("{}", Tally::of(&selected, &outcomes).summary_for(what));
     println!("{} passed, {} failed, {} skipped", selected.len() - failed - skipped, failed, skipped);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
