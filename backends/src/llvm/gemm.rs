@@ -687,35 +687,59 @@ impl<'ctx> Emitter<'ctx> {
         self.for_loop("pa", self.c(0), na_panels, 1, |pi| {
             let dst = self.gep(dst_buf, self.mul(self.mulc(pi, p.mr)?, kc_cur)?)?;
             let i_base = self.add(ic, self.mulc(pi, p.mr)?)?;
-            // Per-row source pointer (at kk = 0) and validity.
-            let mut rows = Vec::with_capacity(p.mr);
-            for r in 0..p.mr {
-                let i = self.addc(i_base, r)?;
-                let (ic_, valid) = if need_mask {
-                    let valid = self.b.build_int_compare(IntPredicate::ULT, i, self.c(d.m), "")?;
-                    (self.umin(i, self.c(d.m - 1))?, Some(valid))
-                } else {
-                    (i, None)
-                };
-                let src = if d.a_trans {
-                    self.gep(a, self.add(self.mulc(pc, d.lda)?, ic_)?)?
-                } else {
-                    self.gep(a, self.add(self.mulc(ic_, d.lda)?, pc)?)?
-                };
-                rows.push((src, valid));
-            }
-            self.for_loop("pak", self.c(0), kc_cur, 1, |kk| {
-                let src_off = if d.a_trans { self.mulc(kk, d.lda)? } else { kk };
-                let dst_row = self.gep(dst, self.mulc(kk, p.mr)?)?;
-                for (r, (src, valid)) in rows.iter().enumerate() {
-                    let mut v = self.load_f(self.gep(*src, src_off)?)?;
-                    if let Some(valid) = valid {
-                        v = self.b.build_select(*valid, v, self.f32t.const_zero(), "")?.into_float_value();
-                    }
-                    self.store(self.gepc(dst_row, r)?, v)?;
+            // Transposed A with a full panel: each k row of the panel is `mr` contiguous floats.
+            let vector_copy = || -> R<()> {
+                let vt = self.f32t.vec_type(p.mr as u32);
+                let src0 = self.gep(a, self.add(self.mulc(pc, d.lda)?, i_base)?)?;
+                self.for_loop("pav", self.c(0), kc_cur, 1, |kk| {
+                    let v = self.b.build_load(vt, self.gep(src0, self.mulc(kk, d.lda)?)?, "")?;
+                    v.as_instruction_value().unwrap().set_alignment(4).unwrap();
+                    self.store(self.gep(dst, self.mulc(kk, p.mr)?)?, v)
+                })
+            };
+            let scalar_copy = || -> R<()> {
+                // Per-row source pointer (at kk = 0) and validity.
+                let mut rows = Vec::with_capacity(p.mr);
+                for r in 0..p.mr {
+                    let i = self.addc(i_base, r)?;
+                    let (ic_, valid) = if need_mask {
+                        let valid = self.b.build_int_compare(IntPredicate::ULT, i, self.c(d.m), "")?;
+                        (self.umin(i, self.c(d.m - 1))?, Some(valid))
+                    } else {
+                        (i, None)
+                    };
+                    let src = if d.a_trans {
+                        self.gep(a, self.add(self.mulc(pc, d.lda)?, ic_)?)?
+                    } else {
+                        self.gep(a, self.add(self.mulc(ic_, d.lda)?, pc)?)?
+                    };
+                    rows.push((src, valid));
                 }
-                Ok(())
-            })
+                self.for_loop("pak", self.c(0), kc_cur, 1, |kk| {
+                    let src_off = if d.a_trans { self.mulc(kk, d.lda)? } else { kk };
+                    let dst_row = self.gep(dst, self.mulc(kk, p.mr)?)?;
+                    for (r, (src, valid)) in rows.iter().enumerate() {
+                        let mut v = self.load_f(self.gep(*src, src_off)?)?;
+                        if let Some(valid) = valid {
+                            v = self
+                                .b
+                                .build_select(*valid, v, self.f32t.const_zero(), "")?
+                                .into_float_value();
+                        }
+                        self.store(self.gepc(dst_row, r)?, v)?;
+                    }
+                    Ok(())
+                })
+            };
+            if !d.a_trans || p.mr == 1 {
+                scalar_copy()
+            } else if !need_mask {
+                vector_copy()
+            } else {
+                let full =
+                    self.b.build_int_compare(IntPredicate::ULE, self.addc(i_base, p.mr)?, self.c(d.m), "")?;
+                self.if_else(full, vector_copy, scalar_copy)
+            }
         })
     }
 

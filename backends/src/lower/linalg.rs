@@ -7,7 +7,7 @@
 
 use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
 use crate::kir::*;
-use edgec_ir::ops::{conv_geometry, conv_transpose_geometry, pool_geometry};
+use edgec_ir::ops::{conv_geometry, conv_transpose_geometry, pool_geometry, ConvGeometry};
 use edgec_ir::OpKind;
 
 pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
@@ -182,13 +182,8 @@ fn in_range(i: &Expr, hi: usize) -> Expr {
     bin(BinOp::And, cmp(CmpOp::Ge, i.clone(), idx(0)), cmp(CmpOp::Lt, i.clone(), idx(hi as i64)))
 }
 
-fn clamp(i: Expr, hi: usize) -> Expr {
-    bin(BinOp::Min, bin(BinOp::Max, i, idx(0)), idx(hi as i64 - 1))
-}
-
 fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
     let (x, w) = (cx.shape(0), cx.shape(1));
-    let nd = x.len() - 2;
     let g = conv_geometry(cx.attrs, &w, &x[2..])?;
     let group = cx.int("group", 1) as usize;
     let (nb, c, m) = (x[0], x[1], w[0]);
@@ -237,35 +232,8 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
                 offset: mul(add(mul(n.clone(), idx(c as i64)), chan0.clone()), idx(iprod as i64)),
             },
             Some(colb) => {
-                // im2col: col[(ci, kpos), opos] = X[n, g*cg + ci, opos*s - p + kpos*d] or 0.
-                let mut shape = vec![cg];
-                shape.extend(&geom.kernel);
-                shape.extend(&geom.out);
-                let geom = geom.clone();
-                let xsp = xsp.clone();
-                let n = n.clone();
-                let chan0 = chan0.clone();
-                let shape2 = shape.clone();
-                s.extend(k.nest(&shape2, move |_, ix| {
-                    let ci = &ix[0];
-                    let (kp, op) = (&ix[1..1 + nd], &ix[1 + nd..]);
-                    let mut cond: Option<Expr> = None;
-                    let mut xi = add(mul(n.clone(), idx(c as i64)), add(chan0.clone(), ci.clone()));
-                    for d in 0..nd {
-                        let pos = add(
-                            sub(mul(op[d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
-                            mul(kp[d].clone(), idx(geom.dilations[d] as i64)),
-                        );
-                        let ok = in_range(&pos, xsp[d]);
-                        cond = Some(match cond {
-                            None => ok,
-                            Some(c0) => bin(BinOp::And, c0, ok),
-                        });
-                        xi = add(mul(xi, idx(xsp[d] as i64)), clamp(pos, xsp[d]));
-                    }
-                    let v = select(cond.unwrap(), load(0, xi), cnst(0.0, ty));
-                    vec![Stmt::Store { buf: colb, index: linear(ix, &strides(&shape)), value: v }]
-                }));
+                let xoff = mul(add(mul(n.clone(), idx(c as i64)), chan0.clone()), idx(iprod as i64));
+                s.extend(im2col(k, &geom, &xsp, cg, ty, xoff, colb));
                 View { buf: colb, offset: idx(0) }
             }
         };
@@ -295,6 +263,107 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
     });
     k.body = body;
     Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// Valid output positions `[lo, hi)` along one dimension for one kernel tap: those whose input
+/// position `o*s - p + kp*d` lies in `[0, size)`.
+fn tap_range(size: usize, out: usize, s: usize, p: i64, kd: i64) -> (usize, usize) {
+    let (s, size, out) = (s as i64, size as i64, out as i64);
+    let first = p - kd; // o*s >= first
+    let lo = if first <= 0 { 0 } else { (first + s - 1) / s };
+    let end = size + p - kd; // o*s < end
+    let hi = if end <= 0 { 0 } else { (end + s - 1) / s };
+    let (lo, hi) = (lo.min(out), hi.clamp(0, out));
+    (lo as usize, hi.max(lo) as usize)
+}
+
+/// `for i in 0..len: buf[base + i] = 0` (becomes a memset).
+fn zero_run(k: &mut Kernel, buf: BufId, base: Expr, len: usize, ty: Ty) -> Vec<Stmt> {
+    if len == 0 {
+        return vec![];
+    }
+    k.nest(&[len], |_, i| vec![Stmt::Store { buf, index: add(base, i[0].clone()), value: cnst(0.0, ty) }])
+}
+
+/// im2col for one (sample, group): `col[(ci, kpos), opos] = X[xoff + ci, opos*s - p + kpos*d]`, 0
+/// in the padding. Kernel taps are unrolled, so for each tap the in-bounds output box is known at
+/// compile time: the padding becomes zero runs and the interior plain (for stride 1 contiguous)
+/// copies, with no per-element bounds test.
+fn im2col(
+    k: &mut Kernel,
+    g: &ConvGeometry,
+    xsp: &[usize],
+    cg: usize,
+    ty: Ty,
+    xoff: Expr,
+    colb: BufId,
+) -> Vec<Stmt> {
+    let nd = xsp.len();
+    let kprod: usize = g.kernel.iter().product();
+    let oprod: usize = g.out.iter().product();
+    let ost = strides(&g.out);
+    let xst = strides(xsp);
+    let mut out = Vec::new();
+    for kpos in 0..kprod {
+        // Tap coordinates.
+        let mut kp = vec![0usize; nd];
+        let mut r = kpos;
+        for d in (0..nd).rev() {
+            kp[d] = r % g.kernel[d];
+            r /= g.kernel[d];
+        }
+        let ranges: Vec<(usize, usize)> = (0..nd)
+            .map(|d| {
+                tap_range(xsp[d], g.out[d], g.strides[d], g.pads_begin[d], (kp[d] * g.dilations[d]) as i64)
+            })
+            .collect();
+        let body = k.nest(&[cg], |k, ci| {
+            let row = mul(add(mul(ci[0].clone(), idx(kprod as i64)), idx(kpos as i64)), idx(oprod as i64));
+            let xrow = add(xoff.clone(), mul(ci[0].clone(), idx(xsp.iter().product::<usize>() as i64)));
+            taps(k, g, &kp, &ranges, &ost, &xst, 0, row, xrow, colb, ty)
+        });
+        out.extend(body);
+    }
+    out
+}
+
+/// Dimension `d` of one tap's copy: zero the output rows before `lo` and after `hi`, copy (or
+/// recurse into) the rows in between. `cbase`/`xbase` are the col and X offsets so far.
+#[allow(clippy::too_many_arguments)]
+fn taps(
+    k: &mut Kernel,
+    g: &ConvGeometry,
+    kp: &[usize],
+    ranges: &[(usize, usize)],
+    ost: &[usize],
+    xst: &[usize],
+    d: usize,
+    cbase: Expr,
+    xbase: Expr,
+    colb: BufId,
+    ty: Ty,
+) -> Vec<Stmt> {
+    let nd = kp.len();
+    let (lo, hi) = ranges[d];
+    let od = g.out[d];
+    let mut s = zero_run(k, colb, cbase.clone(), lo * ost[d], ty);
+    if hi > lo {
+        let start = lo as i64 * g.strides[d] as i64 - g.pads_begin[d] + (kp[d] * g.dilations[d]) as i64;
+        let cb = add(cbase.clone(), idx((lo * ost[d]) as i64));
+        let xb = add(xbase.clone(), idx(start * xst[d] as i64));
+        let step = (g.strides[d] * xst[d]) as i64;
+        s.extend(k.nest(&[hi - lo], |k, o| {
+            let c = add(cb, mul(o[0].clone(), idx(ost[d] as i64)));
+            let x = add(xb, mul(o[0].clone(), idx(step)));
+            if d + 1 == nd {
+                vec![Stmt::Store { buf: colb, index: c, value: load(0, x) }]
+            } else {
+                taps(k, g, kp, ranges, ost, xst, d + 1, c, x, colb, ty)
+            }
+        }));
+    }
+    s.extend(zero_run(k, colb, add(cbase, idx((hi * ost[d]) as i64)), (od - hi) * ost[d], ty));
+    s
 }
 
 fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
