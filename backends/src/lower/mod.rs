@@ -592,9 +592,14 @@ fn dropout(cx: &mut OpCx) -> Result<Lowered, String> {
         let zero_ratio = cmp(CmpOp::Eq, ratio.clone(), fc(0.0, Ty::F64));
         let drawn = cmp(CmpOp::Ge, load(tb, i.clone()), ratio.clone());
         let keep = bin(BinOp::Or, bin(BinOp::Or, not_training.clone(), zero_ratio), drawn);
-        let scale = select(not_training, fc(1.0, Ty::F64), bin(BinOp::Div, fc(1.0, Ty::F64), bin(BinOp::Sub, fc(1.0, Ty::F64), ratio.clone())));
+        let scale = select(
+            not_training,
+            fc(1.0, Ty::F64),
+            bin(BinOp::Div, fc(1.0, Ty::F64), bin(BinOp::Sub, fc(1.0, Ty::F64), ratio.clone())),
+        );
         let y = cast(ty, bin(BinOp::Mul, cast(Ty::F64, load(0, i.clone())), scale));
-        let mut s = vec![Stmt::Store { buf: n_in, index: i.clone(), value: select(keep.clone(), y, cnst(0.0, ty)) }];
+        let mut s =
+            vec![Stmt::Store { buf: n_in, index: i.clone(), value: select(keep.clone(), y, cnst(0.0, ty)) }];
         if with_mask {
             s.push(Stmt::Store { buf: n_in + 1, index: i, value: keep });
         }
