@@ -16,7 +16,6 @@ use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
-use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
 };
@@ -146,8 +145,10 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
         let mut cg = Codegen::new(&context, &module, isa, ptr_bits);
         cg.program(p, symbol, spec)?;
     }
-    super::gemm::prepare_module_for(&module, &tm)?;
-    let _ = PassBuilderOptions::create();
+    // Microcontrollers have little flash and no vector unit to feed: optimize for size there
+    // (the GEMM micro-kernel is unrolled in the IR it emits, so it keeps its register tile).
+    let pipeline = if spec.bare_metal { "default<Os>" } else { "default<O3>" };
+    super::gemm::prepare_module_with(&module, &tm, pipeline)?;
     let llvm_ir = want_ir.then(|| module.print_to_string().to_string());
     let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(|e| e.to_string())?;
     Ok(Object { bytes: buf.as_slice().to_vec(), llvm_ir })

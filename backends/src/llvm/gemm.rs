@@ -1057,6 +1057,11 @@ pub fn target_machine(triple: &str, cpu: &str, features: &str) -> TargetMachine 
 /// `target-features` from `tm` (MCJIT otherwise compiles for a generic CPU), then runs the
 /// `default<O3>` pipeline.
 pub fn prepare_module_for(module: &Module, tm: &TargetMachine) -> Result<(), String> {
+    prepare_module_with(module, tm, "default<O3>")
+}
+
+/// [`prepare_module_for`] with another pass pipeline (e.g. `default<Os>` for flash-limited MCUs).
+pub fn prepare_module_with(module: &Module, tm: &TargetMachine, pipeline: &str) -> Result<(), String> {
     let ctx = module.get_context();
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
@@ -1075,7 +1080,7 @@ pub fn prepare_module_for(module: &Module, tm: &TargetMachine) -> Result<(), Str
         }
     }
     module.verify().map_err(|e| e.to_string())?;
-    module.run_passes("default<O3>", tm, PassBuilderOptions::create()).map_err(|e| e.to_string())
+    module.run_passes(pipeline, tm, PassBuilderOptions::create()).map_err(|e| e.to_string())
 }
 
 /// Splits Rust's `riscv64gc` / `riscv32imac` arch names into LLVM's arch and `+ext` features.
