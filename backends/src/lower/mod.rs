@@ -17,9 +17,10 @@ mod plan;
 mod quant;
 mod reduce;
 mod scan;
+mod schedule;
 
 use crate::kir::{Access, Kernel, Ty};
-use edgec_ir::entity::{SecondaryMap, Value};
+use edgec_ir::entity::{EntityRef, SecondaryMap, Value};
 use edgec_ir::ops::{EvalCtx, OpKind, Traits};
 use edgec_ir::{Attrs, Function, Loc, ScalarType, Tensor, TensorType};
 use std::collections::HashMap;
@@ -505,6 +506,37 @@ impl Builder {
         opts: &LowerOptions,
     ) -> Result<Program, String> {
         let Builder { consts, kernels, calls, mut storage, .. } = self;
+        // Values in graph inputs/outputs take part in the dependencies but not in arena bytes.
+        let size_of =
+            |v: &Value| if storage.contains_key(v) { 0 } else { f.values[*v].ty.size_bytes().unwrap_or(0) };
+        // Choose the schedule: the IR's order, or a memory-aware reordering of the calls when
+        // that has a lower peak of live bytes.
+        let accesses: Vec<Vec<(Value, Access)>> = calls
+            .iter()
+            .map(|(ki, args, _)| {
+                args.iter()
+                    .zip(&kernels[*ki].params)
+                    .filter_map(|(a, p)| match a {
+                        Pending::Value(v) => Some((*v, p.access)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let scratch: Vec<u64> = calls
+            .iter()
+            .map(|(_, args, _)| args.iter().map(|a| if let Pending::Scratch(b) = a { *b } else { 0 }).sum())
+            .collect();
+        let ready_slots: Vec<Vec<Slot>> = calls
+            .iter()
+            .map(|(_, args, _)| {
+                args.iter().filter_map(|a| if let Pending::Ready(s) = a { Some(*s) } else { None }).collect()
+            })
+            .collect();
+        let sched = schedule::choose(&accesses, &scratch, &ready_slots, &size_of);
+        let topo_peak = sched.original_peak;
+        let mut calls: Vec<_> = calls.into_iter().map(Some).collect();
+        let calls: Vec<_> = sched.order.iter().map(|&i| calls[i].take().expect("each call once")).collect();
         // Live ranges of arena values (by call index) and per-call scratch.
         let mut first: HashMap<Value, usize> = HashMap::new();
         let mut last: HashMap<Value, usize> = HashMap::new();
@@ -541,26 +573,45 @@ impl Builder {
                 }
             }
         }
-        let arena = plan::plan(&requests, opts.align);
+        let mut arena = plan::plan(&requests, opts.align);
+        arena.topological_lower_bound_bytes = topo_peak;
         for (i, &v) in order.iter().enumerate() {
             storage.insert(v, Slot::Arena(arena.offsets[i]));
         }
         let mut scratch_iter = scratch_req.into_iter();
+        // For the plan checker: which value (or scratch buffer) each arena argument holds.
+        let mut next_scratch = u32::MAX;
+        let mut owners: Vec<Vec<Option<u32>>> = Vec::new();
         let calls = calls
             .into_iter()
             .map(|(kernel, args, label)| {
+                let mut own = Vec::new();
                 let args = args
                     .into_iter()
                     .map(|a| match a {
-                        Pending::Ready(s) => s,
-                        Pending::Value(v) => storage[&v],
-                        Pending::Scratch(_) => Slot::Arena(arena.offsets[scratch_iter.next().unwrap()]),
+                        Pending::Ready(s) => {
+                            own.push(None);
+                            s
+                        }
+                        Pending::Value(v) => {
+                            own.push(Some(v.index() as u32));
+                            storage[&v]
+                        }
+                        Pending::Scratch(_) => {
+                            next_scratch -= 1;
+                            own.push(Some(next_scratch));
+                            Slot::Arena(arena.offsets[scratch_iter.next().unwrap()])
+                        }
                     })
                     .collect();
+                owners.push(own);
                 Call { kernel, args, label }
             })
             .collect();
-        Ok(Program { name: f.name.clone(), inputs, outputs, consts, kernels, calls, arena, graph_ops })
+        let program =
+            Program { name: f.name.clone(), inputs, outputs, consts, kernels, calls, arena, graph_ops };
+        plan::check(&program, &owners).map_err(|m| format!("internal: memory plan is wrong: {m}"))?;
+        Ok(program)
     }
 }
 
