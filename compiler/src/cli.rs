@@ -63,6 +63,9 @@ pub enum Command {
         /// Also write the optimized LLVM IR as DIR/model.ll.
         #[arg(long)]
         emit_llvm: bool,
+        /// Also write DIR/memory.svg: the arena over time (tensors as boxes, time × offset).
+        #[arg(long)]
+        memory_plot: bool,
     },
     /// Compile and execute a model on inputs; write outputs to an .npz.
     Run {
@@ -220,7 +223,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             emit_text(output.as_deref(), &edgec_ir::printer::print_module(&module))
         }
-        Command::Compile { model, target, output, common, emit_llvm } => {
+        Command::Compile { model, target, output, common, emit_llvm, memory_plot } => {
             let opts = common.options(&target)?;
             if opts.target == Target::Interp {
                 return Err(Error::Usage(
@@ -234,6 +237,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let report = session.write_artifacts(&compiled, &output)?;
             if let Some(ir) = &compiled.llvm_ir {
                 write_atomically(&output.join("model.ll"), ir.as_bytes())?;
+            }
+            if memory_plot {
+                let svg = edgec_backends::lower::memory_svg(&compiled.program);
+                write_atomically(&output.join("memory.svg"), svg.as_bytes())?;
             }
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             Ok(())

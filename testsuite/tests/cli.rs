@@ -142,7 +142,15 @@ fn compile_writes_object_header_runtime_and_report() {
         "dcgan",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    for f in ["model.o", "model.h", "report.json", "edgec_runtime.h", "edgec_runtime.c", "edgec_runtime.o"] {
+    for f in [
+        "model.o",
+        "model.h",
+        "report.json",
+        "edgec_runtime.h",
+        "edgec_runtime.c",
+        "edgec_runtime.o",
+        "memory.svg",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let report: serde_json::Value =

@@ -25,7 +25,7 @@ use edgec_ir::ops::{EvalCtx, OpKind, Traits};
 use edgec_ir::{Attrs, Function, Loc, ScalarType, Tensor, TensorType};
 use std::collections::HashMap;
 
-pub use plan::ArenaPlan;
+pub use plan::{memory_svg, ArenaPlan};
 
 /// Where a kernel argument lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -35,9 +35,9 @@ fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
 
-/// Places the requests in the given order, each at the lowest offset that does not overlap an
-/// already placed request whose live range intersects.
-fn place(reqs: &[Request], align: u64, order: &[usize]) -> (Vec<u64>, u64) {
+/// Places the requests in the given order, each at the lowest offset (or, with `best_fit`, in the
+/// tightest gap) that does not overlap an already placed request whose live range intersects.
+fn place(reqs: &[Request], align: u64, order: &[usize], best_fit: bool) -> (Vec<u64>, u64) {
     let mut offsets = vec![0u64; reqs.len()];
     let mut placed: Vec<usize> = Vec::new();
     let mut arena_bytes = 0;
@@ -50,15 +50,24 @@ fn place(reqs: &[Request], align: u64, order: &[usize]) -> (Vec<u64>, u64) {
             .map(|&j| (offsets[j], offsets[j] + align_up(reqs[j].size.max(1), align)))
             .collect();
         conflicts.sort_unstable();
+        // Gaps between the conflicting blocks, then the open space above them.
         let mut off = 0;
+        let mut best: Option<(u64, u64)> = None; // (gap size, offset)
         for (lo, hi) in conflicts {
             if off + size <= lo {
-                break;
+                if !best_fit {
+                    best = Some((0, off));
+                    break;
+                }
+                if best.is_none_or(|(g, _)| lo - off < g) {
+                    best = Some((lo - off, off));
+                }
             }
             off = off.max(hi);
         }
-        offsets[i] = off;
-        arena_bytes = arena_bytes.max(off + size);
+        let at = best.map(|(_, o)| o).unwrap_or(off);
+        offsets[i] = at;
+        arena_bytes = arena_bytes.max(at + size);
         placed.push(i);
     }
     (offsets, arena_bytes)
@@ -84,17 +93,49 @@ pub fn plan(reqs: &[Request], align: u64) -> ArenaPlan {
         ("greedy-by-area", Box::new(move |r, i| (std::cmp::Reverse(r.size * dur(r)), r.start as u64, i))),
         ("first-come", Box::new(|r, i| (std::cmp::Reverse(0), r.start as u64, i))),
     ];
-    let mut best: Option<(Vec<u64>, u64, &'static str)> = None;
+    type Best = Option<(Vec<u64>, u64, &'static str)>;
+    let mut best: Best = None;
     let mut greedy_by_size_bytes = 0;
+    let consider = |offsets: Vec<u64>, bytes: u64, name: &'static str, best: &mut Best| {
+        if best.as_ref().is_none_or(|b| bytes < b.1) {
+            *best = Some((offsets, bytes, name));
+        }
+    };
     for (name, key) in &heuristics {
         let mut idx: Vec<usize> = (0..reqs.len()).collect();
         idx.sort_by_key(|&i| key(&reqs[i], i));
-        let (offsets, bytes) = place(reqs, align, &idx);
-        if *name == "greedy-by-size" {
-            greedy_by_size_bytes = bytes;
+        for best_fit in [false, true] {
+            let (offsets, bytes) = place(reqs, align, &idx, best_fit);
+            if *name == "greedy-by-size" && !best_fit {
+                greedy_by_size_bytes = bytes;
+            }
+            consider(offsets, bytes, if best_fit { "best-fit" } else { name }, &mut best);
         }
-        if best.as_ref().is_none_or(|b| bytes < b.1) {
-            best = Some((offsets, bytes, name));
+    }
+    // Still above the bound: a bounded, deterministic local search over the size order (swap two
+    // neighbours; keep the swap unless the arena grows), stopping at the bound or after a budget.
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(reqs[i].size), reqs[i].start, i));
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut cur = best.as_ref().map(|b| b.1).unwrap_or(0);
+    let n = order.len();
+    let started = std::time::Instant::now();
+    let mut iters = 0;
+    while n > 1
+        && best.as_ref().is_some_and(|b| b.1 > lower_bound_bytes)
+        && iters < 3000
+        && started.elapsed().as_millis() < 300
+    {
+        iters += 1;
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let i = (seed >> 33) as usize % (n - 1);
+        order.swap(i, i + 1);
+        let (offsets, bytes) = place(reqs, align, &order, iters % 2 == 0);
+        if bytes <= cur {
+            cur = bytes;
+            consider(offsets, bytes, "search", &mut best);
+        } else {
+            order.swap(i, i + 1);
         }
     }
     let (offsets, arena_bytes, placement) = best.unwrap_or_default();
@@ -199,4 +240,94 @@ pub(crate) fn check(p: &super::Program, owners: &[Vec<Option<u32>>]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// An SVG picture of a program's arena: time (kernel calls) across, byte offset down, one box per
+/// tensor or scratch buffer from its first to its last use, labelled with the call that made it.
+/// The dashed line is the lower bound.
+pub fn memory_svg(p: &super::Program) -> String {
+    use super::Slot;
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    // Boxes: (offset, bytes) -> (first call, last call, label of the first call).
+    let mut boxes: BTreeMap<(u64, u64, usize), (usize, String)> = BTreeMap::new();
+    let mut open: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+    for (ci, call) in p.calls.iter().enumerate() {
+        let k = &p.kernels[call.kernel];
+        for (slot, param) in call.args.iter().zip(&k.params) {
+            let Slot::Arena(off) = slot else { continue };
+            let len = param.len * param.ty.bytes() as u64;
+            let key = (*off, len);
+            let start = match (param.access, open.get(&key)) {
+                (crate::kir::Access::Read, Some(&s)) => s,
+                _ => {
+                    open.insert(key, ci);
+                    ci
+                }
+            };
+            boxes.insert((*off, len, start), (ci, call.label.clone()));
+        }
+    }
+    let (w, h, left, top) = (1000.0f64, 600.0f64, 70.0f64, 30.0f64);
+    let calls = p.calls.len().max(1) as f64;
+    let bytes = p.arena.arena_bytes.max(1) as f64;
+    let x = |c: f64| left + c / calls * w;
+    let y = |b: f64| top + b / bytes * h;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
+        w + left + 20.0,
+        h + top + 40.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{left}" y="18">{}: arena {} B, lower bound {} B, no reuse {} B; {} calls (time →), offset ↓</text>"#,
+        xml(&p.name),
+        p.arena.arena_bytes,
+        p.arena.lower_bound_bytes,
+        p.arena.naive_bytes,
+        p.calls.len()
+    );
+    let _ =
+        write!(s, r##"<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#f8f8f8" stroke="#888"/>"##);
+    for (i, ((off, len, start), (end, label))) in boxes.iter().enumerate() {
+        // A light palette in plain hex colors (every SVG viewer understands them).
+        const PALETTE: [&str; 8] =
+            ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5"];
+        let fill = PALETTE[i % PALETTE.len()];
+        let (x0, x1) = (x(*start as f64), x(*end as f64 + 1.0));
+        let (y0, y1) = (y(*off as f64), y((*off + *len) as f64));
+        let _ = write!(
+            s,
+            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{fill}" stroke="#555" stroke-width="0.5"><title>{} — {} B at offset {}, calls {}..={}</title></rect>"##,
+            (x1 - x0).max(0.5),
+            (y1 - y0).max(0.5),
+            xml(label),
+            len,
+            off,
+            start,
+            end
+        );
+    }
+    let lb = y(p.arena.lower_bound_bytes as f64);
+    let _ = write!(
+        s,
+        r##"<line x1="{left}" y1="{lb:.1}" x2="{:.1}" y2="{lb:.1}" stroke="#c00" stroke-dasharray="6 4"/><text x="4" y="{:.1}" fill="#c00">lower bound</text>"##,
+        left + w,
+        lb + 4.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="4" y="{:.1}">0 B</text><text x="4" y="{:.1}">{} B</text>"#,
+        top + 4.0,
+        top + h,
+        p.arena.arena_bytes
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
