@@ -140,6 +140,7 @@ fn compile_writes_object_header_runtime_and_report() {
         dir.to_str().unwrap(),
         "--name",
         "dcgan",
+        "--memory-plot",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     for f in [
