@@ -163,7 +163,65 @@ pub enum MathFn {
     Asinh,
     Acosh,
     Atanh,
+    /// `pow(x, y)`: two arguments.
     Pow,
+}
+
+impl MathFn {
+    pub const ALL: [MathFn; 19] = [
+        MathFn::Exp,
+        MathFn::Expm1,
+        MathFn::Log,
+        MathFn::Log1p,
+        MathFn::Tanh,
+        MathFn::Sigmoid,
+        MathFn::Erf,
+        MathFn::Sin,
+        MathFn::Cos,
+        MathFn::Tan,
+        MathFn::Atan,
+        MathFn::Asin,
+        MathFn::Acos,
+        MathFn::Sinh,
+        MathFn::Cosh,
+        MathFn::Asinh,
+        MathFn::Acosh,
+        MathFn::Atanh,
+        MathFn::Pow,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MathFn::Exp => "exp",
+            MathFn::Expm1 => "expm1",
+            MathFn::Log => "log",
+            MathFn::Log1p => "log1p",
+            MathFn::Tanh => "tanh",
+            MathFn::Sigmoid => "sigmoid",
+            MathFn::Erf => "erf",
+            MathFn::Sin => "sin",
+            MathFn::Cos => "cos",
+            MathFn::Tan => "tan",
+            MathFn::Atan => "atan",
+            MathFn::Asin => "asin",
+            MathFn::Acos => "acos",
+            MathFn::Sinh => "sinh",
+            MathFn::Cosh => "cosh",
+            MathFn::Asinh => "asinh",
+            MathFn::Acosh => "acosh",
+            MathFn::Atanh => "atanh",
+            MathFn::Pow => "pow",
+        }
+    }
+
+    /// Number of (scalar float) arguments.
+    pub fn arity(self) -> usize {
+        if self == MathFn::Pow {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 /// A scalar expression.
@@ -316,13 +374,24 @@ impl Kernel {
         shape: &[usize],
         body: impl FnOnce(&mut Kernel, &[Expr]) -> Vec<Stmt>,
     ) -> Vec<Stmt> {
+        match self.try_nest(shape, |k, ix| Ok::<_, std::convert::Infallible>(body(k, ix))) {
+            Ok(s) => s,
+        }
+    }
+
+    /// [`Kernel::nest`] for a body that can fail (e.g. on an unsupported attribute).
+    pub fn try_nest<E>(
+        &mut self,
+        shape: &[usize],
+        body: impl FnOnce(&mut Kernel, &[Expr]) -> Result<Vec<Stmt>, E>,
+    ) -> Result<Vec<Stmt>, E> {
         let vars: Vec<VarId> = shape.iter().map(|_| self.var(Ty::Idx)).collect();
         let idx: Vec<Expr> = vars.iter().map(|&v| Expr::Var(v)).collect();
-        let mut stmts = body(self, &idx);
+        let mut stmts = body(self, &idx)?;
         for (d, &v) in vars.iter().enumerate().rev() {
             stmts = vec![Stmt::For { var: v, extent: shape[d] as u64, body: stmts }];
         }
-        stmts
+        Ok(stmts)
     }
 }
 

@@ -255,9 +255,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 let compiled = session.compile(&opts.target, &common.name, false)?;
                 let (outs, _log) = session.execute(&compiled, &inputs)?;
-                let dir = crate::machine::tempdir("report")?;
-                let report = session.write_artifacts(&compiled, &dir);
-                let _ = std::fs::remove_dir_all(&dir);
+                let report = session.report(&compiled);
                 println!(
                     "compiled for {} and ran it {}; report.json:",
                     opts.target,

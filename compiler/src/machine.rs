@@ -144,32 +144,51 @@ fn tool_err(e: toolchain::ToolchainError) -> Error {
     Error::Internal(e.to_string())
 }
 
-/// Writes the artifacts of `edgec compile` into `dir` and returns report.json's value.
+/// Code sizes of a compiled model: (model code, runtime code, the runtime object for the
+/// target). Model code is .text + .rodata of the object less the constant data (weights and index
+/// tables), which `weights_bytes` reports separately.
+fn measure(c: &Compiled) -> Result<(u64, u64, Vec<u8>), Error> {
+    let dir = tempdir("measure")?;
+    let res = (|| {
+        let runtime_o = toolchain::build_runtime(c.kind, &dir).map_err(tool_err)?;
+        let runtime_bytes = toolchain::code_bytes_of_object(&runtime_o).map_err(tool_err)?;
+        let model_o = dir.join("model.o");
+        std::fs::write(&model_o, &c.object).map_err(|e| Error::Internal(e.to_string()))?;
+        let model_bytes = toolchain::code_bytes_of_object(&model_o)
+            .map_err(tool_err)?
+            .saturating_sub(c.program.weights_bytes());
+        let rt = std::fs::read(&runtime_o).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((model_bytes, runtime_bytes, rt))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    res
+}
+
+/// report.json's value for a compiled model (builds the runtime to measure its size).
+pub fn measured_report(c: &Compiled, onnx_nodes: Option<usize>) -> Result<serde_json::Value, Error> {
+    let (model_bytes, runtime_bytes, _) = measure(c)?;
+    Ok(report(c, onnx_nodes, model_bytes, runtime_bytes))
+}
+
+/// Writes the artifacts of `edgec compile` into `dir` and returns report.json's value. Everything
+/// that can fail before writing (building the runtime) happens first.
 pub fn write_artifacts(
     c: &Compiled,
     dir: &Path,
     onnx_nodes: Option<usize>,
 ) -> Result<serde_json::Value, Error> {
+    let (model_bytes, runtime_bytes, runtime_o) = measure(c)?;
+    let report = report(c, onnx_nodes, model_bytes, runtime_bytes);
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
-    let rt_dir = tempdir("rt")?;
-    let runtime_o = toolchain::build_runtime(c.kind, &rt_dir).map_err(tool_err)?;
-    let runtime_bytes = toolchain::code_bytes_of_object(&runtime_o).map_err(tool_err)?;
-    crate::cli::write_atomically(&dir.join("model.o"), &c.object)?;
-    // .text + .rodata of the object, less the constant data (weights and index tables), which
-    // `weights_bytes` reports separately.
-    let model_bytes = toolchain::code_bytes_of_object(&dir.join("model.o"))
-        .map_err(tool_err)?
-        .saturating_sub(c.program.weights_bytes());
-    crate::cli::write_atomically(&dir.join("model.h"), c.header.as_bytes())?;
-    crate::cli::write_atomically(&dir.join("edgec_runtime.h"), edgec_runtime::sources::RUNTIME_H.as_bytes())?;
-    crate::cli::write_atomically(&dir.join("edgec_runtime.c"), edgec_runtime::sources::RUNTIME_C.as_bytes())?;
-    let rt = std::fs::read(&runtime_o).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::cli::write_atomically(&dir.join("edgec_runtime.o"), &rt)?;
-    let _ = std::fs::remove_dir_all(&rt_dir);
-    let report = report(c, onnx_nodes, model_bytes, runtime_bytes);
+    let write = crate::cli::write_atomically;
+    write(&dir.join("model.o"), &c.object)?;
+    write(&dir.join("model.h"), c.header.as_bytes())?;
+    write(&dir.join("edgec_runtime.h"), edgec_runtime::sources::RUNTIME_H.as_bytes())?;
+    write(&dir.join("edgec_runtime.c"), edgec_runtime::sources::RUNTIME_C.as_bytes())?;
+    write(&dir.join("edgec_runtime.o"), &runtime_o)?;
     let text = serde_json::to_string_pretty(&report).unwrap() + "\n";
-    crate::cli::write_atomically(&dir.join("report.json"), text.as_bytes())?;
+    write(&dir.join("report.json"), text.as_bytes())?;
     Ok(report)
 }
 

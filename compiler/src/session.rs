@@ -123,6 +123,12 @@ impl Session {
         crate::machine::write_artifacts(c, dir, self.onnx_nodes)
     }
 
+    /// report.json's value for a compiled model, without writing any file.
+    #[cfg(feature = "llvm")]
+    pub fn report(&self, c: &crate::machine::Compiled) -> Result<serde_json::Value, Error> {
+        crate::machine::measured_report(c, self.onnx_nodes)
+    }
+
     /// Runs a compiled model on its target (natively or under emulation).
     #[cfg(feature = "llvm")]
     pub fn execute(

@@ -7,8 +7,8 @@
 //! reads (layout in runtime/c/edgec_runtime.h).
 
 use super::gemm::{self, GemmDesc, VectorIsa};
-use super::math::{MathFn as LMath, MathLib};
-use crate::kir::{self, Access, BinOp, CmpOp, Expr, Kernel, MathFn, Stmt, Ty, UnOp};
+use super::math::MathLib;
+use crate::kir::{self, Access, BinOp, CmpOp, Expr, Kernel, Stmt, Ty, UnOp};
 use crate::lower::{Program, Slot};
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::basic_block::BasicBlock;
@@ -48,14 +48,13 @@ impl MachineSpec {
 
     pub fn target_machine(&self) -> Result<TargetMachine, String> {
         Target::initialize_all(&InitializationConfig::default());
-        // Reuse the GEMM module's triple normalization (riscv64gc → riscv64 + extensions).
-        let probe = gemm::target_machine(&self.triple, &self.cpu, &self.features);
-        let triple = probe.get_triple();
-        let features = probe.get_feature_string().to_string_lossy().into_owned();
+        // Rust-style RISC-V names (riscv64gc) become LLVM's arch plus extension features.
+        let (triple, features) = gemm::normalize_triple(&self.triple, &self.features);
+        let triple = TargetTriple::create(&triple);
         let target = Target::from_triple(&triple).map_err(|e| e.to_string())?;
         target
             .create_target_machine(
-                &TargetTriple::create(&triple.as_str().to_string_lossy()),
+                &triple,
                 &self.cpu,
                 &features,
                 OptimizationLevel::Aggressive,
@@ -568,7 +567,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                     vals.push(self.convert(v, at, ct)?.into());
                 }
                 let ft: FloatType = self.rty(ct).into_float_type();
-                let func = self.math.get(lmath(*f), ft);
+                let func = self.math.get(*f, ft);
                 let r = self
                     .b
                     .build_call(func, &vals, "m")
@@ -994,30 +993,6 @@ fn float_rank(t: Ty) -> u32 {
         Ty::F16 | Ty::BF16 => 16,
         Ty::F32 => 32,
         _ => 64,
-    }
-}
-
-fn lmath(f: MathFn) -> LMath {
-    match f {
-        MathFn::Exp => LMath::Exp,
-        MathFn::Expm1 => LMath::Expm1,
-        MathFn::Log => LMath::Log,
-        MathFn::Log1p => LMath::Log1p,
-        MathFn::Tanh => LMath::Tanh,
-        MathFn::Sigmoid => LMath::Sigmoid,
-        MathFn::Erf => LMath::Erf,
-        MathFn::Sin => LMath::Sin,
-        MathFn::Cos => LMath::Cos,
-        MathFn::Tan => LMath::Tan,
-        MathFn::Atan => LMath::Atan,
-        MathFn::Asin => LMath::Asin,
-        MathFn::Acos => LMath::Acos,
-        MathFn::Sinh => LMath::Sinh,
-        MathFn::Cosh => LMath::Cosh,
-        MathFn::Asinh => LMath::Asinh,
-        MathFn::Acosh => LMath::Acosh,
-        MathFn::Atanh => LMath::Atanh,
-        MathFn::Pow => LMath::Pow,
     }
 }
 

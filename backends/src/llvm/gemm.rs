@@ -1084,7 +1084,7 @@ pub fn prepare_module_with(module: &Module, tm: &TargetMachine, pipeline: &str) 
 }
 
 /// Splits Rust's `riscv64gc` / `riscv32imac` arch names into LLVM's arch and `+ext` features.
-fn normalize_triple(triple: &str, features: &str) -> (String, String) {
+pub(crate) fn normalize_triple(triple: &str, features: &str) -> (String, String) {
     let (arch, rest) = triple.split_once('-').unwrap_or((triple, ""));
     for base in ["riscv64", "riscv32"] {
         if let Some(exts) = arch.strip_prefix(base) {

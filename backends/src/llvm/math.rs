@@ -22,87 +22,8 @@ use inkwell::types::{FloatType, IntType};
 use inkwell::values::{FloatValue, FunctionValue, IntValue};
 use inkwell::{FloatPredicate, IntPredicate};
 
-/// The functions [`MathLib`] can emit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MathFn {
-    Exp,
-    Expm1,
-    Log,
-    Log1p,
-    Tanh,
-    Sigmoid,
-    Erf,
-    Sin,
-    Cos,
-    Tan,
-    Atan,
-    Asin,
-    Acos,
-    Sinh,
-    Cosh,
-    Asinh,
-    Acosh,
-    Atanh,
-    /// `pow(x, y)`: two arguments.
-    Pow,
-}
-
-impl MathFn {
-    pub const ALL: [MathFn; 19] = [
-        MathFn::Exp,
-        MathFn::Expm1,
-        MathFn::Log,
-        MathFn::Log1p,
-        MathFn::Tanh,
-        MathFn::Sigmoid,
-        MathFn::Erf,
-        MathFn::Sin,
-        MathFn::Cos,
-        MathFn::Tan,
-        MathFn::Atan,
-        MathFn::Asin,
-        MathFn::Acos,
-        MathFn::Sinh,
-        MathFn::Cosh,
-        MathFn::Asinh,
-        MathFn::Acosh,
-        MathFn::Atanh,
-        MathFn::Pow,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            MathFn::Exp => "exp",
-            MathFn::Expm1 => "expm1",
-            MathFn::Log => "log",
-            MathFn::Log1p => "log1p",
-            MathFn::Tanh => "tanh",
-            MathFn::Sigmoid => "sigmoid",
-            MathFn::Erf => "erf",
-            MathFn::Sin => "sin",
-            MathFn::Cos => "cos",
-            MathFn::Tan => "tan",
-            MathFn::Atan => "atan",
-            MathFn::Asin => "asin",
-            MathFn::Acos => "acos",
-            MathFn::Sinh => "sinh",
-            MathFn::Cosh => "cosh",
-            MathFn::Asinh => "asinh",
-            MathFn::Acosh => "acosh",
-            MathFn::Atanh => "atanh",
-            MathFn::Pow => "pow",
-        }
-    }
-
-    /// Number of (scalar float) arguments.
-    pub fn arity(self) -> usize {
-        if self == MathFn::Pow {
-            2
-        } else {
-            1
-        }
-    }
-}
+/// The functions [`MathLib`] can emit (declared with the kernel IR, which names them).
+pub use crate::kir::MathFn;
 
 /// Defines the math functions in one module, caching the definitions.
 pub struct MathLib<'ctx> {

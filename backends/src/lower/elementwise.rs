@@ -27,10 +27,9 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
                 if !present[i] {
                     return None;
                 }
-                let t = in_tys[i];
                 Some(match consts[i] {
-                    Some(c) if t.is_float() || t.is_int() || t == Ty::Bool => cnst(c, t),
-                    _ => load(i, linear(ix, &broadcast_strides(&shapes[i], &out_shape))),
+                    Some(c) => cnst(c, in_tys[i]),
+                    None => load(i, linear(ix, &broadcast_strides(&shapes[i], &out_shape))),
                 })
             })
             .collect();

@@ -104,21 +104,15 @@ fn scatter_kernel(cx: &mut OpCx, name: &str, dst: impl Fn(&[Expr]) -> Expr) -> R
         src: View { buf: 0, offset: idx(0) },
         elems: n as u64,
     });
-    let mut err = None;
-    let body = k.nest(&ushape, |_, ix| {
+    let body = k.try_nest(&ushape, |_, ix| {
         let d = dst(ix);
         let new = load(2, linear(ix, &strides(&ushape)));
-        match combine(&red, ty, load(3, d.clone()), new) {
-            Ok(v) => vec![Stmt::Store { buf: 3, index: d, value: v }],
-            Err(e) => {
-                err = Some(e);
-                vec![]
-            }
-        }
-    });
-    if let Some(e) = err {
-        return Err(e);
-    }
+        Ok::<_, String>(vec![Stmt::Store {
+            buf: 3,
+            index: d.clone(),
+            value: combine(&red, ty, load(3, d), new)?,
+        }])
+    })?;
     k.body.extend(body);
     Ok(Lowered::Calls(vec![(k, binds)]))
 }

@@ -66,26 +66,16 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
     let ob = cx.operands.len();
     let f = Ty::F64;
     let rp = move |e: Expr| if prec != f { cast(f, cast(prec, e)) } else { e };
-    let mut err = None;
-    let body = k.nest(&x, |_, ix| {
-        let res = (|| -> Result<Vec<Stmt>, String> {
-            let si = param_index(cx, 1, ix)?;
-            let xv = rp(cast(f, load(0, linear(ix, &strides(&x)))));
-            let sv = rp(cast(f, load(1, si)));
-            let q = rp(bin(BinOp::Div, xv, sv));
-            let r = select(un(UnOp::IsNan, q.clone()), fc(0.0, f), un(UnOp::Round, q));
-            let r = if has_zp { bin(BinOp::Add, r, cast(f, load(2, param_index(cx, 2, ix)?))) } else { r };
-            let r = bin(BinOp::Min, bin(BinOp::Max, r, fc(lo as f64, f)), fc(hi as f64, f));
-            Ok(vec![Stmt::Store { buf: ob, index: linear(ix, &strides(&x)), value: cast(out, r) }])
-        })();
-        res.unwrap_or_else(|e| {
-            err = Some(e);
-            vec![]
-        })
-    });
-    if let Some(e) = err {
-        return Err(e);
-    }
+    let body = k.try_nest(&x, |_, ix| -> Result<Vec<Stmt>, String> {
+        let si = param_index(cx, 1, ix)?;
+        let xv = rp(cast(f, load(0, linear(ix, &strides(&x)))));
+        let sv = rp(cast(f, load(1, si)));
+        let q = rp(bin(BinOp::Div, xv, sv));
+        let r = select(un(UnOp::IsNan, q.clone()), fc(0.0, f), un(UnOp::Round, q));
+        let r = if has_zp { bin(BinOp::Add, r, cast(f, load(2, param_index(cx, 2, ix)?))) } else { r };
+        let r = bin(BinOp::Min, bin(BinOp::Max, r, fc(lo as f64, f)), fc(hi as f64, f));
+        Ok(vec![Stmt::Store { buf: ob, index: linear(ix, &strides(&x)), value: cast(out, r) }])
+    })?;
     k.body = body;
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
@@ -98,25 +88,15 @@ fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
     let (mut k, binds) = io_kernel(cx, "dequantize_linear")?;
     let ob = cx.operands.len();
     let f = Ty::F32;
-    let mut err = None;
-    let body = k.nest(&x, |_, ix| {
-        let res = (|| -> Result<Vec<Stmt>, String> {
-            let mut v = cast(f, load(0, linear(ix, &strides(&x))));
-            if has_zp {
-                v = bin(BinOp::Sub, v, cast(f, load(2, param_index(cx, 2, ix)?)));
-            }
-            let v = bin(BinOp::Mul, v, cast(f, load(1, param_index(cx, 1, ix)?)));
-            let v = if out != f { cast(out, v) } else { v };
-            Ok(vec![Stmt::Store { buf: ob, index: linear(ix, &strides(&x)), value: v }])
-        })();
-        res.unwrap_or_else(|e| {
-            err = Some(e);
-            vec![]
-        })
-    });
-    if let Some(e) = err {
-        return Err(e);
-    }
+    let body = k.try_nest(&x, |_, ix| -> Result<Vec<Stmt>, String> {
+        let mut v = cast(f, load(0, linear(ix, &strides(&x))));
+        if has_zp {
+            v = bin(BinOp::Sub, v, cast(f, load(2, param_index(cx, 2, ix)?)));
+        }
+        let v = bin(BinOp::Mul, v, cast(f, load(1, param_index(cx, 1, ix)?)));
+        let v = if out != f { cast(out, v) } else { v };
+        Ok(vec![Stmt::Store { buf: ob, index: linear(ix, &strides(&x)), value: v }])
+    })?;
     k.body = body;
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
