@@ -6,7 +6,7 @@
 use crate::entity::{Block, Op, SecondaryMap, Value};
 use crate::error::IrError;
 use crate::module::Function;
-use crate::ops::{EvalCtx, OpKind};
+use crate::ops::{EvalCtx, OpKind, Traits};
 use crate::tensor::Tensor;
 use crate::types::{Dim, TensorType};
 
@@ -83,7 +83,8 @@ fn run_block(f: &Function, b: Block, env: &mut Env) -> Result<Vec<Tensor>, IrErr
         if matches!(d.kind, OpKind::Return | OpKind::Yield) {
             return Ok(inputs);
         }
-        let outputs = if d.kind == OpKind::Subgraph {
+        // Region-holding ops (a delegate's subgraph, a fused kernel) mean what their region computes.
+        let outputs = if d.kind.traits().contains(Traits::HAS_REGIONS) {
             let region_block = d.regions[0].blocks[0];
             for (&a, t) in f.blocks[region_block].args.iter().zip(inputs) {
                 env.values.set(a, Some(t));

@@ -167,6 +167,35 @@ impl Tensor {
         }
     }
 
+    /// A tensor of type `ty` from f64 values in row-major order, each converted as a cast would
+    /// (saturating for integers; nonzero is true for bool).
+    pub fn from_f64(ty: ScalarType, shape: &[usize], values: &[f64]) -> Result<Tensor, String> {
+        if shape.iter().product::<usize>() != values.len() {
+            return Err(format!("{} values for shape {:?}", values.len(), shape));
+        }
+        fn arr<T>(shape: &[usize], values: &[f64], f: impl Fn(f64) -> T) -> ArrayD<T> {
+            ArrayD::from_shape_vec(IxDyn(shape), values.iter().map(|&v| f(v)).collect())
+                .expect("element count checked")
+        }
+        Ok(match ty {
+            ScalarType::F32 => Tensor::F32(arr(shape, values, |v| v as f32)),
+            ScalarType::F16 => Tensor::F16(arr(shape, values, f16::from_f64)),
+            ScalarType::BF16 => Tensor::BF16(arr(shape, values, bf16::from_f64)),
+            ScalarType::F64 => Tensor::F64(arr(shape, values, |v| v)),
+            ScalarType::I64 => Tensor::I64(arr(shape, values, |v| v as i64)),
+            ScalarType::I32 => Tensor::I32(arr(shape, values, |v| v as i32)),
+            ScalarType::I16 => Tensor::I16(arr(shape, values, |v| v as i16)),
+            ScalarType::I8 => Tensor::I8(arr(shape, values, |v| v as i8)),
+            ScalarType::U64 => Tensor::U64(arr(shape, values, |v| v as u64)),
+            ScalarType::U32 => Tensor::U32(arr(shape, values, |v| v as u32)),
+            ScalarType::U16 => Tensor::U16(arr(shape, values, |v| v as u16)),
+            ScalarType::U8 => Tensor::U8(arr(shape, values, |v| v as u8)),
+            ScalarType::I4 => Tensor::I4(arr(shape, values, |v| v.clamp(-8.0, 7.0) as i8)),
+            ScalarType::U4 => Tensor::U4(arr(shape, values, |v| v.clamp(0.0, 15.0) as u8)),
+            ScalarType::Bool => Tensor::Bool(arr(shape, values, |v| v != 0.0)),
+        })
+    }
+
     /// Integer contents (for shape-like operands: axes, shapes, indices). Errors on float/bool.
     pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
         Some(match self {

@@ -252,7 +252,7 @@ impl Verifier<'_> {
         }
         let inferred = match d.kind {
             OpKind::Return | OpKind::Yield => return Ok(()),
-            OpKind::Subgraph => {
+            _ if d.kind.traits().contains(Traits::HAS_REGIONS) => {
                 let region =
                     d.regions.first().ok_or_else(|| err(f, Some(op), "subgraph has no region".into()))?;
                 if region.blocks.len() != 1 || d.regions.len() != 1 {

@@ -22,6 +22,11 @@
 //! - `print`: the printed module must equal the block of comment lines after
 //!   `// ---- expected ----` (each line with its `// ` prefix removed).
 //!
+//! - `passes=a,b,c`: runs that pipeline (verifying after each pass); the printed result must
+//!   equal the expected block, as for `print`. The reference interpreter also runs the module
+//!   before and after the pipeline on deterministic pseudo-random inputs, and the outputs must
+//!   agree (to 1e-5 relative, since recognized ops may round differently).
+//!
 //! Every file that parses is also checked for print → parse → print stability. With
 //! `EDGEC_BLESS=1`, `print` blocks and `roundtrip` texts are rewritten from the actual output
 //! instead of being compared.
@@ -40,11 +45,13 @@ pub const KIND_PREFIX: &str = "// test:";
 pub const ERROR_PREFIX: &str = "// expected-error:";
 
 /// What a filetest checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Roundtrip,
     Verify,
     Print,
+    /// Run a pass pipeline, then compare like `Print`.
+    Passes(String),
 }
 
 impl Kind {
@@ -53,8 +60,12 @@ impl Kind {
             "roundtrip" => Some(Kind::Roundtrip),
             "verify" => Some(Kind::Verify),
             "print" => Some(Kind::Print),
-            _ => None,
+            _ => s.strip_prefix("passes=").map(|p| Kind::Passes(p.trim().to_string())),
         }
+    }
+
+    fn has_expected_block(&self) -> bool {
+        matches!(self, Kind::Print | Kind::Passes(_))
     }
 }
 
@@ -179,7 +190,7 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
                 Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
                 Some(_) => failures.push(format!("line {}: test kind `{}` is given twice", i + 1, k.trim())),
                 None => failures.push(format!(
-                    "line {}: unknown test kind `{}` (expected roundtrip, verify or print)",
+                    "line {}: unknown test kind `{}` (expected roundtrip, verify, print or passes=...)",
                     i + 1,
                     k.trim()
                 )),
@@ -195,8 +206,14 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
 
     let marker = lines.iter().position(|l| l.trim() == EXPECTED_MARKER);
     let input_lines = &lines[..marker.unwrap_or(lines.len())];
-    if marker.is_some() && !kinds.contains(&Kind::Print) {
-        failures.push(format!("`{EXPECTED_MARKER}` block in a file without `{KIND_PREFIX} print`"));
+    if marker.is_some() && !kinds.iter().any(Kind::has_expected_block) {
+        failures
+            .push(format!("`{EXPECTED_MARKER}` block in a file without `{KIND_PREFIX} print` or `passes=`"));
+    }
+    if kinds.iter().filter(|k| k.has_expected_block()).count() > 1 {
+        failures
+            .push("a file may have only one of `print` and `passes=` (they share the expected block)".into());
+        return FileOutcome { failures, blessed };
     }
     if let Some(m) = marker {
         if let Some(i) = lines[m + 1..].iter().position(|l| is_code(l)) {
@@ -258,10 +275,27 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
                     failures.push(format!("verify: {f}"));
                 }
             }
-            Kind::Print => {
+            Kind::Print | Kind::Passes(_) => {
                 let Some(p) = &printed else {
                     failures.push(format!("print: {}", parse_error(&parsed)));
                     continue;
+                };
+                let after;
+                let p = match kind {
+                    Kind::Passes(pipeline) => {
+                        let module = &parsed.as_ref().expect("printed implies parsed").0;
+                        match run_pipeline(module, pipeline) {
+                            Ok(out) => {
+                                after = out;
+                                &after
+                            }
+                            Err(e) => {
+                                failures.push(format!("passes={pipeline}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    _ => p,
                 };
                 let expected: Option<String> = marker.map(|m| {
                     lines[m + 1..]
@@ -291,6 +325,30 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
         }
     }
     FileOutcome { failures, blessed }
+}
+
+/// Runs `pipeline` over a copy of `module` (verifying after each pass) and checks it against the
+/// interpreter; returns the printed result.
+fn run_pipeline(module: &Module, pipeline: &str) -> Result<String, String> {
+    let mut pm = edgec_passes::PassManager::parse(pipeline).map_err(|e| e.to_string())?;
+    pm.verify_each = true;
+    let mut after = module.clone();
+    pm.run(&mut after).map_err(|e| e.to_string())?;
+    for (f0, f1) in module.functions.iter().zip(&after.functions) {
+        let inputs = crate::compare::pseudo_random_inputs(f0, 0x5eed);
+        let Some(inputs) = inputs else { continue };
+        let want = edgec_ir::interp::run_function(f0, inputs.clone());
+        let have = edgec_ir::interp::run_function(f1, inputs);
+        match (want, have) {
+            (Ok(want), Ok(have)) => crate::compare::same_outputs(&want, &have, 1e-5)
+                .map_err(|m| format!("@{}: the pipeline changed the results: {m}", f0.name))?,
+            (Err(_), _) => {} // The input itself does not run (e.g. a verifier-only example).
+            (Ok(_), Err(e)) => {
+                return Err(format!("@{}: runs before the pipeline but not after: {e}", f0.name))
+            }
+        }
+    }
+    Ok(print_module(&after))
 }
 
 fn parse_error(parsed: &Result<(Module, SourceLines), IrError>) -> String {

@@ -1,4 +1,5 @@
-//! `builtin.*` and `func.*`: constants, function return, and the region-holding subgraph op.
+//! `builtin.*`, `func.*` and `fused.*`: constants, function return, and the region-holding ops
+//! (a delegate's subgraph, a fused kernel).
 
 use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
 use crate::attr::AttrKind;
@@ -49,6 +50,22 @@ pub static SUBGRAPH: OpDef = OpDef {
     // region's terminator, and the interpreter evaluates the region itself.
     infer: |ctx| Err(format!("subgraph results are given by its region ({} operands)", ctx.operands.len())),
     eval: |_| Err("subgraph is evaluated by the interpreter driver".into()),
+};
+
+pub static FUSED_KERNEL: OpDef = OpDef {
+    name: "fused.kernel",
+    summary: "One kernel made of the ops in its single-block region (an anchor such as a convolution or \
+              matmul followed by an elementwise epilogue, or a chain of elementwise ops): it means \
+              exactly what the region computes, with the operands bound to the block arguments. The \
+              fusion pass forms it; `pattern` names the fused ops for reports and profiles.",
+    operands: &["inputs..."],
+    results: &["outputs..."],
+    attrs: &[AttrDef::req("pattern", AttrKind::Str)],
+    traits: Traits::PURE.union(Traits::HAS_REGIONS),
+    infer: |ctx| {
+        Err(format!("fused kernel results are given by its region ({} operands)", ctx.operands.len()))
+    },
+    eval: |_| Err("a fused kernel is evaluated by the interpreter driver".into()),
 };
 
 pub static YIELD: OpDef = OpDef {

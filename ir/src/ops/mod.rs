@@ -230,6 +230,7 @@ op_table! {
     Return => builtin::RETURN,
     Subgraph => builtin::SUBGRAPH,
     Yield => builtin::YIELD,
+    FusedKernel => builtin::FUSED_KERNEL,
 
     // math: elementwise
     Add => elementwise::ADD,
