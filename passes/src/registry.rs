@@ -26,6 +26,14 @@ pub static PASSES: &[PassInfo] = &[
         summary: "Removes pure ops whose results are never used, and unused constants.",
         create: || Box::new(crate::dce::Dce),
     },
+    PassInfo {
+        name: "fuse",
+        summary: "Forms kernels: an anchor (conv, conv_transpose, matmul, gemm) with the elementwise \
+                  epilogue after it (bias, activation, residual), or a chain of elementwise ops, \
+                  becomes one `fused.kernel` when no intermediate escapes and every member has the \
+                  result's type (each element computed once, nothing broadcast or recomputed).",
+        create: || Box::new(crate::fuse::Fuse),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {

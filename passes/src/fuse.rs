@@ -1,0 +1,210 @@
+//! Kernel formation: groups an anchor (convolution, transposed convolution, matmul, gemm) and
+//! the elementwise ops after it, or a chain of elementwise ops alone, into one `fused.kernel`.
+//!
+//! A group grows backwards from a root elementwise op. It absorbs the producer of one of its
+//! operands when
+//! - the producer is an elementwise op, or an anchor and the group has none yet;
+//! - the produced value has exactly the root's type (so every member computes each output
+//!   element once: no broadcast of an intermediate, no recomputation, and the value can be
+//!   written in place of the anchor's output);
+//! - every use of the produced value is inside the group (so no intermediate escapes);
+//! - it is not a producer of the anchor's own operands (the anchor runs first; there is no
+//!   prologue).
+//!
+//! Under these rules fusing never adds work: each member still runs once per element, and every
+//! intermediate tensor's store and reload disappears, with one kernel launch instead of many.
+//! Half-precision values are left alone, because the reference rounds every intermediate to
+//! half and one fused loop computing in f32 would not.
+
+use crate::manager::{Pass, PassError};
+use edgec_ir::entity::SecondaryMap;
+use edgec_ir::module::{BlockData, Region, ValueDef};
+use edgec_ir::ops::Traits;
+use edgec_ir::{Attr, Attrs, Function, Loc, Module, Op, OpKind, ScalarType, Value};
+use std::collections::{BTreeSet, HashMap};
+
+pub struct Fuse;
+
+impl Pass for Fuse {
+    fn name(&self) -> &'static str {
+        "fuse"
+    }
+    fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
+        for f in &mut module.functions {
+            fuse_function(f);
+        }
+        Ok(())
+    }
+}
+
+/// Ops whose result a backend computes into its output buffer, so an epilogue can follow.
+fn is_anchor(kind: OpKind) -> bool {
+    matches!(kind, OpKind::Conv | OpKind::ConvTranspose | OpKind::MatMul | OpKind::Gemm)
+}
+
+fn is_half(s: ScalarType) -> bool {
+    matches!(s, ScalarType::F16 | ScalarType::BF16)
+}
+
+fn fusable_elementwise(f: &Function, op: Op) -> bool {
+    let d = &f.ops[op];
+    d.kind.traits().contains(Traits::ELEMENTWISE | Traits::PURE)
+        && d.regions.is_empty()
+        && d.results.len() == 1
+        && d.results.iter().chain(&d.operands).all(|&v| !is_half(f.values[v].ty.scalar()))
+}
+
+fn fusable_anchor(f: &Function, op: Op) -> bool {
+    let d = &f.ops[op];
+    is_anchor(d.kind)
+        && d.results.len() == 1
+        && f.values[d.results[0]].ty.scalar() == ScalarType::F32
+        && d.regions.is_empty()
+}
+
+/// Forms fused kernels in `f`'s body. Returns how many were formed.
+pub fn fuse_function(f: &mut Function) -> usize {
+    let body: Vec<Op> = f.blocks[f.body].ops.clone();
+    let pos: HashMap<Op, usize> = body.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+    // Users of each value, as body positions; a use inside some op's region counts as a use by
+    // that op, which is never a group member, so such values stay unfused.
+    let mut users: SecondaryMap<Value, Vec<usize>> = SecondaryMap::with_default(Vec::new());
+    for (i, &op) in body.iter().enumerate() {
+        let mut stack = vec![op];
+        while let Some(o) = stack.pop() {
+            for &v in &f.ops[o].operands {
+                let mut u = users.get(v).clone();
+                u.push(i);
+                users.set(v, u);
+            }
+            for r in &f.ops[o].regions {
+                for &b in &r.blocks {
+                    stack.extend(f.blocks[b].ops.iter().copied());
+                }
+            }
+        }
+    }
+
+    let mut grouped = vec![false; body.len()];
+    let mut groups: Vec<(Vec<usize>, Option<usize>)> = Vec::new();
+    for root in (0..body.len()).rev() {
+        if grouped[root] || !fusable_elementwise(f, body[root]) {
+            continue;
+        }
+        let root_ty = f.values[f.ops[body[root]].results[0]].ty.clone();
+        let mut members: BTreeSet<usize> = BTreeSet::from([root]);
+        let mut anchor: Option<usize> = None;
+        loop {
+            let mut added = false;
+            for m in members.iter().rev().copied().collect::<Vec<_>>() {
+                if Some(m) == anchor {
+                    continue;
+                }
+                for &o in &f.ops[body[m]].operands {
+                    let ValueDef::Result { op: p, .. } = f.values[o].def else { continue };
+                    let Some(&pi) = pos.get(&p) else { continue };
+                    if members.contains(&pi) || grouped[pi] || f.values[o].ty != root_ty {
+                        continue;
+                    }
+                    let take_anchor = anchor.is_none() && fusable_anchor(f, p);
+                    if !(take_anchor || fusable_elementwise(f, p)) {
+                        continue;
+                    }
+                    if !users.get(o).iter().all(|u| members.contains(u)) {
+                        continue;
+                    }
+                    members.insert(pi);
+                    if take_anchor {
+                        anchor = Some(pi);
+                    }
+                    added = true;
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        if members.len() >= 2 {
+            for &m in &members {
+                grouped[m] = true;
+            }
+            groups.push((members.into_iter().collect(), anchor));
+        }
+    }
+
+    // Rewrite: each group becomes one op at its root's position.
+    let mut replace: HashMap<usize, Op> = HashMap::new();
+    let mut removed = vec![false; body.len()];
+    groups.sort();
+    for (members, _) in &groups {
+        let root = *members.last().expect("groups have two or more members");
+        let fused = build_fused(f, members.iter().map(|&m| body[m]).collect());
+        replace.insert(root, fused);
+        for &m in members {
+            removed[m] = true;
+        }
+    }
+    let new_ops: Vec<Op> = body
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &op)| match replace.get(&i) {
+            Some(&fused) => Some(fused),
+            None if removed[i] => None,
+            None => Some(op),
+        })
+        .collect();
+    f.blocks[f.body].ops = new_ops;
+    groups.len()
+}
+
+/// Creates the `fused.kernel` for `members` (in body order, the last one the root) and points
+/// the root's uses at it. The members themselves are left for the caller to unlink.
+fn build_fused(f: &mut Function, members: Vec<Op>) -> Op {
+    let root = *members.last().expect("non-empty");
+    let inside: BTreeSet<Op> = members.iter().copied().collect();
+    let mut external: Vec<Value> = Vec::new();
+    for &m in &members {
+        for &o in &f.ops[m].operands {
+            let internal = matches!(f.values[o].def, ValueDef::Result { op, .. } if inside.contains(&op));
+            if !internal && !external.contains(&o) {
+                external.push(o);
+            }
+        }
+    }
+    let block = f.blocks.push(BlockData::default());
+    let mut map: HashMap<Value, Value> = HashMap::new();
+    for &v in &external {
+        let ty = f.values[v].ty.clone();
+        let a = f.add_block_arg(block, ty, None);
+        map.insert(v, a);
+    }
+    let mut names = Vec::new();
+    let mut pattern = Vec::new();
+    for &m in &members {
+        let d = f.ops[m].clone();
+        let operands = d.operands.iter().map(|o| map[o]).collect();
+        let tys = d.results.iter().map(|&r| f.values[r].ty.clone()).collect();
+        let c = f.create_op(d.kind, operands, tys, d.attrs.clone(), d.loc.clone());
+        f.append_op(block, c);
+        for (&old, &new) in d.results.iter().zip(&f.ops[c].results.clone()) {
+            map.insert(old, new);
+        }
+        match &d.loc {
+            Loc::Name(n) => names.push(n.clone()),
+            Loc::Fused(ns) => names.extend(ns.iter().cloned()),
+            Loc::Unknown => {}
+        }
+        pattern.push(d.kind.name().split('.').nth(1).unwrap_or(d.kind.name()).to_string());
+    }
+    let root_result = f.ops[root].results[0];
+    let y = f.create_op(OpKind::Yield, vec![map[&root_result]], vec![], Attrs::new(), Loc::Unknown);
+    f.append_op(block, y);
+    let ty = f.values[root_result].ty.clone();
+    let loc = if names.is_empty() { Loc::Unknown } else { Loc::Fused(names) };
+    let attrs = Attrs::new().with("pattern", Attr::Str(pattern.join("+")));
+    let fused = f.create_op(OpKind::FusedKernel, external, vec![ty], attrs, loc);
+    f.ops[fused].regions.push(Region { blocks: vec![block] });
+    let out = f.ops[fused].results[0];
+    f.replace_all_uses(root_result, out);
+    fused
+}
