@@ -3,7 +3,7 @@
 //! 2 the input is at fault (one line naming the node/op), 1 anything else.
 
 use crate::error::Error;
-use crate::session::{CompileOptions, Session};
+use crate::session::{CompileOptions, Pipeline, Session};
 use crate::target::Target;
 use clap::{Args, Parser, Subcommand};
 use edgec_passes::{PassManager, PrintAfter};
@@ -120,6 +120,18 @@ pub struct CommonArgs {
     /// Prefix of the generated C symbols (`<name>_model`, `<name>_init`...); default `model`.
     #[arg(long, default_value = "model")]
     pub name: String,
+    /// The graph optimization pipeline run before lowering (comma-separated pass names).
+    #[arg(long, default_value = crate::session::DEFAULT_PIPELINE)]
+    pub passes: String,
+    /// Print the IR after every pass of the pipeline (to standard error).
+    #[arg(long)]
+    pub print_after_all: bool,
+    /// Print the IR after the named pass (repeatable).
+    #[arg(long, value_name = "PASS")]
+    pub print_after: Vec<String>,
+    /// Print how long each pass took (to standard error).
+    #[arg(long)]
+    pub time_passes: bool,
 }
 
 impl DimArgs {
@@ -170,7 +182,17 @@ impl CommonArgs {
         if self.calibrate.is_some() {
             return Err(Error::Usage("--calibrate needs --quantize int8".into()));
         }
-        Ok(CompileOptions { target, dims: self.dims.parse()? })
+        // Reject an unknown pass before any work starts.
+        PassManager::parse(&self.passes)?;
+        let print_after = if self.print_after_all {
+            PrintAfter::All
+        } else if !self.print_after.is_empty() {
+            PrintAfter::Passes(self.print_after.clone())
+        } else {
+            PrintAfter::None
+        };
+        let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes: self.time_passes };
+        Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline })
     }
 }
 

@@ -12,8 +12,29 @@ use crate::error::Error;
 use crate::onnx::{import_model, ImportOptions};
 use crate::target::Target;
 use edgec_ir::{Module, Tensor};
+use edgec_passes::{PassError, PassManager, PassTiming, PrintAfter};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The passes `compile` runs before lowering, in order (see `docs/passes.md`).
+pub const DEFAULT_PIPELINE: &str = "dce,fuse";
+
+/// The graph optimization pipeline and what to show of it.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// Comma-separated pass names (`--passes`).
+    pub passes: String,
+    /// Print the IR after these passes, to standard error (`--print-after-all`, `--print-after`).
+    pub print_after: PrintAfter,
+    /// Print each pass's time to standard error (`--time-passes`).
+    pub time_passes: bool,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline { passes: DEFAULT_PIPELINE.into(), print_after: PrintAfter::None, time_passes: false }
+    }
+}
 
 /// Options shared by `import`, `compile`, `run` and `bench`.
 #[derive(Clone, Debug)]
@@ -21,11 +42,13 @@ pub struct CompileOptions {
     pub target: Target,
     /// Bindings of symbolic dims (`--dim seq=128`).
     pub dims: BTreeMap<String, u64>,
+    /// What `compile` runs before lowering.
+    pub pipeline: Pipeline,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { target: Target::Interp, dims: BTreeMap::new() }
+        CompileOptions { target: Target::Interp, dims: BTreeMap::new(), pipeline: Pipeline::default() }
     }
 }
 
@@ -34,6 +57,7 @@ pub struct Session {
     module: Module,
     /// Node count of the imported ONNX graph (for reports).
     onnx_nodes: Option<usize>,
+    pipeline: Pipeline,
 }
 
 impl Session {
@@ -50,13 +74,13 @@ impl Session {
             import_model(path, &ImportOptions { dims: options.dims.clone() })?
         };
         let onnx_nodes = crate::onnx::count_nodes(path).ok();
-        Ok(Session { module, onnx_nodes })
+        Ok(Session { module, onnx_nodes, pipeline: options.pipeline.clone() })
     }
 
     /// Wraps an existing module (verifying it).
     pub fn from_module(module: Module) -> Result<Session, Error> {
         edgec_ir::verify::verify_module(&module)?;
-        Ok(Session { module, onnx_nodes: None })
+        Ok(Session { module, onnx_nodes: None, pipeline: Pipeline::default() })
     }
 
     pub fn module(&self) -> &Module {
@@ -101,7 +125,32 @@ impl Session {
         edgec_ir::interp::run_function(self.main(), inputs).map_err(Error::Run)
     }
 
-    /// Compiles the model for a machine target; `symbol` prefixes the generated C names.
+    /// Sets the pipeline `compile` runs.
+    pub fn set_pipeline(&mut self, pipeline: Pipeline) {
+        self.pipeline = pipeline;
+    }
+
+    /// The module after the session's pipeline (the imported module is left as it is), and the
+    /// time each pass took. The result is verified.
+    pub fn optimized(&self) -> Result<(Module, Vec<PassTiming>), Error> {
+        let mut pm = PassManager::parse(&self.pipeline.passes)?;
+        pm.print_after = self.pipeline.print_after.clone();
+        pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
+        let mut module = self.module.clone();
+        pm.run(&mut module)?;
+        if !pm.verify_each {
+            // Release builds skip per-pass verification; the pipeline's result is still checked.
+            edgec_ir::verify::verify_module(&module)
+                .map_err(|error| PassError::Verify { pass: "pipeline".into(), error })?;
+        }
+        if self.pipeline.time_passes {
+            eprint!("{}", pm.timing_report());
+        }
+        Ok((module, pm.timings))
+    }
+
+    /// Optimizes and compiles the model for a machine target; `symbol` prefixes the generated C
+    /// names. `compile_seconds` covers both.
     #[cfg(feature = "llvm")]
     pub fn compile(
         &self,
@@ -110,7 +159,13 @@ impl Session {
         want_llvm_ir: bool,
     ) -> Result<crate::machine::Compiled, Error> {
         target.check_available()?;
-        crate::machine::compile(self.main(), target, symbol, want_llvm_ir)
+        let start = std::time::Instant::now();
+        let (module, _) = self.optimized()?;
+        let f = module.main().expect("a verified module has an entry function");
+        let pass_seconds = start.elapsed().as_secs_f64();
+        let mut c = crate::machine::compile(f, target, symbol, want_llvm_ir)?;
+        c.compile_seconds += pass_seconds;
+        Ok(c)
     }
 
     /// Writes model.o, model.h, the runtime and report.json into `dir`; returns the report.

@@ -8,8 +8,8 @@
 //!   element once: no broadcast of an intermediate, no recomputation, and the value can be
 //!   written in place of the anchor's output);
 //! - every use of the produced value is inside the group (so no intermediate escapes);
-//! - it is not a producer of the anchor's own operands (the anchor runs first; there is no
-//!   prologue).
+//! - it is not a producer of the anchor's own operands (the anchor runs first, so members
+//!   that precede it in the body move after it; there is no prologue).
 //!
 //! Under these rules fusing never adds work: each member still runs once per element, and every
 //! intermediate tensor's store and reload disappears, with one kernel launch instead of many.
@@ -110,7 +110,10 @@ pub fn fuse_function(f: &mut Function) -> usize {
                     if !(take_anchor || fusable_elementwise(f, p)) {
                         continue;
                     }
-                    if !users.get(o).iter().all(|u| members.contains(u)) {
+                    let o_users = users.get(o);
+                    if !o_users.iter().all(|u| members.contains(u))
+                        || anchor.is_some_and(|a| o_users.contains(&a))
+                    {
                         continue;
                     }
                     members.insert(pi);
@@ -136,9 +139,12 @@ pub fn fuse_function(f: &mut Function) -> usize {
     let mut replace: HashMap<usize, Op> = HashMap::new();
     let mut removed = vec![false; body.len()];
     groups.sort();
-    for (members, _) in &groups {
+    for (members, anchor) in &groups {
         let root = *members.last().expect("groups have two or more members");
-        let fused = build_fused(f, members.iter().map(|&m| body[m]).collect());
+        // The anchor runs first (it reads only values from outside the group); the epilogue keeps
+        // body order.
+        let ordered = anchor.iter().chain(members.iter().filter(|&m| Some(*m) != *anchor)).map(|&m| body[m]);
+        let fused = build_fused(f, ordered.collect());
         replace.insert(root, fused);
         for &m in members {
             removed[m] = true;
@@ -157,7 +163,7 @@ pub fn fuse_function(f: &mut Function) -> usize {
     groups.len()
 }
 
-/// Creates the `fused.kernel` for `members` (in body order, the last one the root) and points
+/// Creates the `fused.kernel` for `members` (in execution order, the last one the root) and points
 /// the root's uses at it. The members themselves are left for the caller to unlink.
 fn build_fused(f: &mut Function, members: Vec<Op>) -> Op {
     let root = *members.last().expect("non-empty");

@@ -237,6 +237,9 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         let fnty = self.cx.void_type().fn_type(&vec![ptr.into(); k.params.len()], false);
         let f = self.module.add_function(&k.name, fnty, Some(Linkage::Internal));
         f.add_attribute(AttributeLoc::Function, self.attr("nounwind"));
+        // A kernel is a loop nest; inlining it into the entry saves one call per kernel but
+        // makes one huge function whose optimization time grows faster than linearly.
+        f.add_attribute(AttributeLoc::Function, self.attr("noinline"));
         for (i, p) in k.params.iter().enumerate() {
             let loc = AttributeLoc::Param(i as u32);
             f.add_attribute(loc, self.attr("noalias"));

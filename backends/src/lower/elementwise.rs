@@ -58,7 +58,7 @@ fn widen(e: Expr, t: Ty) -> Expr {
 }
 
 /// The scalar formula of an elementwise op over already-loaded operands.
-fn scalar(
+pub(super) fn scalar(
     kind: OpKind,
     attrs: &edgec_ir::Attrs,
     args: Vec<Option<Expr>>,

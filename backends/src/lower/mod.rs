@@ -9,6 +9,7 @@
 mod attention;
 mod einsum;
 mod elementwise;
+mod fused;
 mod index;
 mod linalg;
 mod movement;
@@ -156,6 +157,8 @@ pub(crate) struct OpCx<'a> {
     pub tables: Vec<ConstData>,
     pub gemm_scratch: GemmScratchFn,
     pub gemm_pack_b: Option<GemmPackFn>,
+    /// The function and region block of a region-holding op (`fused.kernel`).
+    pub region: Option<(&'a Function, edgec_ir::Block)>,
 }
 
 impl OpCx<'_> {
@@ -231,6 +234,10 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
         // Without a training-mode operand dropout is the identity.
         K::Dropout if !cx.has(2) && cx.results.len() == 1 => Ok(Lowered::View),
         K::Dropout => dropout(cx),
+        K::FusedKernel => {
+            let (f, block) = cx.region.ok_or("fused kernel without its region")?;
+            fused::lower(cx, f, block)
+        }
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
         K::Attention => attention::lower(cx),
         K::RotaryEmbedding => attention::rotary(cx),
@@ -323,7 +330,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             .results
             .iter()
             .all(|&r| f.values[r].ty.num_elements().is_some_and(|n| n as usize <= opts.fold_limit));
-        if all_known && small && traits.contains(Traits::PURE) && d.kind != OpKind::Subgraph {
+        if all_known && small && traits.contains(Traits::PURE) && !traits.contains(Traits::HAS_REGIONS) {
             let inputs: Vec<Tensor> = d.operands.iter().map(|&o| known.get(o).clone().unwrap()).collect();
             let operand_types: Vec<TensorType> = d.operands.iter().map(|&v| f.values[v].ty.clone()).collect();
             let result_types: Vec<TensorType> = d.results.iter().map(|&v| f.values[v].ty.clone()).collect();
@@ -349,6 +356,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             tables: Vec::new(),
             gemm_scratch: opts.gemm_scratch.clone(),
             gemm_pack_b: opts.gemm_pack_b.clone(),
+            region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
         };
         let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
         let label = match &d.loc {
