@@ -26,6 +26,14 @@ pub static PASSES: &[PassInfo] = &[
         summary: "Removes pure ops whose results are never used, and unused constants.",
         create: || Box::new(crate::dce::Dce),
     },
+    PassInfo {
+        name: "fold-constants",
+        summary: "Evaluates pure ops whose operands are all constants (and `shape.shape`/`shape.size` of \
+                  statically shaped values) with the op's reference semantics and replaces their results \
+                  by constants, keeping the op's location. A result folds only if it has at most 65536 \
+                  elements or no more than the largest operand; ops whose evaluation fails are left.",
+        create: || Box::new(crate::canon::fold_constants::FoldConstants),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {
