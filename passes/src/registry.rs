@@ -34,6 +34,14 @@ pub static PASSES: &[PassInfo] = &[
                   elements or no more than the largest operand; ops whose evaluation fails are left.",
         create: || Box::new(crate::canon::fold_constants::FoldConstants),
     },
+    PassInfo {
+        name: "cse",
+        summary: "Common subexpression elimination within each block: a pure, region-free op with the same \
+                  kind, operands (either order for commutative ops), bit-identical attributes and result \
+                  types as an earlier op is replaced by it; constants with equal types and bytes are merged. \
+                  The first occurrence is kept.",
+        create: || Box::new(crate::canon::cse::Cse),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {

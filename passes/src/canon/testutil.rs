@@ -15,7 +15,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -26,7 +26,7 @@ impl Rng {
     /// A value in [-2, 2) on a 1/64 grid, or a signed zero one time in eight (to catch rewrites
     /// that lose the sign of zero).
     pub fn float(&mut self) -> f64 {
-        let r = self.next();
+        let r = self.next_u64();
         if r % 8 == 0 {
             return if r & 16 == 0 { 0.0 } else { -0.0 };
         }
@@ -45,7 +45,7 @@ pub fn random_inputs(m: &Module, seed: u64) -> Vec<Tensor> {
             let shape = ty.static_shape().expect("static parameter types in tests");
             let n: usize = shape.iter().product();
             let vals: Vec<f64> = (0..n)
-                .map(|_| if ty.scalar().is_float() { rng.float() } else { (rng.next() % 7) as f64 - 3.0 })
+                .map(|_| if ty.scalar().is_float() { rng.float() } else { (rng.next_u64() % 7) as f64 - 3.0 })
                 .collect();
             let s = IxDyn(&shape);
             match ty.scalar() {
