@@ -42,6 +42,15 @@ pub static PASSES: &[PassInfo] = &[
                   The first occurrence is kept.",
         create: || Box::new(crate::canon::cse::Cse),
     },
+    PassInfo {
+        name: "simplify",
+        summary: "Algebraic identities and data-movement chains, to a fixed point, only where the result \
+                  type is unchanged (so broadcasting is kept) and results stay bit-exact: x+(-0.0), x-(+0.0), \
+                  x*1, 1*x, x/1, x^1, same-type cast, neg(neg x), identity transpose, transpose of transpose \
+                  (composed), reshape/flatten/squeeze/unsqueeze chains (one reshape), reshape or expand to the \
+                  operand's own type, a slice selecting everything, inference dropout.",
+        create: || Box::new(crate::canon::simplify::Simplify),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {

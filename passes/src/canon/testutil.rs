@@ -27,7 +27,7 @@ impl Rng {
     /// that lose the sign of zero).
     pub fn float(&mut self) -> f64 {
         let r = self.next_u64();
-        if r % 8 == 0 {
+        if r & 7 == 0 {
             return if r & 16 == 0 { 0.0 } else { -0.0 };
         }
         ((r >> 8) % 256) as f64 / 64.0 - 2.0
