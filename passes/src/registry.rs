@@ -51,6 +51,15 @@ pub static PASSES: &[PassInfo] = &[
                   operand's own type, a slice selecting everything, inference dropout.",
         create: || Box::new(crate::canon::simplify::Simplify),
     },
+    PassInfo {
+        name: "fold-batchnorm",
+        summary: "Folds an inference `nn.batch_norm` with constant parameters into the single-use `nn.conv`, \
+                  `nn.conv_transpose`, `nn.gemm` or 2-D `nn.matmul` producing its input, when that layer's f32 \
+                  weight is constant and its output channel is the batch norm's axis: w' = w * s, \
+                  b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps), computed in f64 (a missing \
+                  conv bias is added; matmul gets a `math.add`).",
+        create: || Box::new(crate::canon::fold_batchnorm::FoldBatchNorm),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {

@@ -54,11 +54,6 @@ pub(crate) fn const_data(f: &Function, v: Value) -> Option<&ConstTensor> {
     d.attrs.tensor("value")
 }
 
-/// The interpreter value of a constant operand.
-pub(crate) fn const_value(f: &Function, v: Value) -> Option<Tensor> {
-    const_data(f, v)?.to_tensor().ok()
-}
-
 /// Whether operand `i` of `op` is present: not omitted and not a zero-element constant (the
 /// IR's two spellings of an absent optional operand).
 pub(crate) fn has_operand(f: &Function, op: Op, i: usize) -> bool {
@@ -78,6 +73,28 @@ pub(crate) fn create_constant(f: &mut Function, value: ConstTensor, loc: Loc) ->
 /// parameters over the tensor's storage type).
 pub(crate) fn create_constant_typed(f: &mut Function, t: &Tensor, ty: TensorType, loc: Loc) -> Op {
     create_constant(f, ConstTensor::from_tensor(t).with_type(ty), loc)
+}
+
+/// A location naming both ops of a merged pair (outer names first, duplicates dropped).
+pub(crate) fn fused_loc(a: &Loc, b: &Loc) -> Loc {
+    let mut names: Vec<String> = Vec::new();
+    for l in [a, b] {
+        let more: &[String] = match l {
+            Loc::Unknown => &[],
+            Loc::Name(n) => std::slice::from_ref(n),
+            Loc::Fused(ns) => ns,
+        };
+        for n in more {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    match names.len() {
+        0 => Loc::Unknown,
+        1 => Loc::Name(names.remove(0)),
+        _ => Loc::Fused(names),
+    }
 }
 
 /// Number of uses of every value by placed ops (ops inside regions included).

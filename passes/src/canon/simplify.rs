@@ -29,11 +29,11 @@
 //! Rewrites run in block order with operands already rewritten, so chains collapse in one
 //! sweep; the pass still repeats sweeps until nothing changes (bounded by [`MAX_SWEEPS`]).
 
-use super::{collect_blocks, const_data, create_constant, defining_op, has_operand, Replacements};
+use super::{collect_blocks, const_data, create_constant, defining_op, fused_loc, has_operand, Replacements};
 use crate::manager::{Pass, PassError};
 use edgec_ir::types::ElemType;
 use edgec_ir::{
-    Attr, Attrs, ConstTensor, Dim, Function, Loc, Module, Op, OpKind, ScalarType, Tensor, TensorType, Value,
+    Attr, Attrs, ConstTensor, Dim, Function, Module, Op, OpKind, ScalarType, Tensor, TensorType, Value,
 };
 
 /// Upper bound on sweeps; each sweep that changes something shortens the graph, so this is
@@ -247,24 +247,6 @@ fn transpose_perm(f: &Function, op: Op, rank: usize) -> Option<Vec<usize>> {
 
 fn is_identity(perm: &[usize]) -> bool {
     perm.iter().enumerate().all(|(i, &p)| i == p)
-}
-
-/// A location naming both ops of a merged pair.
-fn fused_loc(a: &Loc, b: &Loc) -> Loc {
-    let mut names = Vec::new();
-    for l in [a, b] {
-        match l {
-            Loc::Unknown => {}
-            Loc::Name(n) => names.push(n.clone()),
-            Loc::Fused(ns) => names.extend(ns.iter().cloned()),
-        }
-    }
-    names.dedup();
-    match names.len() {
-        0 => Loc::Unknown,
-        1 => Loc::Name(names.pop().expect("one name")),
-        _ => Loc::Fused(names),
-    }
 }
 
 fn simplify_transpose(f: &mut Function, op: Op) -> Option<Rewrite> {
