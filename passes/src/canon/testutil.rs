@@ -45,7 +45,7 @@ pub fn random_inputs(m: &Module, seed: u64) -> Vec<Tensor> {
             let shape = ty.static_shape().expect("static parameter types in tests");
             let n: usize = shape.iter().product();
             let vals: Vec<f64> = (0..n)
-                .map(|_| if ty.scalar().is_float() { rng.float() } else { (rng.next_u64() % 7) as f64 - 3.0 })
+                .map(|_| if ty.scalar().is_float() { rng.float() } else { (rng.next_u64() % 7) as f64 })
                 .collect();
             let s = IxDyn(&shape);
             match ty.scalar() {
@@ -103,4 +103,36 @@ pub fn check_differential(src: &str, pipeline: &str, rel_tol: Option<f64>) -> St
         }
     }
     printed
+}
+
+/// Differential check of whole models: for every `NAME.eir` in `$EDGEC_CANON_ZOO` with a
+/// `NAME.out.eir` beside it (the output of `edgec opt`), runs both through the interpreter on
+/// random inputs and compares. Ignored by default: the files come from `edgec import` (see the
+/// smoke test in the `canon` docs), which this crate cannot run itself.
+#[test]
+#[ignore]
+fn zoo_outputs_unchanged() {
+    let Ok(dir) = std::env::var("EDGEC_CANON_ZOO") else { return };
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    for p in paths {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".eir").filter(|s| !s.ends_with(".out")) else { continue };
+        let out = p.with_file_name(format!("{stem}.out.eir"));
+        let (Ok(a), Ok(b)) = (std::fs::read_to_string(&p), std::fs::read_to_string(&out)) else { continue };
+        let (a, b) = (parse_module(&a).unwrap(), parse_module(&b).unwrap());
+        let inputs = random_inputs(&a, 7);
+        let want = run_function(a.main().unwrap(), inputs.clone()).unwrap();
+        let have = run_function(b.main().unwrap(), inputs).unwrap();
+        let mut worst = 0.0f64;
+        for (w, h) in want.iter().zip(&have) {
+            assert_eq!(w.shape(), h.shape());
+            for (x, y) in w.to_f64_vec().iter().zip(h.to_f64_vec()) {
+                worst = worst.max((x - y).abs() / x.abs().max(1.0));
+            }
+        }
+        let exact = want.iter().zip(&have).all(|(w, h)| w.to_le_bytes() == h.to_le_bytes());
+        eprintln!("{stem}: max rel err {worst:e}, bit-exact {exact}");
+        assert!(worst <= 1e-4, "{stem}: {worst}");
+    }
 }
