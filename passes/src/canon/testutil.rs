@@ -136,3 +136,32 @@ fn zoo_outputs_unchanged() {
         assert!(worst <= 1e-4, "{stem}: {worst}");
     }
 }
+
+/// Checks `testsuite/filetests/passes/*.eir` (`// test: passes=a,b` files) until the testsuite
+/// runner handles that kind: the printed output of the pipeline must equal the expected block,
+/// and the interpreter must give the same outputs before and after (to 1e-5 relative, as
+/// batch-norm folding rounds).
+#[test]
+fn pass_filetests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testsuite/filetests/passes");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    let mut checked = 0;
+    for p in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "eir")) {
+        let text = std::fs::read_to_string(p).unwrap();
+        let pipeline = text
+            .lines()
+            .find_map(|l| l.strip_prefix("// test: passes="))
+            .unwrap_or_else(|| panic!("{}: no `// test: passes=` line", p.display()));
+        let (input, expected) = text.split_once("// ---- expected ----").expect("an expected block");
+        let expected: String = expected
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("{}\n", l.strip_prefix("// ").unwrap_or(l.trim_start_matches("//"))))
+            .collect();
+        let printed = check_differential(input, pipeline.trim(), Some(1e-5));
+        assert_eq!(printed, expected, "{}", p.display());
+        checked += 1;
+    }
+    assert!(checked >= 4, "found {checked} pass filetests");
+}
