@@ -6,6 +6,14 @@
 //! value), and removes from its block the ops whose results it replaced, so that it reaches a
 //! fixed point without re-matching ops it already rewrote. Ops that merely became unused (the
 //! operands of a folded op, say) are left for `dce`.
+//!
+//! Testing: every pass has a differential unit test (the reference interpreter on
+//! pseudo-random inputs, with signed zeros, before and after the pass), and
+//! `testsuite/filetests/passes/*.eir` are checked by `testutil::pass_filetests`. Whole models:
+//! `edgec import testsuite/zoo/M/model.onnx -o M.eir`, then `edgec opt M.eir
+//! --passes=fold-constants,simplify,cse,fold-batchnorm,dce,verify -o M.out.eir`, then
+//! `EDGEC_CANON_ZOO=DIR cargo test -p edgec-passes --release zoo_outputs -- --ignored` compares
+//! every `M.eir` / `M.out.eir` pair in DIR through the interpreter.
 
 pub mod cse;
 pub mod fold_batchnorm;
