@@ -5,6 +5,7 @@
 //! runs the verifier after every pass in debug and test builds (and on request in release
 //! builds), can print the IR after each pass, and times each pass.
 
+pub mod canon;
 pub mod dce;
 pub mod fuse;
 pub mod manager;

@@ -27,6 +27,40 @@ pub static PASSES: &[PassInfo] = &[
         create: || Box::new(crate::dce::Dce),
     },
     PassInfo {
+        name: "fold-constants",
+        summary: "Evaluates pure ops whose operands are all constants (and `shape.shape`/`shape.size` of \
+                  statically shaped values) with the op's reference semantics and replaces their results \
+                  by constants, keeping the op's location. A result folds only if it has at most 65536 \
+                  elements or no more than the largest operand; ops whose evaluation fails are left.",
+        create: || Box::new(crate::canon::fold_constants::FoldConstants),
+    },
+    PassInfo {
+        name: "cse",
+        summary: "Common subexpression elimination within each block: a pure, region-free op with the same \
+                  kind, operands (either order for commutative ops), bit-identical attributes and result \
+                  types as an earlier op is replaced by it; constants with equal types and bytes are merged. \
+                  The first occurrence is kept.",
+        create: || Box::new(crate::canon::cse::Cse),
+    },
+    PassInfo {
+        name: "simplify",
+        summary: "Algebraic identities and data-movement chains, to a fixed point, only where the result \
+                  type is unchanged (so broadcasting is kept) and results stay bit-exact: x+(-0.0), x-(+0.0), \
+                  x*1, 1*x, x/1, x^1, same-type cast, neg(neg x), identity transpose, transpose of transpose \
+                  (composed), reshape/flatten/squeeze/unsqueeze chains (one reshape), reshape or expand to the \
+                  operand's own type, a slice selecting everything, inference dropout.",
+        create: || Box::new(crate::canon::simplify::Simplify),
+    },
+    PassInfo {
+        name: "fold-batchnorm",
+        summary: "Folds an inference `nn.batch_norm` with constant parameters into the single-use `nn.conv`, \
+                  `nn.conv_transpose`, `nn.gemm` or 2-D `nn.matmul` producing its input, when that layer's f32 \
+                  weight is constant and its output channel is the batch norm's axis: w' = w * s, \
+                  b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps), computed in f64 (a missing \
+                  conv bias is added; matmul gets a `math.add`).",
+        create: || Box::new(crate::canon::fold_batchnorm::FoldBatchNorm),
+    },
+    PassInfo {
         name: "fuse",
         summary: "Forms kernels: an anchor (conv, conv_transpose, matmul, gemm) with the elementwise \
                   epilogue after it (bias, activation, residual), or a chain of elementwise ops, \
