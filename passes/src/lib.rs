@@ -6,6 +6,7 @@
 //! builds), can print the IR after each pass, and times each pass.
 
 pub mod dce;
+pub mod egraph;
 pub mod manager;
 pub mod registry;
 
