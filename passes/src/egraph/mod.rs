@@ -25,7 +25,7 @@ pub mod lang;
 pub mod rules;
 
 use crate::manager::{Pass, PassError};
-use edgec_ir::entity::{Block, SecondaryMap};
+use edgec_ir::entity::{Block, EntityRef, SecondaryMap};
 use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{InferCtx, OpKind, Traits};
 use edgec_ir::verify::constant_value;
@@ -190,6 +190,7 @@ fn to_node(f: &Function, op: Op, child: &mut dyn FnMut(Value) -> Id) -> Option<(
         OpKind::Div => bin(Kernel::Div, child),
         OpKind::Pow => bin(Kernel::Pow, child),
         OpKind::MatMul => bin(Kernel::MatMul, child),
+        // The remaining plain ops take no attributes; one that carries some is left alone.
         k if !d.attrs.is_empty()
             && !matches!(
                 k,
@@ -288,8 +289,6 @@ impl Model {
         self.egraph.add(Kernel::Opaque(leaf))
     }
 }
-
-use edgec_ir::entity::EntityRef;
 
 /// Result types of `kind` on these operands by its shape rule.
 fn infer(f: &Function, kind: OpKind, operands: &[Value], attrs: &Attrs) -> Result<Vec<TensorType>, String> {
