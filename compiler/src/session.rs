@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The passes `compile` runs before lowering, in order (see `docs/passes.md`).
-pub const DEFAULT_PIPELINE: &str = "dce,fuse";
+pub const DEFAULT_PIPELINE: &str = "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,fuse";
 
 /// The graph optimization pipeline and what to show of it.
 #[derive(Clone, Debug)]

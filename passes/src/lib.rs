@@ -7,6 +7,7 @@
 
 pub mod canon;
 pub mod dce;
+pub mod egraph;
 pub mod fuse;
 pub mod manager;
 pub mod registry;

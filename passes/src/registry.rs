@@ -61,6 +61,16 @@ pub static PASSES: &[PassInfo] = &[
         create: || Box::new(crate::canon::fold_batchnorm::FoldBatchNorm),
     },
     PassInfo {
+        name: "egraph",
+        summary: "Equality saturation (egg) over the kernel-level ops, extracted with a memory-traffic, \
+                  FLOP and per-kernel cost model, to recover fused ops from decomposed graphs. Rule \
+                  groups: `algebra` (commutativity, x*1, x+0, x/c, 1/y, identity casts), `activation` \
+                  (GELU erf and tanh forms, x*sigmoid(x) as swish) and `normalization` (LayerNorm and \
+                  RMSNorm over the last axis, with their scale and bias). `EDGEC_LOG_EGRAPH=1` prints \
+                  the runner's stop reason and what was recognized.",
+        create: || Box::new(crate::egraph::EgraphPass::default()),
+    },
+    PassInfo {
         name: "fuse",
         summary: "Forms kernels: an anchor (conv, conv_transpose, matmul, gemm) with the elementwise \
                   epilogue after it (bias, activation, residual), or a chain of elementwise ops, \

@@ -1,0 +1,676 @@
+//! `egraph`: equality saturation over the kernel-level ops of each function body, to recover
+//! fused ops (gelu, swish, layer norm, rms norm) that exporters decompose into elementwise
+//! chains.
+//!
+//! 1. **Build.** The pure single-result ops the [`lang::Kernel`] language covers become e-nodes,
+//!    in body order; other values become opaque leaves, single-element float constants numeric
+//!    leaves. Casts to the operand's own type are unioned with the operand.
+//! 2. **Saturate** with the [`rules`] groups under explicit limits ([`Limits`]); why the runner
+//!    stopped is part of the pass's [`EgraphPass::last_report`].
+//! 3. **Extract** the cheapest term of every class ([`cost::CostModel`]).
+//! 4. **Rebuild.** Every value the modeled ops produce and anything else uses (an unmodeled op, a
+//!    region, the return) is a root. A root whose best term is its original op over unchanged
+//!    operands stays as is; otherwise the term is rebuilt as new ops (types from the ops' shape
+//!    rules), the root's uses are redirected, the new ops are placed before their first user,
+//!    and dead code elimination removes what the new ops replaced. A recognized op's location is
+//!    `Loc::Fused` of the ops it replaced.
+//!
+//! Output is deterministic: the e-graph is built in body order, egg is deterministic given its
+//! insertion order, and the rebuild walks roots in body order (no hash-map iteration decides
+//! anything). Only the time limit, a safety net set far above the zoo's needs, could make two
+//! runs differ.
+
+pub mod cost;
+pub mod lang;
+pub mod rules;
+
+use crate::manager::{Pass, PassError};
+use edgec_ir::entity::{Block, EntityRef, SecondaryMap};
+use edgec_ir::module::ValueDef;
+use edgec_ir::ops::{InferCtx, OpKind, Traits};
+use edgec_ir::verify::constant_value;
+use edgec_ir::{Attr, Attrs, ConstTensor, Function, Loc, Module, Op, ScalarType, Tensor, TensorType, Value};
+use egg::{Extractor, Id, Language, Runner, StopReason};
+use lang::{
+    ir_op, is_fused, mean_axes_tensor, CastTo, KGraph, Kernel, Leaf, MeanSpec, Scalar, SoftmaxAxis, TypeInfo,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// Limits of one saturation run.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub iterations: usize,
+    /// E-node budget: `nodes_per_input_node` times the initial size, at least `min_nodes`.
+    pub nodes_per_input_node: usize,
+    pub min_nodes: usize,
+    pub time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // The zoo saturates in under 10 iterations; the commutativity rules at most double a
+        // class's nodes, so 16x the input is ample room.
+        Limits { iterations: 30, nodes_per_input_node: 16, min_nodes: 10_000, time: Duration::from_secs(2) }
+    }
+}
+
+/// What one function's run did.
+#[derive(Clone, Debug, Default)]
+pub struct FunctionReport {
+    pub function: String,
+    pub input_nodes: usize,
+    pub final_nodes: usize,
+    pub iterations: usize,
+    pub stop_reason: String,
+    /// Fused ops created, by op name and kind (`math.gelu`, `nn.layer_norm`, ...).
+    pub recognized: BTreeMap<String, usize>,
+    /// Roots rebuilt.
+    pub rewritten_roots: usize,
+}
+
+impl std::fmt::Display for FunctionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "egraph @{}: {} -> {} e-nodes, {} iterations, stop: {}; {} roots rebuilt; recognized:",
+            self.function,
+            self.input_nodes,
+            self.final_nodes,
+            self.iterations,
+            self.stop_reason,
+            self.rewritten_roots
+        )?;
+        if self.recognized.is_empty() {
+            f.write_str(" nothing")?;
+        }
+        for (k, n) in &self.recognized {
+            write!(f, " {n}x {k}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The pass. `last_report` describes the last run (one line per function); with
+/// `EDGEC_LOG_EGRAPH=1` in the environment it is also printed to standard error.
+#[derive(Default)]
+pub struct EgraphPass {
+    pub limits: Limits,
+    pub reports: Vec<FunctionReport>,
+}
+
+impl EgraphPass {
+    pub fn last_report(&self) -> String {
+        self.reports.iter().map(|r| format!("{r}\n")).collect()
+    }
+}
+
+impl Pass for EgraphPass {
+    fn name(&self) -> &'static str {
+        "egraph"
+    }
+    fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
+        self.reports.clear();
+        for f in &mut module.functions {
+            let report = optimize_function(f, &self.limits)
+                .map_err(|message| PassError::Failed { pass: "egraph".into(), message })?;
+            self.reports.push(report);
+        }
+        if std::env::var("EDGEC_LOG_EGRAPH").is_ok_and(|v| v == "1") {
+            eprint!("{}", self.last_report());
+        }
+        Ok(())
+    }
+}
+
+/// A modeled IR value: its op and the operand values in the order of the node's children.
+struct Original {
+    value: Value,
+    op: Op,
+    node: Kernel,
+    children: Vec<Value>,
+}
+
+/// The e-graph of one function and the maps back to the IR.
+struct Model {
+    egraph: KGraph,
+    class_of: HashMap<Value, Id>,
+    /// Modeled values, in body order.
+    originals: Vec<Original>,
+    index_of: HashMap<Value, usize>,
+    /// The first constant value holding each scalar, for reuse when a term needs it.
+    scalar_values: HashMap<Scalar, Value>,
+}
+
+fn is_plain(t: &TensorType) -> bool {
+    t.elem.as_scalar().is_some()
+}
+
+/// The scalar leaf for a single-element f32/f64 constant.
+fn scalar_const(f: &Function, v: Value) -> Option<Scalar> {
+    let ty = &f.values[v].ty;
+    let dtype = ty.elem.as_scalar()?;
+    if !matches!(dtype, ScalarType::F32 | ScalarType::F64) || ty.num_elements() != Some(1) || ty.rank() > 8 {
+        return None;
+    }
+    let t = constant_value(f, v)?;
+    Some(Scalar::new(*t.to_f64_vec().first()?, dtype, ty.rank() as u8))
+}
+
+/// Axis `a` of a rank-`rank` tensor counted from the end (`-1` = last).
+fn from_end(a: i64, rank: usize) -> Option<i64> {
+    let r = rank as i64;
+    let a = if a < 0 { a + r } else { a };
+    (0..r).contains(&a).then_some(a - r)
+}
+
+/// The node for `op` (children given by `child`), if the language covers it with these
+/// attributes. Returns the node's child operand values too.
+fn to_node(f: &Function, op: Op, child: &mut dyn FnMut(Value) -> Id) -> Option<(Kernel, Vec<Value>)> {
+    let d = &f.ops[op];
+    if d.results.len() != 1 || !d.regions.is_empty() || !d.kind.traits().contains(Traits::PURE) {
+        return None;
+    }
+    if !is_plain(&f.values[d.results[0]].ty) || d.operands.iter().any(|&o| !is_plain(&f.values[o].ty)) {
+        return None;
+    }
+    let ops = &d.operands;
+    let attrs_only = |allowed: &[&str]| d.attrs.iter().all(|(k, _)| allowed.contains(&k.as_str()));
+    let bin = |k: fn([Id; 2]) -> Kernel, child: &mut dyn FnMut(Value) -> Id| {
+        (ops.len() == 2 && d.attrs.is_empty())
+            .then(|| (k([child(ops[0]), child(ops[1])]), vec![ops[0], ops[1]]))
+    };
+    let un = |k: fn(Id) -> Kernel, child: &mut dyn FnMut(Value) -> Id| {
+        (ops.len() == 1).then(|| (k(child(ops[0])), vec![ops[0]]))
+    };
+    match d.kind {
+        OpKind::Add => bin(Kernel::Add, child),
+        OpKind::Sub => bin(Kernel::Sub, child),
+        OpKind::Mul => bin(Kernel::Mul, child),
+        OpKind::Div => bin(Kernel::Div, child),
+        OpKind::Pow => bin(Kernel::Pow, child),
+        OpKind::MatMul => bin(Kernel::MatMul, child),
+        // The remaining plain ops take no attributes; one that carries some is left alone.
+        k if !d.attrs.is_empty()
+            && !matches!(
+                k,
+                OpKind::Gelu | OpKind::Swish | OpKind::ReduceMean | OpKind::Softmax | OpKind::Cast
+            ) =>
+        {
+            None
+        }
+        OpKind::Neg => un(Kernel::Neg, child),
+        OpKind::Sqrt => un(Kernel::Sqrt, child),
+        OpKind::Reciprocal => un(Kernel::Recip, child),
+        OpKind::Exp => un(Kernel::Exp, child),
+        OpKind::Erf => un(Kernel::Erf, child),
+        OpKind::Tanh => un(Kernel::Tanh, child),
+        OpKind::Sigmoid => un(Kernel::Sigmoid, child),
+        OpKind::Gelu => match d.attrs.str("approximate") {
+            None | Some("none") => un(Kernel::Gelu, child),
+            Some("tanh") => un(Kernel::GeluTanh, child),
+            _ => None,
+        },
+        OpKind::Swish if d.attrs.float("alpha").is_none_or(|a| a == 1.0) => un(Kernel::Swish, child),
+        OpKind::ReduceMean => {
+            let rank = f.values[ops[0]].ty.rank();
+            if ops.len() != 2 || !attrs_only(&["keepdims", "noop_with_empty_axes"]) {
+                return None;
+            }
+            let axes = constant_value(f, ops[1])?.to_i64_vec()?;
+            let mut axes = axes.iter().map(|&a| from_end(a, rank)).collect::<Option<Vec<i64>>>()?;
+            axes.sort_unstable();
+            axes.dedup();
+            if axes.is_empty() {
+                return None;
+            }
+            let spec = MeanSpec { axes, keepdims: d.attrs.int("keepdims").unwrap_or(1) != 0 };
+            Some((Kernel::Mean(spec, [child(ops[0])]), vec![ops[0]]))
+        }
+        OpKind::Softmax if ops.len() == 1 && attrs_only(&["axis"]) => {
+            let axis = from_end(d.attrs.int("axis").unwrap_or(-1), f.values[ops[0]].ty.rank())?;
+            Some((Kernel::Softmax(SoftmaxAxis(axis), [child(ops[0])]), vec![ops[0]]))
+        }
+        OpKind::Cast if ops.len() == 1 => {
+            // `saturate` and `round_mode` only matter for float8 targets, which are not plain
+            // float types we model; any other attribute keeps the op out.
+            let to = d.attrs.ty("to")?;
+            if !attrs_only(&["to", "saturate", "round_mode"]) || !to.is_float() {
+                return None;
+            }
+            Some((Kernel::Cast(CastTo(to), [child(ops[0])]), vec![ops[0]]))
+        }
+        _ => None,
+    }
+}
+
+impl Model {
+    fn build(f: &Function) -> Model {
+        let mut m = Model {
+            egraph: KGraph::new(TypeInfo::default()),
+            class_of: HashMap::new(),
+            originals: Vec::new(),
+            index_of: HashMap::new(),
+            scalar_values: HashMap::new(),
+        };
+        let mut identity_casts = Vec::new();
+        for &op in f.body_ops() {
+            let mut child = |v: Value| m.leaf_or_class(f, v);
+            let Some((node, children)) = to_node(f, op, &mut child) else { continue };
+            let value = f.ops[op].results[0];
+            let id = m.egraph.add(node.clone());
+            if let Kernel::Cast(CastTo(to), [x]) = node {
+                if f.values[children[0]].ty.elem.as_scalar() == Some(to) {
+                    identity_casts.push((id, x));
+                }
+            }
+            m.class_of.insert(value, id);
+            m.index_of.insert(value, m.originals.len());
+            m.originals.push(Original { value, op, node, children });
+        }
+        // A cast to the type its operand already has is the identity.
+        for (a, b) in identity_casts {
+            m.egraph.union(a, b);
+        }
+        m.egraph.rebuild();
+        m
+    }
+
+    fn leaf_or_class(&mut self, f: &Function, v: Value) -> Id {
+        if let Some(&id) = self.class_of.get(&v) {
+            return id;
+        }
+        if let Some(s) = scalar_const(f, v) {
+            self.scalar_values.entry(s).or_insert(v);
+            return self.egraph.add(Kernel::Num(s));
+        }
+        let leaf = Leaf(v.index() as u32);
+        self.egraph.analysis.leaf_types.insert(leaf.0, f.values[v].ty.clone());
+        self.egraph.add(Kernel::Opaque(leaf))
+    }
+}
+
+/// Result types of `kind` on these operands by its shape rule.
+fn infer(f: &Function, kind: OpKind, operands: &[Value], attrs: &Attrs) -> Result<Vec<TensorType>, String> {
+    let types: Vec<TensorType> = operands.iter().map(|&v| f.values[v].ty.clone()).collect();
+    let consts: Vec<Option<Tensor>> = operands.iter().map(|&v| constant_value(f, v)).collect();
+    let ctx = InferCtx { attrs, operands: &types, consts: &consts, num_results: 1 };
+    (kind.def().infer)(&ctx)
+}
+
+/// Rebuilds extracted terms as IR.
+struct Rebuild<'a> {
+    model: &'a Model,
+    best: HashMap<Id, Kernel>,
+    memo: HashMap<(Id, Option<Value>), Value>,
+    /// Ops created (not yet placed in a block).
+    created: Vec<Op>,
+    recognized: BTreeMap<String, usize>,
+}
+
+impl Rebuild<'_> {
+    fn best(&self, id: Id) -> &Kernel {
+        &self.best[&self.model.egraph.find(id)]
+    }
+
+    fn canonical(&self, node: &Kernel) -> Kernel {
+        node.clone().map_children(|c| self.model.egraph.find(c))
+    }
+
+    /// The IR value computing class `id`'s best term, preferring `hint` (the value the caller
+    /// had there) when it computes exactly that term.
+    fn value(&mut self, f: &mut Function, id: Id, hint: Option<Value>) -> Result<Value, String> {
+        let id = self.model.egraph.find(id);
+        if let Some(&v) = self.memo.get(&(id, hint)) {
+            return Ok(v);
+        }
+        let v = self.compute(f, id, hint)?;
+        self.memo.insert((id, hint), v);
+        Ok(v)
+    }
+
+    fn compute(&mut self, f: &mut Function, id: Id, hint: Option<Value>) -> Result<Value, String> {
+        let best = self.best(id).clone();
+        match best {
+            Kernel::Opaque(leaf) => return Ok(Value::new(leaf.0 as usize)),
+            Kernel::Num(s) => {
+                if let Some(h) = hint.filter(|&h| scalar_const(f, h) == Some(s)) {
+                    return Ok(h);
+                }
+                if let Some(&v) = self.model.scalar_values.get(&s) {
+                    return Ok(v);
+                }
+                return Ok(self.constant(f, s));
+            }
+            _ => {}
+        }
+        // The original op, if it is exactly this term: the hint first, then the class's other
+        // original values in body order.
+        let mut candidates: Vec<Value> = hint.into_iter().collect();
+        candidates.extend(
+            self.model
+                .originals
+                .iter()
+                .filter(|o| self.model.egraph.find(self.model.class_of[&o.value]) == id)
+                .map(|o| o.value),
+        );
+        for v in candidates {
+            let Some(&i) = self.model.index_of.get(&v) else { continue };
+            let o = &self.model.originals[i];
+            if self.canonical(&o.node) != best {
+                continue;
+            }
+            let children = o.children.clone();
+            let mut same = true;
+            for (&c, &want) in best.children().iter().zip(&children) {
+                if self.value(f, c, Some(want))? != want {
+                    same = false;
+                    break;
+                }
+            }
+            if same {
+                return Ok(v);
+            }
+        }
+        // A new term: build it once, whichever value asked first.
+        if let Some(&v) = self.memo.get(&(id, None)) {
+            return Ok(v);
+        }
+        let v = self.build_op(f, id, &best)?;
+        self.memo.insert((id, None), v);
+        Ok(v)
+    }
+
+    fn constant(&mut self, f: &mut Function, s: Scalar) -> Value {
+        let ty = s.ty();
+        let bytes = match s.dtype {
+            ScalarType::F64 => s.value().to_le_bytes().to_vec(),
+            _ => (s.value() as f32).to_le_bytes().to_vec(),
+        };
+        let value = ConstTensor { ty: ty.clone(), bytes: bytes.into() };
+        let op = f.create_op(
+            OpKind::Constant,
+            vec![],
+            vec![ty],
+            Attrs::new().with("value", Attr::Tensor(value)),
+            Loc::Unknown,
+        );
+        self.created.push(op);
+        f.ops[op].results[0]
+    }
+
+    fn build_op(&mut self, f: &mut Function, id: Id, best: &Kernel) -> Result<Value, String> {
+        let (kind, mut attrs) = ir_op(best).ok_or("a leaf has no op")?;
+        let eg = &self.model.egraph;
+        let mut operands = Vec::new();
+        let tensor_children: &[Id] = match best {
+            Kernel::LayerNorm(c) => {
+                let eps = lang::scalar_of(eg, c[3]).ok_or("layer_norm epsilon is not a constant")?;
+                attrs.set("epsilon", Attr::Float(eps.value()));
+                // A zero bias is the absent bias.
+                let zero_bias = matches!(self.best(c[2]), Kernel::Num(s) if s.value() == 0.0);
+                if zero_bias {
+                    &c[..2]
+                } else {
+                    &c[..3]
+                }
+            }
+            Kernel::RmsNorm(c) => {
+                let eps = lang::scalar_of(eg, c[2]).ok_or("rms_norm epsilon is not a constant")?;
+                attrs.set("epsilon", Attr::Float(eps.value()));
+                &c[..2]
+            }
+            n => n.children(),
+        };
+        for &c in tensor_children.to_vec().iter() {
+            operands.push(self.value(f, c, None)?);
+        }
+        if let Kernel::Mean(spec, _) = best {
+            let axes = ConstTensor::from_tensor(&mean_axes_tensor(spec));
+            let ty = axes.ty.clone();
+            let op = f.create_op(
+                OpKind::Constant,
+                vec![],
+                vec![ty],
+                Attrs::new().with("value", Attr::Tensor(axes)),
+                Loc::Unknown,
+            );
+            self.created.push(op);
+            operands.push(f.ops[op].results[0]);
+        }
+        let types =
+            infer(f, kind, &operands, &attrs).map_err(|e| format!("rebuilding {}: {e}", kind.name()))?;
+        let loc = self.loc_for(f, id, best);
+        let op = f.create_op(kind, operands, types, attrs, loc);
+        self.created.push(op);
+        if is_fused(best) {
+            let label = match f.ops[op].attrs.str("approximate") {
+                Some(a) => format!("{}({a})", kind.name()),
+                None => kind.name().to_string(),
+            };
+            *self.recognized.entry(label).or_default() += 1;
+        }
+        Ok(f.ops[op].results[0])
+    }
+
+    /// The location of a new op for class `id`: the names of the original ops it replaces (those
+    /// computing the class, and what they need that the new op's operands don't provide).
+    fn loc_for(&self, f: &Function, id: Id, best: &Kernel) -> Loc {
+        let eg = &self.model.egraph;
+        let stop: HashSet<Id> = best.children().iter().map(|&c| eg.find(c)).collect();
+        let mut covered: Vec<usize> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<usize> = (0..self.model.originals.len())
+            .filter(|&i| eg.find(self.model.class_of[&self.model.originals[i].value]) == id)
+            .collect();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            covered.push(i);
+            for c in &self.model.originals[i].children {
+                if let Some(&j) = self.model.index_of.get(c) {
+                    if !stop.contains(&eg.find(self.model.class_of[c])) {
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        covered.sort_unstable();
+        let mut names: Vec<String> = Vec::new();
+        for i in covered {
+            match &f.ops[self.model.originals[i].op].loc {
+                Loc::Name(n) => names.push(n.clone()),
+                Loc::Fused(ns) => names.extend(ns.iter().cloned()),
+                Loc::Unknown => {}
+            }
+        }
+        let mut unique = HashSet::new();
+        names.retain(|n| unique.insert(n.clone()));
+        match names.len() {
+            0 => Loc::Unknown,
+            1 if !is_fused(best) => Loc::Name(names.pop().expect("one name")),
+            _ => Loc::Fused(names),
+        }
+    }
+}
+
+fn stop_reason(r: &StopReason) -> String {
+    match r {
+        StopReason::Saturated => "saturated".into(),
+        StopReason::IterationLimit(n) => format!("iteration limit ({n})"),
+        StopReason::NodeLimit(n) => format!("node limit ({n})"),
+        StopReason::TimeLimit(s) => format!("time limit ({s} s)"),
+        StopReason::Other(s) => s.clone(),
+    }
+}
+
+/// Every block of `f` (the body and region blocks) in nesting order.
+fn all_blocks(f: &Function, b: Block, out: &mut Vec<Block>) {
+    out.push(b);
+    for &op in &f.blocks[b].ops {
+        for r in &f.ops[op].regions {
+            for &rb in &r.blocks {
+                all_blocks(f, rb, out);
+            }
+        }
+    }
+}
+
+/// Runs the pass on one function.
+pub fn optimize_function(f: &mut Function, limits: &Limits) -> Result<FunctionReport, String> {
+    let model = Model::build(f);
+    let mut report = FunctionReport { function: f.name.clone(), ..Default::default() };
+    report.input_nodes = model.egraph.total_number_of_nodes();
+    if model.originals.is_empty() {
+        report.stop_reason = "nothing to model".into();
+        return Ok(report);
+    }
+
+    // Roots: modeled values used by anything that is not itself modeled.
+    let modeled: HashSet<Op> = model.originals.iter().map(|o| o.op).collect();
+    let mut blocks = Vec::new();
+    all_blocks(f, f.body, &mut blocks);
+    let mut is_root: HashSet<Value> = HashSet::new();
+    for &b in &blocks {
+        for &op in &f.blocks[b].ops {
+            if !modeled.contains(&op) {
+                is_root.extend(f.ops[op].operands.iter().copied().filter(|v| model.class_of.contains_key(v)));
+            }
+        }
+    }
+    let roots: Vec<Value> = model.originals.iter().map(|o| o.value).filter(|v| is_root.contains(v)).collect();
+
+    let node_limit = (report.input_nodes * limits.nodes_per_input_node).max(limits.min_nodes);
+    let Model { egraph, class_of, originals, index_of, scalar_values } = model;
+    let runner = Runner::<Kernel, TypeInfo, ()>::new(TypeInfo::default())
+        .with_egraph(egraph)
+        .with_iter_limit(limits.iterations)
+        .with_node_limit(node_limit)
+        .with_time_limit(limits.time)
+        .run(&rules::all());
+    report.iterations = runner.iterations.len();
+    report.stop_reason = stop_reason(runner.stop_reason.as_ref().expect("the runner ran"));
+    let model = Model { egraph: runner.egraph, class_of, originals, index_of, scalar_values };
+    report.final_nodes = model.egraph.total_number_of_nodes();
+
+    // Extraction, ties going to the input's nodes.
+    let eg = &model.egraph;
+    let originals: HashSet<Kernel> = model
+        .originals
+        .iter()
+        .map(|o| o.node.clone().map_children(|c| eg.find(c)))
+        .chain(eg.classes().flat_map(|c| c.nodes.iter()).filter(|n| matches!(n, Kernel::Opaque(_))).cloned())
+        .chain(model.scalar_values.keys().map(|&s| Kernel::Num(s)))
+        .collect();
+    let extractor = Extractor::new(eg, cost::CostModel { egraph: eg, originals });
+    let mut best = HashMap::new();
+    for &v in &roots {
+        collect_best(&extractor, eg, model.class_of[&v], &mut best);
+    }
+
+    let mut rb = Rebuild {
+        model: &model,
+        best,
+        memo: HashMap::new(),
+        created: Vec::new(),
+        recognized: BTreeMap::new(),
+    };
+    let mut replace = Vec::new();
+    for &r in &roots {
+        let nv = rb.value(f, model.class_of[&r], Some(r))?;
+        if nv != r {
+            if !f.values[nv].ty.is_compatible_with(&f.values[r].ty) {
+                return Err(format!(
+                    "rebuilt {} has type {} instead of {}",
+                    nv, f.values[nv].ty, f.values[r].ty
+                ));
+            }
+            replace.push((r, nv));
+        }
+    }
+    report.rewritten_roots = replace.len();
+    report.recognized = std::mem::take(&mut rb.recognized);
+    let created = std::mem::take(&mut rb.created);
+    if replace.is_empty() {
+        return Ok(report);
+    }
+    for &(from, to) in &replace {
+        f.replace_all_uses(from, to);
+    }
+    place_created(f, &created);
+    crate::dce::eliminate_dead_ops(f);
+    Ok(report)
+}
+
+/// Records the best node of `id` and of every class its best term reaches.
+fn collect_best(
+    ex: &Extractor<cost::CostModel, Kernel, TypeInfo>,
+    eg: &KGraph,
+    id: Id,
+    best: &mut HashMap<Id, Kernel>,
+) {
+    let mut stack = vec![eg.find(id)];
+    while let Some(c) = stack.pop() {
+        if best.contains_key(&c) {
+            continue;
+        }
+        let n = ex.find_best_node(c).clone();
+        stack.extend(n.children().iter().map(|&x| eg.find(x)));
+        best.insert(c, n);
+    }
+}
+
+/// Places the created ops in the body, each right before its first user, keeping the order of
+/// the existing ops. Created ops nobody uses are left out.
+fn place_created(f: &mut Function, created: &[Op]) {
+    let pending: HashSet<Op> = created.iter().copied().collect();
+    let mut placed: SecondaryMap<Op, bool> = SecondaryMap::with_default(false);
+    let mut order = Vec::with_capacity(f.blocks[f.body].ops.len() + created.len());
+    fn place(
+        f: &Function,
+        op: Op,
+        pending: &HashSet<Op>,
+        placed: &mut SecondaryMap<Op, bool>,
+        order: &mut Vec<Op>,
+    ) {
+        if *placed.get(op) {
+            return;
+        }
+        placed.set(op, true);
+        for &o in &f.ops[op].operands {
+            if let ValueDef::Result { op: d, .. } = f.values[o].def {
+                if pending.contains(&d) {
+                    place(f, d, pending, placed, order);
+                }
+            }
+        }
+        order.push(op);
+    }
+    let body: Vec<Op> = f.blocks[f.body].ops.clone();
+    for &op in &body {
+        // Ops inside regions may use rebuilt values too: place those before the region's op.
+        let mut inner = Vec::new();
+        for r in &f.ops[op].regions {
+            for &b in &r.blocks {
+                all_blocks(f, b, &mut inner);
+            }
+        }
+        for &b in &inner {
+            for &iop in &f.blocks[b].ops {
+                for &o in &f.ops[iop].operands {
+                    if let ValueDef::Result { op: d, .. } = f.values[o].def {
+                        if pending.contains(&d) {
+                            place(f, d, &pending, &mut placed, &mut order);
+                        }
+                    }
+                }
+            }
+        }
+        place(f, op, &pending, &mut placed, &mut order);
+    }
+    f.blocks[f.body].ops = order;
+}
+
+#[cfg(test)]
+mod tests;

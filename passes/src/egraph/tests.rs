@@ -1,0 +1,345 @@
+//! Tests of the egraph pass: each rule group on small functions (and near misses that must stay
+//! unchanged), a differential check against the reference interpreter, and determinism. The
+//! `testsuite/filetests/passes/egraph_*.eir` files pin the printed output.
+
+use super::*;
+use crate::PassManager;
+use edgec_ir::interp::run_function;
+use edgec_ir::parser::parse_module;
+use edgec_ir::printer::print_module;
+
+fn parse(src: &str) -> Module {
+    parse_module(src).unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+/// Runs `egraph,dce,verify` and returns the result and the egraph report.
+fn optimize(m: &Module) -> (Module, String) {
+    let mut out = m.clone();
+    let mut pass = EgraphPass::default();
+    pass.run(&mut out).expect("egraph runs");
+    let mut pm = PassManager::parse("dce,verify").unwrap();
+    pm.verify_each = true;
+    pm.run(&mut out).expect("verifies");
+    (out, pass.last_report())
+}
+
+fn count(m: &Module, kind: OpKind) -> usize {
+    let f = &m.functions[0];
+    f.body_ops().iter().filter(|&&o| f.ops[o].kind == kind).count()
+}
+
+/// Deterministic pseudo-random f32 inputs in [-3, 3) (a 64-bit LCG).
+fn inputs(f: &Function, seed: u64) -> Vec<Tensor> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    f.params()
+        .iter()
+        .map(|&p| {
+            let shape = f.values[p].ty.static_shape().expect("static test inputs");
+            let n: usize = shape.iter().product();
+            let dtype = f.values[p].ty.scalar();
+            let mut bytes = Vec::with_capacity(n * 8);
+            for _ in 0..n {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                match dtype {
+                    // Token ids: small, so that any vocabulary holds them.
+                    ScalarType::I64 => bytes.extend_from_slice(&((u * 8.0) as i64).to_le_bytes()),
+                    _ => bytes.extend_from_slice(&(u * 6.0 - 3.0).to_le_bytes()),
+                }
+            }
+            Tensor::from_le_bytes(dtype, &shape, &bytes).unwrap()
+        })
+        .collect()
+}
+
+/// The interpreter gives the same results before and after, to a relative tolerance (fused ops
+/// round differently from their decomposed forms).
+fn assert_same_results(before: &Module, after: &Module) {
+    for seed in 0..3 {
+        let args = inputs(&before.functions[0], seed);
+        let want = run_function(&before.functions[0], args.clone()).unwrap();
+        let have = run_function(&after.functions[0], args).unwrap();
+        assert_eq!(want.len(), have.len());
+        for (w, h) in want.iter().zip(&have) {
+            assert_eq!(w.shape(), h.shape());
+            for (a, b) in w.to_f64_vec().iter().zip(h.to_f64_vec()) {
+                assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+    }
+}
+
+const GELU_ERF: &str = r#"
+func @f(%x: tensor<2x8xf32>) -> ("y": tensor<2x8xf32>) {
+  %0 = builtin.constant {value = dense<[1.4142135381698608]> : tensor<f32>} : tensor<f32> loc("c_sqrt2")
+  %1 = math.div %x, %0 : tensor<2x8xf32> loc("div")
+  %2 = math.erf %1 : tensor<2x8xf32> loc("erf")
+  %3 = builtin.constant {value = dense<[1.0]> : tensor<f32>} : tensor<f32> loc("c_one")
+  %4 = math.add %2, %3 : tensor<2x8xf32> loc("add")
+  %5 = math.mul %x, %4 : tensor<2x8xf32> loc("mul")
+  %6 = builtin.constant {value = dense<[0.5]> : tensor<f32>} : tensor<f32> loc("c_half")
+  %7 = math.mul %5, %6 : tensor<2x8xf32> loc("mul_half")
+  func.return %7 loc(unknown)
+}
+"#;
+
+#[test]
+fn gelu_erf_form_is_recognized() {
+    let m = parse(GELU_ERF);
+    let (out, report) = optimize(&m);
+    assert_eq!(count(&out, OpKind::Gelu), 1, "{}", print_module(&out));
+    assert_eq!(out.functions[0].compute_op_count(), 1, "{}", print_module(&out));
+    assert!(report.contains("math.gelu(none)") && report.contains("saturated"), "{report}");
+    let text = print_module(&out);
+    assert!(text.contains(r#"loc(fused["div", "erf", "add", "mul", "mul_half"])"#), "{text}");
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn gelu_with_a_wrong_constant_stays() {
+    // 1.5 instead of sqrt(2): not a GELU.
+    let m = parse(&GELU_ERF.replace("1.4142135381698608", "1.5"));
+    let (out, _) = optimize(&m);
+    assert_eq!(print_module(&out), print_module(&m));
+}
+
+const GELU_TANH: &str = r#"
+func @f(%x: tensor<2x8xf32>) -> ("y": tensor<2x8xf32>) {
+  %0 = builtin.constant {value = dense<[0.5]> : tensor<f32>} : tensor<f32> loc("c_half")
+  %1 = math.mul %x, %0 : tensor<2x8xf32> loc("Mul")
+  %2 = builtin.constant {value = dense<[3.0]> : tensor<f32>} : tensor<f32> loc("c_three")
+  %3 = math.pow %x, %2 : tensor<2x8xf32> loc("Pow")
+  %4 = builtin.constant {value = dense<[0.044715]> : tensor<f32>} : tensor<f32> loc("c_k")
+  %5 = math.mul %3, %4 : tensor<2x8xf32> loc("Mul_1")
+  %6 = math.add %x, %5 : tensor<2x8xf32> loc("Add")
+  %7 = builtin.constant {value = dense<[0.7978846]> : tensor<f32>} : tensor<f32> loc("c_s")
+  %8 = math.mul %6, %7 : tensor<2x8xf32> loc("Mul_2")
+  %9 = math.tanh %8 : tensor<2x8xf32> loc("Tanh")
+  %10 = builtin.constant {value = dense<[1.0]> : tensor<f32>} : tensor<f32> loc("c_one")
+  %11 = math.add %9, %10 : tensor<2x8xf32> loc("Add_1")
+  %12 = math.mul %1, %11 : tensor<2x8xf32> loc("Mul_3")
+  func.return %12 loc(unknown)
+}
+"#;
+
+#[test]
+fn gelu_tanh_form_is_recognized() {
+    let m = parse(GELU_TANH);
+    let (out, report) = optimize(&m);
+    assert_eq!(count(&out, OpKind::Gelu), 1, "{}", print_module(&out));
+    assert_eq!(out.functions[0].compute_op_count(), 1);
+    assert!(report.contains("math.gelu(tanh)"), "{report}");
+    assert_same_results(&m, &out);
+    // With the cube written as a product.
+    let m2 = parse(&GELU_TANH.replace(
+        "%3 = math.pow %x, %2",
+        "%20 = math.mul %x, %x : tensor<2x8xf32> loc(\"sq\")\n  %3 = math.mul %20, %x",
+    ));
+    let (out2, _) = optimize(&m2);
+    assert_eq!(count(&out2, OpKind::Gelu), 1, "{}", print_module(&out2));
+}
+
+const SILU: &str = r#"
+func @f(%x: tensor<4x8xf32>) -> ("y": tensor<4x8xf32>, "s": tensor<4x8xf32>) {
+  %0 = math.sigmoid %x : tensor<4x8xf32> loc("Sigmoid")
+  %1 = math.mul %0, %x : tensor<4x8xf32> loc("Mul")
+  %2 = math.sigmoid %x : tensor<4x8xf32> loc("Sigmoid_1")
+  %3 = math.exp %x : tensor<4x8xf32> loc("Exp")
+  %4 = math.mul %3, %2 : tensor<4x8xf32> loc("Mul_1")
+  func.return %1, %4 loc(unknown)
+}
+"#;
+
+#[test]
+fn silu_becomes_swish_and_near_miss_stays() {
+    let m = parse(SILU);
+    let (out, _) = optimize(&m);
+    assert_eq!(count(&out, OpKind::Swish), 1, "{}", print_module(&out));
+    // exp(x) * sigmoid(x) is not a swish: its ops stay.
+    assert_eq!(count(&out, OpKind::Exp), 1);
+    assert_eq!(count(&out, OpKind::Sigmoid), 1);
+    assert_same_results(&m, &out);
+}
+
+const LAYER_NORM: &str = r#"
+func @f(%x: tensor<2x4x8xf32>, %g: tensor<8xf32>, %b: tensor<8xf32>) -> ("y": tensor<2x4x8xf32>) {
+  %0 = builtin.constant {value = dense<[-1]> : tensor<1xi64>} : tensor<1xi64> loc("axes")
+  %1 = nn.reduce_mean %x, %0 {keepdims = 1} : tensor<2x4x1xf32> loc("ReduceMean")
+  %2 = math.sub %x, %1 : tensor<2x4x8xf32> loc("Sub")
+  %3 = builtin.constant {value = dense<[2.0]> : tensor<f32>} : tensor<f32> loc("two")
+  %4 = math.pow %2, %3 : tensor<2x4x8xf32> loc("Pow")
+  %5 = nn.reduce_mean %4, %0 {keepdims = 1} : tensor<2x4x1xf32> loc("ReduceMean_1")
+  %6 = builtin.constant {value = dense<[1e-5]> : tensor<f32>} : tensor<f32> loc("eps")
+  %7 = math.add %5, %6 : tensor<2x4x1xf32> loc("Add")
+  %8 = math.sqrt %7 : tensor<2x4x1xf32> loc("Sqrt")
+  %9 = math.div %2, %8 : tensor<2x4x8xf32> loc("Div")
+  %10 = math.mul %9, %g : tensor<2x4x8xf32> loc("Mul")
+  %11 = math.add %10, %b : tensor<2x4x8xf32> loc("Add_1")
+  func.return %11 loc(unknown)
+}
+"#;
+
+#[test]
+fn layer_norm_is_recognized_with_scale_and_bias() {
+    let m = parse(LAYER_NORM);
+    let (out, report) = optimize(&m);
+    let text = print_module(&out);
+    assert_eq!(count(&out, OpKind::LayerNorm), 1, "{text}");
+    assert_eq!(out.functions[0].compute_op_count(), 1, "{text}");
+    assert!(text.contains("nn.layer_norm %x, %g, %b"), "{text}");
+    assert!(report.contains("nn.layer_norm"), "{report}");
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn layer_norm_without_affine_and_with_products() {
+    // x*x-style square, reciprocal multiply, no gamma/beta.
+    let src = LAYER_NORM
+        .replace("%4 = math.pow %2, %3", "%4 = math.mul %2, %2")
+        .replace(
+            "%9 = math.div %2, %8",
+            "%20 = math.reciprocal %8 : tensor<2x4x1xf32> loc(\"Rcp\")\n  %9 = math.mul %2, %20",
+        )
+        .replace("func.return %11", "func.return %9");
+    let m = parse(&src);
+    let (out, _) = optimize(&m);
+    let text = print_module(&out);
+    assert_eq!(count(&out, OpKind::LayerNorm), 1, "{text}");
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn layer_norm_near_misses_stay() {
+    // Mean over the wrong axis.
+    let wrong_axis = LAYER_NORM
+        .replace("dense<[-1]> : tensor<1xi64>", "dense<[1]> : tensor<1xi64>")
+        .replace("tensor<2x4x1xf32>", "tensor<2x1x8xf32>");
+    let m = parse(&wrong_axis);
+    let (out, _) = optimize(&m);
+    assert_eq!(count(&out, OpKind::LayerNorm), 0, "{}", print_module(&out));
+    assert_eq!(print_module(&out), print_module(&m));
+    // Squared with exponent 3.
+    let m = parse(&LAYER_NORM.replace("dense<[2.0]>", "dense<[3.0]>"));
+    let (out, _) = optimize(&m);
+    assert_eq!(print_module(&out), print_module(&m));
+    // A gamma that varies along another axis is not a row parameter: the normalization itself
+    // is still recognized, the multiply stays.
+    let m = parse(&LAYER_NORM.replace("%g: tensor<8xf32>", "%g: tensor<4x1xf32>"));
+    let (out, _) = optimize(&m);
+    assert_eq!(count(&out, OpKind::LayerNorm), 1);
+    assert_eq!(count(&out, OpKind::Mul), 1, "{}", print_module(&out));
+    assert_same_results(&m, &out);
+}
+
+/// The llama export: cast, pow, reduce_mean, add, sqrt, 1/x as a div, mul, cast, mul by weight.
+const RMS_NORM: &str = r#"
+func @f(%x: tensor<1x4x8xf32>, %w: tensor<8xf32>) -> ("y": tensor<1x4x8xf32>, "r": tensor<1x4x8xf32>) {
+  %0 = math.cast %x {to = f32} : tensor<1x4x8xf32> loc("Cast")
+  %1 = builtin.constant {value = dense<[2.0]> : tensor<f32>} : tensor<f32> loc("two")
+  %2 = math.pow %0, %1 : tensor<1x4x8xf32> loc("Pow")
+  %3 = builtin.constant {value = dense<[-1]> : tensor<1xi64>} : tensor<1xi64> loc("axes")
+  %4 = nn.reduce_mean %2, %3 {keepdims = 1} : tensor<1x4x1xf32> loc("ReduceMean")
+  %5 = builtin.constant {value = dense<[1e-6]> : tensor<f32>} : tensor<f32> loc("eps")
+  %6 = math.add %4, %5 : tensor<1x4x1xf32> loc("Add")
+  %7 = math.sqrt %6 : tensor<1x4x1xf32> loc("Sqrt")
+  %8 = builtin.constant {value = dense<[1.0]> : tensor<f32>} : tensor<f32> loc("one")
+  %9 = math.div %8, %7 : tensor<1x4x1xf32> loc("Div")
+  %10 = math.mul %0, %9 : tensor<1x4x8xf32> loc("Mul")
+  %11 = math.cast %10 {to = f32} : tensor<1x4x8xf32> loc("Cast_1")
+  %12 = math.mul %w, %11 : tensor<1x4x8xf32> loc("Mul_1")
+  %13 = math.add %0, %12 : tensor<1x4x8xf32> loc("Residual")
+  func.return %12, %13 loc(unknown)
+}
+"#;
+
+#[test]
+fn rms_norm_is_recognized_through_identity_casts() {
+    let m = parse(RMS_NORM);
+    let (out, report) = optimize(&m);
+    let text = print_module(&out);
+    assert_eq!(count(&out, OpKind::RmsNorm), 1, "{text}");
+    assert!(text.contains("nn.rms_norm %x, %w {axis = -1, epsilon = 9.999999974752427e-7}"), "{text}");
+    assert_eq!(count(&out, OpKind::Cast), 0, "{text}");
+    assert_eq!(out.functions[0].compute_op_count(), 2, "{text}");
+    assert!(report.contains("nn.rms_norm"), "{report}");
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn rms_norm_near_miss_stays() {
+    // Mean without keepdims does not broadcast back over the row: not an RMSNorm.
+    let src = RMS_NORM
+        .replace("{keepdims = 1} : tensor<1x4x1xf32>", "{keepdims = 0} : tensor<1x4xf32>")
+        .replace("tensor<1x4x1xf32>", "tensor<1x4xf32>");
+    let m = parse(
+        &src.replace("%x: tensor<1x4x8xf32>", "%x: tensor<1x4x4xf32>")
+            .replace("1x4x8", "1x4x4")
+            .replace("%w: tensor<8xf32>", "%w: tensor<4xf32>"),
+    );
+    let (out, _) = optimize(&m);
+    assert_eq!(count(&out, OpKind::RmsNorm), 0, "{}", print_module(&out));
+}
+
+#[test]
+fn algebra_keeps_untouched_graphs_unchanged() {
+    // Commutable ops, a division by a constant, a multiplication by one: nothing gets cheaper
+    // except dropping `* 1`, so only that changes.
+    let src = r#"
+func @f(%a: tensor<4xf32>, %b: tensor<4xf32>) -> ("y": tensor<4xf32>, "z": tensor<4xf32>) {
+  %0 = math.add %a, %b : tensor<4xf32> loc("add")
+  %1 = builtin.constant {value = dense<[3.0]> : tensor<f32>} : tensor<f32> loc("three")
+  %2 = math.div %0, %1 : tensor<4xf32> loc("div")
+  %3 = math.mul %b, %2 : tensor<4xf32> loc("mul")
+  func.return %2, %3 loc(unknown)
+}
+"#;
+    let m = parse(src);
+    let (out, _) = optimize(&m);
+    assert_eq!(print_module(&out), print_module(&m));
+    let with_one = src.replace(
+        "%3 = math.mul %b, %2",
+        "%4 = builtin.constant {value = dense<[1.0]> : tensor<f32>} : tensor<f32> loc(\"one\")\n  %5 = math.mul %b, %4 : tensor<4xf32> loc(\"mul1\")\n  %3 = math.mul %5, %2",
+    );
+    let m = parse(&with_one);
+    let (out, _) = optimize(&m);
+    assert_eq!(out.functions[0].compute_op_count(), 3, "{}", print_module(&out));
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn mul_by_broadcasting_one_is_kept() {
+    // x * ones(1x1) changes the rank: not the identity.
+    let src = r#"
+func @f(%a: tensor<4xf32>) -> ("y": tensor<1x4xf32>) {
+  %0 = builtin.constant {value = dense<[1.0]> : tensor<1x1xf32>} : tensor<1x1xf32> loc("one")
+  %1 = math.mul %a, %0 : tensor<1x4xf32> loc("mul")
+  func.return %1 loc(unknown)
+}
+"#;
+    let m = parse(src);
+    let (out, _) = optimize(&m);
+    assert_eq!(print_module(&out), print_module(&m));
+}
+
+#[test]
+fn output_is_deterministic() {
+    for src in [GELU_ERF, GELU_TANH, SILU, LAYER_NORM, RMS_NORM] {
+        let m = parse(src);
+        let a = print_module(&optimize(&m).0);
+        let b = print_module(&optimize(&m.clone()).0);
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn cost_model_prefers_one_fused_kernel() {
+    use super::cost::node_cost;
+    let m = parse(GELU_ERF);
+    let f = &m.functions[0];
+    let model = Model::build(f);
+    let eg = &model.egraph;
+    let decomposed: f64 = model.originals.iter().map(|o| node_cost(eg, &o.node)).sum();
+    let x = eg.lookup(Kernel::Opaque(Leaf(f.params()[0].index() as u32))).expect("x is a leaf");
+    let fused = node_cost(eg, &Kernel::Gelu(x));
+    assert!(fused * 4.0 < decomposed, "{fused} vs {decomposed}");
+}
