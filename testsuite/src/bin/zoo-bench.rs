@@ -102,17 +102,35 @@ fn models() -> Vec<(String, PathBuf)> {
     out
 }
 
-fn bench_edgec(dir: &Path, runs: usize) -> Result<f64, String> {
+/// What one model's edgec compile and run measured.
+struct EdgecRun {
+    median_ms: f64,
+    kernels: usize,
+    compile_seconds: f64,
+}
+
+fn bench_edgec(dir: &Path, runs: usize) -> Result<EdgecRun, String> {
     let target = Target::parse("host").map_err(|e| e.to_string())?;
     let opts = CompileOptions { target: target.clone(), ..Default::default() };
     let session = Session::import(dir.join("model.onnx"), &opts).map_err(|e| e.to_string())?;
     let inputs = session.read_inputs(dir.join("inputs.npz")).map_err(|e| e.to_string())?;
     let compiled = session.compile(&target, "model", false).map_err(|e| e.to_string())?;
     let times = session.bench_host(&compiled, &inputs, runs).map_err(|e| e.to_string())?;
-    Ok(median(times))
+    Ok(EdgecRun {
+        median_ms: median(times),
+        kernels: compiled.program.calls.len(),
+        compile_seconds: compiled.compile_seconds,
+    })
 }
 
-fn bench_ort(python: &str, dir: &Path, runs: usize) -> Result<(f64, String), String> {
+/// What ort_bench.py reports: median ms, its optimized graph's node count, its version.
+struct OrtRun {
+    median_ms: f64,
+    nodes: u64,
+    version: String,
+}
+
+fn bench_ort(python: &str, dir: &Path, runs: usize) -> Result<OrtRun, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_bench.py");
     let out = Command::new(python)
         .arg(&script)
@@ -127,8 +145,11 @@ fn bench_ort(python: &str, dir: &Path, runs: usize) -> Result<(f64, String), Str
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or("");
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("ort_bench.py output: {e}"))?;
-    let ms = v["median_ms"].as_f64().ok_or("ort_bench.py: no median_ms")?;
-    Ok((ms, v["ort_version"].as_str().unwrap_or("?").to_string()))
+    Ok(OrtRun {
+        median_ms: v["median_ms"].as_f64().ok_or("ort_bench.py: no median_ms")?,
+        nodes: v["ort_nodes"].as_u64().ok_or("ort_bench.py: no ort_nodes")?,
+        version: v["ort_version"].as_str().unwrap_or("?").to_string(),
+    })
 }
 
 fn main() {
@@ -136,7 +157,11 @@ fn main() {
     let mut rows = Vec::new();
     let mut ort_version = String::new();
     let mut failures = 0;
-    println!("{:<22} {:>11} {:>11} {:>9}", "model", "edgec ms", "ORT ms", "edgec/ORT");
+    println!(
+        "{:<22} {:>11} {:>11} {:>9} {:>8} {:>9} {:>10}",
+        "model", "edgec ms", "ORT ms", "edgec/ORT", "kernels", "ORT nodes", "compile s"
+    );
+    let mut over_kernels = 0;
     for (name, dir) in models() {
         if args.models.as_ref().is_some_and(|ms| !ms.contains(&name)) {
             continue;
@@ -144,11 +169,17 @@ fn main() {
         let e = bench_edgec(&dir, args.runs);
         let o = bench_ort(&args.python, &dir, args.runs);
         match (&e, &o) {
-            (Ok(e), Ok((o, v))) => {
-                ort_version = v.clone();
-                let r = e / o;
-                println!("{name:<22} {e:>11.4} {o:>11.4} {r:>9.2}");
-                rows.push(json!({"model": name, "edgec_ms": e, "ort_ms": o, "ratio": r}));
+            (Ok(e), Ok(o)) => {
+                ort_version = o.version.clone();
+                let r = e.median_ms / o.median_ms;
+                over_kernels += usize::from(e.kernels as u64 > o.nodes);
+                println!(
+                    "{name:<22} {:>11.4} {:>11.4} {r:>9.2} {:>8} {:>9} {:>10.2}",
+                    e.median_ms, o.median_ms, e.kernels, o.nodes, e.compile_seconds
+                );
+                rows.push(json!({"model": name, "edgec_ms": e.median_ms, "ort_ms": o.median_ms, "ratio": r,
+                                 "kernels": e.kernels, "ort_nodes": o.nodes,
+                                 "compile_seconds": e.compile_seconds}));
             }
             _ => {
                 failures += 1;
@@ -169,7 +200,8 @@ fn main() {
         .filter_map(|r| Some((r["ratio"].as_f64()?, r["model"].as_str()?.to_string())))
         .fold((f64::NAN, String::new()), |acc, x| if acc.0.is_nan() || x.0 > acc.0 { x } else { acc });
     println!(
-        "geomean edgec/ORT {geomean:.3}; max {max_ratio:.3} ({max_model}); {} models, runs {}",
+        "geomean edgec/ORT {geomean:.3}; max {max_ratio:.3} ({max_model}); {} models, runs {}; \
+         {over_kernels} with more kernels than ORT's optimized graph has nodes",
         ratios.len(),
         args.runs
     );
