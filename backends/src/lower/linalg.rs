@@ -428,42 +428,74 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
             c: View { buf: colb, offset: idx(0) },
             scratch,
         }];
-        // col2im: Y[n, g*mg + mi, i*s - p + kpos*d] += col[mi, kpos, i]
-        let mut shape = vec![mg];
-        shape.extend(&g.kernel);
-        shape.extend(&xsp);
-        let geom = g.clone();
-        let shape2 = shape.clone();
-        s.extend(k.nest(&shape2, move |_, ix| {
-            let (kp, ip) = (&ix[1..1 + nd], &ix[1 + nd..]);
-            let mut cond: Option<Expr> = None;
-            let mut yi =
-                add(mul(n.clone(), idx(m as i64)), add(mul(gi.clone(), idx(mg as i64)), ix[0].clone()));
-            for d in 0..nd {
-                let pos = add(
-                    sub(mul(ip[d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
-                    mul(kp[d].clone(), idx(geom.dilations[d] as i64)),
+        // col2im: Y[n, g*mg + mi, i*s - p + kpos*d] += colᵀ[i, (mi, kpos)]. The input positions
+        // split per dimension into the interior, where every tap lands inside the output, and
+        // the borders; the interior needs no bounds test. Loops run over input positions, then
+        // (mi, kpos), so colᵀ is read contiguously and each input position's writes stay in a
+        // kernel-sized window of Y.
+        let segments: Vec<Vec<(usize, usize, bool)>> = (0..nd)
+            .map(|d| {
+                let (s_, p_, kd) =
+                    (g.strides[d] as i64, g.pads_begin[d], ((g.kernel[d] - 1) * g.dilations[d]) as i64);
+                let n = xsp[d] as i64;
+                // Interior: i*s - p >= 0 and i*s - p + kd < out.
+                let lo = ((p_ + s_ - 1).div_euclid(s_)).clamp(0, n);
+                let hi = ((g.out[d] as i64 - kd + p_ + s_ - 1).div_euclid(s_)).clamp(lo, n);
+                [(0, lo, false), (lo, hi, true), (hi, n, false)]
+                    .into_iter()
+                    .filter(|&(a, b, _)| b > a)
+                    .map(|(a, b, inner)| (a as usize, b as usize, inner))
+                    .collect()
+            })
+            .collect();
+        let mut regions: Vec<Vec<(usize, usize, bool)>> = vec![vec![]];
+        for seg in &segments {
+            regions = regions
+                .iter()
+                .flat_map(|r| seg.iter().map(move |&sg| [r.clone(), vec![sg]].concat()))
+                .collect();
+        }
+        for region in regions {
+            let interior = region.iter().all(|r| r.2);
+            let mut shape: Vec<usize> = region.iter().map(|r| r.1 - r.0).collect();
+            shape.push(mg);
+            shape.extend(&g.kernel);
+            let (geom, xsp2, n, gi) = (g.clone(), xsp.clone(), n.clone(), gi.clone());
+            s.extend(k.nest(&shape, move |_, ix| {
+                let ip: Vec<Expr> = (0..nd).map(|d| add(ix[d].clone(), idx(region[d].0 as i64))).collect();
+                let (mi, kp) = (&ix[nd], &ix[nd + 1..]);
+                let mut cond: Option<Expr> = None;
+                let mut yi =
+                    add(mul(n.clone(), idx(m as i64)), add(mul(gi.clone(), idx(mg as i64)), mi.clone()));
+                for d in 0..nd {
+                    let pos = add(
+                        sub(mul(ip[d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
+                        mul(kp[d].clone(), idx(geom.dilations[d] as i64)),
+                    );
+                    if !region[d].2 {
+                        let ok = in_range(&pos, geom.out[d]);
+                        cond = Some(match cond {
+                            None => ok,
+                            Some(c0) => bin(BinOp::And, c0, ok),
+                        });
+                    }
+                    yi = add(mul(yi, idx(geom.out[d] as i64)), pos);
+                }
+                let ci = add(
+                    mul(linear(&ip, &strides(&xsp2)), idx(rows as i64)),
+                    add(mul(mi.clone(), idx(kprod as i64)), linear(kp, &strides(&geom.kernel))),
                 );
-                let ok = in_range(&pos, geom.out[d]);
-                cond = Some(match cond {
-                    None => ok,
-                    Some(c0) => bin(BinOp::And, c0, ok),
-                });
-                yi = add(mul(yi, idx(geom.out[d] as i64)), pos);
-            }
-            // colᵀ[i][(mi, kpos)]
-            let cst = strides(&shape[..1 + nd]);
-            let ci = add(
-                mul(linear(ip, &strides(&shape[1 + nd..])), idx(rows as i64)),
-                linear(&ix[..1 + nd], &cst),
-            );
-            let v = bin(BinOp::Add, load(yb, yi.clone()), load(colb, ci));
-            vec![Stmt::If {
-                cond: cond.unwrap(),
-                then: vec![Stmt::Store { buf: yb, index: yi, value: v }],
-                els: vec![],
-            }]
-        }));
+                let store = Stmt::Store {
+                    buf: yb,
+                    index: yi.clone(),
+                    value: bin(BinOp::Add, load(yb, yi), load(colb, ci)),
+                };
+                match cond {
+                    Some(c) if !interior => vec![Stmt::If { cond: c, then: vec![store], els: vec![] }],
+                    _ => vec![store],
+                }
+            }));
+        }
         s
     });
     k.body.extend(body);
