@@ -174,6 +174,9 @@ pub enum Outcome {
 pub enum Backend {
     /// The reference interpreter.
     Interp,
+    /// The reference interpreter on the module after edgec's default pass pipeline (the
+    /// differential check of every pass against the IR before it).
+    Optimized,
     /// Compiled for the host by the LLVM backend, linked with the runtime's harness and run.
     Host,
 }
@@ -237,6 +240,14 @@ pub fn run_test_on(t: &NodeTest, backend: Backend) -> Outcome {
 fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
     let module = import_model(&t.dir.join("model.onnx"), &ImportOptions::default())
         .map_err(|e| format!("import: {e}"))?;
+    // The optimized module, for the backends that see what `edgec compile` sees.
+    let module = match backend {
+        Backend::Interp => module,
+        Backend::Optimized | Backend::Host => {
+            let session = edgec::Session::from_module(module).map_err(|e| format!("import: {e}"))?;
+            session.optimized().map_err(|e| format!("pipeline: {e}"))?.0
+        }
+    };
     let func = module.main().ok_or("import: no function")?;
     let mut sets: Vec<PathBuf> = std::fs::read_dir(&t.dir)
         .map_err(|e| e.to_string())?
@@ -248,7 +259,7 @@ fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
         return Err("no test_data_set_* directory".into());
     }
     let compiled = match backend {
-        Backend::Interp => None,
+        Backend::Interp | Backend::Optimized => None,
         Backend::Host => {
             let target = edgec::Target::parse("host").map_err(|e| e.to_string())?;
             match edgec::machine::compile(func, &target, "model", false) {

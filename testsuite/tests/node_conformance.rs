@@ -110,3 +110,34 @@ fn node_conformance_host_backend_matches_interpreter() {
         regressions.len()
     );
 }
+
+/// The differential check of the pass pipeline: every node test the interpreter passes on the
+/// imported module must pass on the module after edgec's default pipeline (canonicalization,
+/// e-graph rewriting, fusion), interpreted the same way.
+#[test]
+fn node_conformance_pipeline_matches_interpreter() {
+    use edgec_testsuite::node::{run_all_on, Backend};
+    let tests = discover(&cache_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let tests: Vec<_> = tests.into_iter().filter(|t| t.class != Class::Excluded).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let before = run_all_on(&tests, threads, Backend::Interp);
+    let after = run_all_on(&tests, threads, Backend::Optimized);
+    let mut regressions = Vec::new();
+    let mut passed = 0;
+    for ((t, b), a) in tests.iter().zip(&before).zip(&after) {
+        match (b, a) {
+            (_, Outcome::Pass) => passed += 1,
+            (Outcome::Pass, Outcome::Fail(m) | Outcome::Skip(m)) => {
+                let m: String = m.chars().take(300).collect();
+                regressions.push(format!("{} [{}]: {m}", t.name, t.ops.join(",")));
+            }
+            _ => {}
+        }
+    }
+    let before_passed = before.iter().filter(|o| matches!(o, Outcome::Pass)).count();
+    println!("after the default pipeline: {passed} of {} pass (before: {before_passed})", tests.len());
+    for r in &regressions {
+        println!("PIPELINE FAIL (passes before) {r}");
+    }
+    assert!(regressions.is_empty(), "{} tests pass before the pipeline but fail after it", regressions.len());
+}

@@ -95,11 +95,16 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
     // A parameter for every region argument the epilogue reads from memory.
     let scalar_const = |i: usize| cx.consts[i].filter(|t| t.len() == 1).map(|t| t.to_f64_vec()[0]);
     let mut arg_param: HashMap<usize, BufId> = HashMap::new();
+    // Clip's bounds are optional: a zero-element operand there means "absent" (elsewhere a
+    // zero-element operand is real, and only read when the result is empty too).
+    let absent = |op: edgec_ir::Op, pos: usize, i: usize| {
+        f.ops[op].kind == OpKind::Clip && pos > 0 && cx.operands[i].num_elements() == Some(0)
+    };
     for &o in epilogue {
-        for &v in &f.ops[o].operands {
+        for (pos, &v) in f.ops[o].operands.iter().enumerate() {
             if let Some(&i) = arg_index.get(&v) {
                 let n = cx.operands[i].num_elements().unwrap_or(0);
-                if n == 0 || scalar_const(i).is_some() || arg_param.contains_key(&i) {
+                if absent(o, pos, i) || scalar_const(i).is_some() || arg_param.contains_key(&i) {
                     continue;
                 }
                 let p = k.param(kty(cx.operands[i].scalar())?, n, Access::Read);
@@ -123,19 +128,19 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
             let d = &f.ops[o];
             let mut in_tys = Vec::new();
             let mut operands = Vec::new();
-            for &v in &d.operands {
+            for (pos, &v) in d.operands.iter().enumerate() {
                 in_tys.push(kty(f.values[v].ty.scalar())?);
                 operands.push(match (env.get(&v), arg_index.get(&v)) {
                     (Some(e), _) => Some(e.clone()),
                     (None, Some(&i)) => {
                         let (shape, ty, c) = &operand_info[i];
                         match (c, arg_param.get(&i)) {
+                            _ if absent(o, pos, i) => None,
                             (Some(c), _) => Some(cnst(*c, *ty)),
                             (None, Some(&p)) => {
                                 Some(load(p, linear(ix, &broadcast_strides(shape, &out_shape))))
                             }
-                            // A zero-element operand: an absent optional one (Clip's bounds).
-                            (None, None) => None,
+                            (None, None) => return Err("region argument without a parameter".into()),
                         }
                     }
                     (None, None) => match f.values[v].def {

@@ -1,8 +1,9 @@
 //! Runs ONNX node tests through the interpreter and prints one line per test.
 //!
-//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures] [--host]`
+//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures] [--host] [--optimized]`
 //! Without substrings every test runs; `--host` compiles each test for the host with the LLVM
-//! backend instead of interpreting it (tests whose ops it does not compile are SKIPped). Exit
+//! backend (after the default pass pipeline) instead of interpreting it (tests whose ops it does
+//! not compile are SKIPped); `--optimized` interprets the module after the default pipeline. Exit
 //! status 0 iff every selected (non-excluded, non-skipped) test passes.
 
 use edgec_testsuite::node::{cache_dir, discover, run_all_on, Backend, Class, Outcome, Tally};
@@ -25,7 +26,13 @@ fn main() {
         .filter(|t| include_excluded || t.class != Class::Excluded)
         .collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let backend = if args.iter().any(|a| a == "--host") { Backend::Host } else { Backend::Interp };
+    let backend = if args.iter().any(|a| a == "--host") {
+        Backend::Host
+    } else if args.iter().any(|a| a == "--optimized") {
+        Backend::Optimized
+    } else {
+        Backend::Interp
+    };
     let outcomes = run_all_on(&selected, threads, backend);
     let mut failed = 0;
     let mut skipped = 0;
@@ -47,7 +54,11 @@ fn main() {
             }
         }
     }
-    let what = if backend == Backend::Host { "host backend" } else { "interpreter" };
+    let what = match backend {
+        Backend::Host => "host backend",
+        Backend::Optimized => "interpreter after the default pipeline",
+        Backend::Interp => "interpreter",
+    };
     println!("{}", Tally::of(&selected, &outcomes).summary_for(what));
     println!("{} passed, {} failed, {} skipped", selected.len() - failed - skipped, failed, skipped);
     std::process::exit(if failed == 0 { 0 } else { 1 });
