@@ -225,6 +225,7 @@ fn compile_errors_exit_2_without_output() {
         vec!["compile", model, "--target", "not-a-triple", "-o", d],
         vec!["compile", model, "--target", "cortex-m7", "--cpu", "cortex-a55", "-o", d],
         vec!["compile", model, "--target", "host", "--name", "9lives", "-o", d],
+        vec!["compile", model, "--target", "host", "--passes", "fuse,frobnicate", "-o", d],
         // NonZero's result shape depends on the data: not compilable ahead of time.
         vec!["compile", nonzero, "--target", "host", "-o", d],
     ] {
@@ -257,4 +258,56 @@ fn bench_host_prints_json() {
         v["median_ms"].as_f64().unwrap() > 0.0
             && v["min_ms"].as_f64().unwrap() <= v["median_ms"].as_f64().unwrap()
     );
+}
+
+/// `compile` shows the pipeline's stages and timings on request, and fusion shows in the report:
+/// dcgan's 11 ONNX nodes (conv_transpose, batch_norm, relu, tanh) become 4 kernels.
+#[test]
+fn compile_prints_passes_and_reports_kernels() {
+    let m = dcgan();
+    let dir = tmp("dcgan-passes");
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = edgec(&[
+        "compile",
+        m.model().to_str().unwrap(),
+        "--target",
+        "host",
+        "-o",
+        dir.to_str().unwrap(),
+        "--print-after-all",
+        "--time-passes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for pass in edgec::DEFAULT_PIPELINE.split(',') {
+        assert!(err.contains(&format!("// ----- IR after {pass} -----")), "no IR after {pass}: {err}");
+        assert!(err.lines().any(|l| l.trim_end().ends_with(&format!("ms  {pass}"))), "no timing for {pass}");
+    }
+    assert!(err.contains("fused.kernel"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["onnx_nodes"], 11, "{report}");
+    assert_eq!(report["kernels"], 4, "{report}");
+
+    // One stage only, and an explicit pipeline without fusion: one kernel per compute op.
+    let dir2 = tmp("dcgan-nofuse");
+    let _ = std::fs::remove_dir_all(&dir2);
+    let o = edgec(&[
+        "compile",
+        m.model().to_str().unwrap(),
+        "--target",
+        "host",
+        "-o",
+        dir2.to_str().unwrap(),
+        "--passes",
+        "dce",
+        "--print-after",
+        "dce",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("// ----- IR after").count(), 1, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir2.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["kernels"], 11, "{report}");
 }
