@@ -55,6 +55,7 @@ pub fn machine_of(target: &Target) -> Result<(MachineSpec, TargetKind), Error> {
             cpu: cpu.clone().unwrap_or_else(|| default_cpu.into()),
             features: features.clone().unwrap_or_else(|| default_features.into()),
             bare_metal: bare,
+            sanitize_address: false,
         },
         kind,
     ))
@@ -72,8 +73,21 @@ pub fn symbol_for(name: &str) -> String {
 
 /// Lowers and generates code for `f`.
 pub fn compile(f: &Function, target: &Target, symbol: &str, want_ir: bool) -> Result<Compiled, Error> {
+    compile_with(f, target, symbol, want_ir, false)
+}
+
+/// [`compile`], optionally with every load and store checked by AddressSanitizer (the program
+/// that runs it must link clang's ASan runtime: `clang-22 -fsanitize=address`).
+pub fn compile_with(
+    f: &Function,
+    target: &Target,
+    symbol: &str,
+    want_ir: bool,
+    sanitize_address: bool,
+) -> Result<Compiled, Error> {
     let start = Instant::now();
-    let (spec, kind) = machine_of(target)?;
+    let (mut spec, kind) = machine_of(target)?;
+    spec.sanitize_address = sanitize_address;
     let isa = spec.isa().map_err(Error::Internal)?;
     let opts = LowerOptions {
         gemm_scratch: gemm_scratch_fn(isa),

@@ -47,6 +47,7 @@ fn emitted_llvm_ir_of_small_kernels() {
         cpu: "x86-64-v3".into(),
         features: String::new(),
         bare_metal: false,
+        sanitize_address: false,
     };
     for (name, text) in CASES {
         let m = edgec_ir::parser::parse_module(text).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -164,3 +164,64 @@ fn host_runs_touch_only_their_buffers_under_valgrind() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Every zoo model, compiled for the host with AddressSanitizer instrumenting every load and
+/// store of the generated code (and the runtime and driver built with `-fsanitize=address`),
+/// runs with its inputs, outputs and arena on the heap at exactly their stated sizes: any access
+/// outside those buffers fails the run. Unlike the valgrind run this covers the AVX-512 code.
+#[test]
+fn host_runs_are_clean_under_address_sanitizer() {
+    use edgec_runtime::toolchain::{self, TargetKind};
+    let host = Target::parse("host").unwrap();
+    for m in edgec_testsuite::zoo::discover(&zoo_dir()) {
+        let session = Session::import(m.model(), &CompileOptions::default()).unwrap();
+        let inputs = session.read_inputs(m.inputs()).unwrap();
+        let expected = session.run(inputs.clone()).unwrap();
+        let (optimized, _) = session.optimized().unwrap();
+        let c = edgec::machine::compile_with(optimized.main().unwrap(), &host, "model", false, true).unwrap();
+        // The checks are really in the generated code (calls into ASan's reporting functions).
+        assert!(c.object.windows(13).any(|w| w == b"__asan_report"), "{}: no ASan instrumentation", m.name);
+        let dir = std::env::temp_dir().join(format!("edgec-asan-{}-{}", std::process::id(), m.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.o"), &c.object).unwrap();
+        std::fs::write(dir.join("main.c"), HEAP_DRIVER).unwrap();
+        let src = dir.join("rt");
+        toolchain::build_runtime(TargetKind::X86_64Linux, &src).unwrap();
+        let inc = src.join("c");
+        for (i, t) in inputs.iter().enumerate() {
+            std::fs::write(dir.join(format!("in_{i}.bin")), t.to_le_bytes()).unwrap();
+        }
+        let cc = std::process::Command::new(toolchain::CLANG)
+            .current_dir(&dir)
+            .args(["-std=c99", "-g", "-fsanitize=address", "-o", "main", "main.c", "model.o"])
+            .arg(inc.join("edgec_runtime.c"))
+            .arg("-I")
+            .arg(&inc)
+            .output()
+            .unwrap();
+        assert!(cc.status.success(), "{}: {}", m.name, String::from_utf8_lossy(&cc.stderr));
+        let run = std::process::Command::new(dir.join("main"))
+            .current_dir(&dir)
+            .env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}: status {:?}\n{}",
+            m.name,
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        for (i, e) in expected.iter().enumerate() {
+            let bytes = std::fs::read(dir.join(format!("out_{i}.bin"))).unwrap();
+            let a = edgec_ir::Tensor::from_le_bytes(e.scalar_type(), e.shape(), &bytes).unwrap();
+            let err = max_rel_error(e, &a).unwrap();
+            assert!(err <= ZOO_REL_TOL, "{} output {i}: {err:.2e}", m.name);
+        }
+        println!(
+            "ok   {:<22} clean under AddressSanitizer (arena {} bytes on the heap)",
+            m.name, c.program.arena.arena_bytes
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

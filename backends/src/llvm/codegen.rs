@@ -33,6 +33,9 @@ pub struct MachineSpec {
     pub features: String,
     /// Bare metal: static relocation model, no PIC.
     pub bare_metal: bool,
+    /// Instrument every load and store with AddressSanitizer (for tests that run the model with
+    /// its buffers on an ASan heap; the program must link clang's ASan runtime).
+    pub sanitize_address: bool,
 }
 
 impl MachineSpec {
@@ -43,6 +46,7 @@ impl MachineSpec {
             cpu: TargetMachine::get_host_cpu_name().to_string(),
             features: TargetMachine::get_host_cpu_features().to_string(),
             bare_metal: false,
+            sanitize_address: false,
         }
     }
 
@@ -146,11 +150,22 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
     }
     // Microcontrollers have little flash and no vector unit to feed: optimize for size there
     // (the GEMM micro-kernel is unrolled in the IR it emits, so it keeps its register tile).
-    let pipeline = if spec.bare_metal { "default<Os>" } else { "default<O3>" };
-    super::gemm::prepare_module_with(&module, &tm, pipeline)?;
+    let mut pipeline = if spec.bare_metal { "default<Os>" } else { "default<O3>" }.to_string();
+    if spec.sanitize_address {
+        // After optimization, as clang places it, so the checks guard the code that runs.
+        for f in module.get_functions().filter(|f| f.count_basic_blocks() > 0) {
+            f.add_attribute(AttributeLoc::Function, cg_attr(&context, "sanitize_address"));
+        }
+        pipeline.push_str(",asan");
+    }
+    super::gemm::prepare_module_with(&module, &tm, &pipeline)?;
     let llvm_ir = want_ir.then(|| module.print_to_string().to_string());
     let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(|e| e.to_string())?;
     Ok(Object { bytes: buf.as_slice().to_vec(), llvm_ir })
+}
+
+fn cg_attr<'ctx>(cx: &'ctx Context, name: &str) -> Attribute {
+    cx.create_enum_attribute(Attribute::get_named_enum_kind_id(name), 0)
 }
 
 /// Textual LLVM IR of one kernel, optimized for `spec` (for snapshots and `--emit-llvm`).
