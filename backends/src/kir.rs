@@ -339,9 +339,67 @@ pub struct Kernel {
     /// Type of each variable.
     pub vars: Vec<Ty>,
     pub body: Vec<Stmt>,
+    /// `(read param, write param)` pairs that may share storage: the kernel reads each element
+    /// of the first only at the index where it then writes the second, and nothing else touches
+    /// either at that index, so the planner may put the result over an operand that dies here
+    /// (see [`Kernel::in_place`]).
+    pub inplace: Vec<(BufId, BufId)>,
 }
 
 impl Kernel {
+    /// The variant of this kernel that computes `out` over `input`'s storage: loads of `input`
+    /// read `out` instead (the caller binds both to the same bytes; `input` is left unread, so
+    /// the parameters stay `noalias`). `(input, out)` must be one of [`Kernel::inplace`]'s pairs.
+    pub fn in_place(&self, input: BufId, out: BufId) -> Kernel {
+        fn expr(e: &mut Expr, from: BufId, to: BufId) {
+            match e {
+                Expr::Load(b, i) => {
+                    if *b == from {
+                        *b = to;
+                    }
+                    expr(i, from, to);
+                }
+                Expr::FConst(..) | Expr::IConst(..) | Expr::Var(_) => {}
+                Expr::Un(_, a) | Expr::Cast(_, a) => expr(a, from, to),
+                Expr::Bin(_, a, b) | Expr::Cmp(_, a, b) => {
+                    expr(a, from, to);
+                    expr(b, from, to);
+                }
+                Expr::Select(a, b, c) => {
+                    expr(a, from, to);
+                    expr(b, from, to);
+                    expr(c, from, to);
+                }
+                Expr::Math(_, args) => args.iter_mut().for_each(|a| expr(a, from, to)),
+            }
+        }
+        fn stmts(ss: &mut [Stmt], from: BufId, to: BufId) {
+            for s in ss {
+                match s {
+                    Stmt::For { body, .. } => stmts(body, from, to),
+                    Stmt::Store { index, value, .. } => {
+                        expr(index, from, to);
+                        expr(value, from, to);
+                    }
+                    Stmt::Let { value, .. } | Stmt::Assign { value, .. } => expr(value, from, to),
+                    Stmt::If { cond, then, els } => {
+                        expr(cond, from, to);
+                        stmts(then, from, to);
+                        stmts(els, from, to);
+                    }
+                    // In-place pairs are only declared for loop-nest kernels.
+                    Stmt::Gemm { .. } | Stmt::Copy { .. } => {}
+                }
+            }
+        }
+        debug_assert!(self.inplace.contains(&(input, out)));
+        let mut k = self.clone();
+        stmts(&mut k.body, input, out);
+        k.inplace.clear();
+        k.name = format!("{}_inplace{input}", self.name);
+        k
+    }
+
     pub fn new(name: impl Into<String>) -> Kernel {
         Kernel { name: name.into(), ..Default::default() }
     }

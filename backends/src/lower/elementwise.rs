@@ -37,6 +37,12 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
         vec![Stmt::Store { buf: out_buf, index: linear(ix, &strides(&out_shape)), value: v }]
     });
     k.body = body;
+    // An operand read at the output's own index, with the output's type, may be overwritten.
+    for i in 0..n_in {
+        if present[i] && consts[i].is_none() && shapes[i] == out_shape && in_tys[i] == out_ty {
+            k.inplace.push((i, out_buf));
+        }
+    }
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 

@@ -165,6 +165,18 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
         Ok::<_, String>(stmts)
     })?;
     k.body.extend(body);
+    if anchor.is_none() {
+        // As for a single elementwise op: an operand read at the output's own index, with its
+        // type, may be overwritten (with an anchor the output is written before the epilogue
+        // reads the operands, so never).
+        let mut pairs: Vec<(BufId, BufId)> = arg_param
+            .iter()
+            .filter(|(&i, _)| operand_info[i].0 == out_shape && operand_info[i].1 == out_ty)
+            .map(|(_, &p)| (p, out_buf))
+            .collect();
+        pairs.sort();
+        k.inplace.extend(pairs);
+    }
     let pattern = cx.attrs.str("pattern").unwrap_or("fused");
     k.name = kernel_name(pattern);
     calls.push((k, binds));

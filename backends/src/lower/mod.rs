@@ -513,7 +513,7 @@ impl Builder {
         graph_ops: usize,
         opts: &LowerOptions,
     ) -> Result<Program, String> {
-        let Builder { consts, kernels, calls, mut storage, .. } = self;
+        let Builder { consts, mut kernels, calls, mut storage, .. } = self;
         // Values in graph inputs/outputs take part in the dependencies but not in arena bytes.
         let size_of =
             |v: &Value| if storage.contains_key(v) { 0 } else { f.values[*v].ty.size_bytes().unwrap_or(0) };
@@ -544,7 +544,15 @@ impl Builder {
         let sched = schedule::choose(&accesses, &scratch, &ready_slots, &size_of);
         let topo_peak = sched.original_peak;
         let mut calls: Vec<_> = calls.into_iter().map(Some).collect();
-        let calls: Vec<_> = sched.order.iter().map(|&i| calls[i].take().expect("each call once")).collect();
+        let mut calls: Vec<_> =
+            sched.order.iter().map(|&i| calls[i].take().expect("each call once")).collect();
+        let alias = place_in_place(&mut calls, &mut kernels, &storage);
+        let canon = |mut v: Value| {
+            while let Some(&a) = alias.get(&v) {
+                v = a;
+            }
+            v
+        };
         // Live ranges of arena values (by call index) and per-call scratch.
         let mut first: HashMap<Value, usize> = HashMap::new();
         let mut last: HashMap<Value, usize> = HashMap::new();
@@ -556,6 +564,7 @@ impl Builder {
                     if storage.contains_key(v) {
                         continue;
                     }
+                    let v = &canon(*v);
                     if !first.contains_key(v) {
                         if p.access != Access::Write {
                             return Err(format!("value {v} is read before it is computed"));
@@ -585,6 +594,9 @@ impl Builder {
         arena.topological_lower_bound_bytes = topo_peak;
         for (i, &v) in order.iter().enumerate() {
             storage.insert(v, Slot::Arena(arena.offsets[i]));
+        }
+        for &v in alias.keys() {
+            storage.insert(v, storage[&canon(v)]);
         }
         let mut scratch_iter = scratch_req.into_iter();
         // For the plan checker: which value (or scratch buffer) each arena argument holds.
@@ -621,6 +633,52 @@ impl Builder {
         plan::check(&program, &owners).map_err(|m| format!("internal: memory plan is wrong: {m}"))?;
         Ok(program)
     }
+}
+
+/// In-place results: where a call's kernel may write its result over an operand (its
+/// `inplace` pairs), the operand is an arena value that dies at this call and is read only
+/// through that parameter, and the result is an arena value this call computes first, the
+/// result takes over the operand's storage: the call switches to the kernel's in-place variant
+/// and the result is recorded as an alias of the operand. Returns the aliases (result ->
+/// operand).
+fn place_in_place(
+    calls: &mut [(usize, Vec<Pending>, String)],
+    kernels: &mut Vec<Kernel>,
+    storage: &HashMap<Value, Slot>,
+) -> HashMap<Value, Value> {
+    let mut first: HashMap<Value, usize> = HashMap::new();
+    let mut last: HashMap<Value, usize> = HashMap::new();
+    for (ci, (_, args, _)) in calls.iter().enumerate() {
+        for a in args {
+            if let Pending::Value(v) = a {
+                first.entry(*v).or_insert(ci);
+                last.insert(*v, ci);
+            }
+        }
+    }
+    let mut alias = HashMap::new();
+    for (ci, (ki, args, _)) in calls.iter_mut().enumerate() {
+        for (pin, pout) in kernels[*ki].inplace.clone() {
+            let (Pending::Value(vin), Pending::Value(vout)) = (&args[pin], &args[pout]) else { continue };
+            let (vin, vout) = (*vin, *vout);
+            let arena_values = !storage.contains_key(&vin) && !storage.contains_key(&vout);
+            let reads = args.iter().filter(|a| matches!(a, Pending::Value(v) if *v == vin)).count();
+            if !arena_values || last[&vin] != ci || first[&vout] != ci || reads != 1 {
+                continue;
+            }
+            let variant = kernels[*ki].in_place(pin, pout);
+            *ki = match kernels.iter().position(|k| *k == variant) {
+                Some(i) => i,
+                None => {
+                    kernels.push(variant);
+                    kernels.len() - 1
+                }
+            };
+            alias.insert(vout, vin);
+            break;
+        }
+    }
+    alias
 }
 
 /// Dropout with a (possibly run-time) training flag and ratio: the reference's random draws for
