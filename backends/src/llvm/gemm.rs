@@ -285,13 +285,26 @@ pub fn plan_with_tile(desc: &GemmDesc, tile: GemmTile) -> GemmPlan {
     let m = desc.m.max(1);
     let n = desc.n.max(1);
     let k = desc.k.max(1);
-    let mr = ceil_div(m, ceil_div(m, tile.mr.max(1)));
+    let mr = row_tile(m, tile.mr.max(1));
     let nv = tile.nv.max(1).min(ceil_div(n, lanes));
     let nr = nv * lanes;
     let kc = ceil_div(k, ceil_div(k, tile.kc.max(1)));
     let mc = ((tile.mc / mr).max(1) * mr).min(round_up(m, mr));
     let nc = ((tile.nc / nr).max(1) * nr).min(round_up(n, nr));
     GemmPlan { lanes, mr, nv, nr, kc, mc, nc, ku: tile.ku.max(1), fma: tile.fma }
+}
+
+/// Rows of the micro-kernel for `m` rows with at most `max` per tile: the fewest padded rows
+/// (`ceil(m / mr) * mr - m`), among `max` balanced over the tiles (m = 13, max = 6: 5) and the
+/// sizes down to two thirds of `max`; ties go to fewer tiles. Padded rows cost full FMAs and send
+/// their tile through the slow edge path, so m = 32 with max = 6 runs eight 4-row tiles (no
+/// padding) rather than six 6-row ones (4 padded rows); the smaller tile still has enough
+/// independent accumulators (`mr * nv`) to hide the FMA latency.
+fn row_tile(m: usize, max: usize) -> usize {
+    let balanced = ceil_div(m, ceil_div(m, max));
+    let lo = (2 * max).div_ceil(3).max(1);
+    let cost = |mr: usize| (ceil_div(m, mr) * mr, ceil_div(m, mr));
+    (lo..=max).chain([balanced]).min_by_key(|&mr| cost(mr)).unwrap_or(balanced)
 }
 
 /// [`plan_with_tile`] with the ISA's default tile.
