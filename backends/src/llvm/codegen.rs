@@ -415,6 +415,9 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         let name = format!("edgec_gemm_{}", self.gemms.len());
         let desc = GemmDesc { bias, ..gemm_desc(spec) };
         let f = gemm::emit_sgemm(self.cx, self.module, self.isa, &name, &desc);
+        // One copy of each GEMM routine: LLVM would otherwise inline it into every kernel that
+        // calls it (one call per product is nothing next to the product itself).
+        f.add_attribute(AttributeLoc::Function, self.attr("noinline"));
         self.gemms.insert(key, f);
         f
     }
