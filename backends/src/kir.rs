@@ -271,6 +271,15 @@ pub struct GemmSpec {
     pub b_prepacked: bool,
 }
 
+/// A bias added to every element of a GEMM's result: `C[i][j] += bias[i]` (`per_row`, one value
+/// per row of C) or `bias[j]`. Added once, after the product (and after C's old value when the
+/// product accumulates).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmBias {
+    pub view: View,
+    pub per_row: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     /// `for var in 0..extent`.
@@ -298,12 +307,14 @@ pub enum Stmt {
         then: Vec<Stmt>,
         els: Vec<Stmt>,
     },
-    /// f32 GEMM on views; `scratch` is a buffer of at least the backend's packing size.
+    /// f32 GEMM on views, plus an optional bias (folded into the routine's store of C, so the
+    /// result is not read back); `scratch` is a buffer of at least the backend's packing size.
     Gemm {
         spec: GemmSpec,
         a: View,
         b: View,
         c: View,
+        bias: Option<GemmBias>,
         scratch: Option<BufId>,
     },
     /// Copies `elems` elements between buffers of the same element type.

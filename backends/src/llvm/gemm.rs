@@ -285,13 +285,26 @@ pub fn plan_with_tile(desc: &GemmDesc, tile: GemmTile) -> GemmPlan {
     let m = desc.m.max(1);
     let n = desc.n.max(1);
     let k = desc.k.max(1);
-    let mr = ceil_div(m, ceil_div(m, tile.mr.max(1)));
+    let mr = row_tile(m, tile.mr.max(1));
     let nv = tile.nv.max(1).min(ceil_div(n, lanes));
     let nr = nv * lanes;
     let kc = ceil_div(k, ceil_div(k, tile.kc.max(1)));
     let mc = ((tile.mc / mr).max(1) * mr).min(round_up(m, mr));
     let nc = ((tile.nc / nr).max(1) * nr).min(round_up(n, nr));
     GemmPlan { lanes, mr, nv, nr, kc, mc, nc, ku: tile.ku.max(1), fma: tile.fma }
+}
+
+/// Rows of the micro-kernel for `m` rows with at most `max` per tile: the fewest padded rows
+/// (`ceil(m / mr) * mr - m`), among `max` balanced over the tiles (m = 13, max = 6: 5) and the
+/// sizes down to two thirds of `max`; ties go to fewer tiles. Padded rows cost full FMAs and send
+/// their tile through the slow edge path, so m = 32 with max = 6 runs eight 4-row tiles (no
+/// padding) rather than six 6-row ones (4 padded rows); the smaller tile still has enough
+/// independent accumulators (`mr * nv`) to hide the FMA latency.
+fn row_tile(m: usize, max: usize) -> usize {
+    let balanced = ceil_div(m, ceil_div(m, max));
+    let lo = (2 * max).div_ceil(3).max(1);
+    let cost = |mr: usize| (ceil_div(m, mr) * mr, ceil_div(m, mr));
+    (lo..=max).chain([balanced]).min_by_key(|&mr| cost(mr)).unwrap_or(balanced)
 }
 
 /// [`plan_with_tile`] with the ISA's default tile.
@@ -307,9 +320,18 @@ struct ScratchLayout {
     total_floats: usize,
 }
 
+/// Whether the micro-kernel reads B in place (row-major, `ldb` apart) instead of packing it: when
+/// every panel is full (`n % nr == 0`, so no column past `n` is ever loaded) and all of M fits in
+/// one M block. Then each B element is read by only `ceil(m / mr)` micro-kernel calls right
+/// after one another, so packing (a full read and write of B per K block) costs more than it
+/// saves; convolutions' im2col columns (m = output channels, tens) are the typical case.
+fn b_direct(desc: &GemmDesc, p: &GemmPlan) -> bool {
+    !desc.b_prepacked && !desc.b_trans && desc.n % p.nr == 0 && desc.m <= p.mc
+}
+
 fn scratch_layout(desc: &GemmDesc, p: &GemmPlan) -> ScratchLayout {
     let a_floats = round_up(p.mc * p.kc, 16);
-    let b_floats = if desc.b_prepacked { 0 } else { round_up(p.nc * p.kc, 16) };
+    let b_floats = if desc.b_prepacked || b_direct(desc, p) { 0 } else { round_up(p.nc * p.kc, 16) };
     let tile_floats = round_up(p.mr * p.nr, 16);
     ScratchLayout {
         a_off: 0,
@@ -422,6 +444,7 @@ pub fn emit_sgemm_with_tile<'ctx>(
         fma_v,
         p,
         d: desc.clone(),
+        b_row: if b_direct(desc, &p) { desc.ldb } else { p.nr },
     };
     e.emit_body().expect("gemm IR emission");
     func
@@ -437,6 +460,9 @@ struct Emitter<'ctx> {
     fma_v: FunctionValue<'ctx>,
     p: GemmPlan,
     d: GemmDesc,
+    /// Floats between consecutive k rows of the B micro-panel: `nr` when packed, `ldb` when B is
+    /// read in place ([`b_direct`]).
+    b_row: usize,
 }
 
 type R<T> = Result<T, BuilderError>;
@@ -630,7 +656,8 @@ impl<'ctx> Emitter<'ctx> {
             let nb_panels = self.udivc(self.addc(nc_cur, p.nr - 1)?, p.nr)?;
             self.for_loop("pc", self.c(0), self.c(d.k), p.kc, |pc| {
                 let kc_cur = self.umin(self.c(p.kc), self.sub(self.c(d.k), pc)?)?;
-                if !d.b_prepacked {
+                let direct = b_direct(d, &p);
+                if !d.b_prepacked && !direct {
                     self.pack_b(bmat, bp_buf, jc, pc, kc_cur, nb_panels)?;
                 }
                 let first = self.b.build_int_compare(IntPredicate::EQ, pc, self.c(0), "first")?;
@@ -644,6 +671,10 @@ impl<'ctx> Emitter<'ctx> {
                             let gq = self.add(self.udivc(jc, p.nr)?, q)?;
                             let off = self.add(self.mulc(gq, d.k * p.nr)?, self.mulc(pc, p.nr)?)?;
                             self.gep(bmat, off)?
+                        } else if direct {
+                            // B itself at row pc, column jc + q·nr.
+                            let col = self.add(jc, self.mulc(q, p.nr)?)?;
+                            self.gep(bmat, self.add(self.mulc(pc, d.ldb)?, col)?)?
                         } else {
                             self.gep(bp_buf, self.mul(self.mulc(q, p.nr)?, kc_cur)?)?
                         };
@@ -819,7 +850,7 @@ impl<'ctx> Emitter<'ctx> {
         let p = self.p;
         let mut bv = Vec::with_capacity(p.nv);
         for j in 0..p.nv {
-            bv.push(self.load_v(self.gepc(bp, u * p.nr + j * p.lanes)?)?);
+            bv.push(self.load_v(self.gepc(bp, u * self.b_row + j * p.lanes)?)?);
         }
         for r in 0..p.mr {
             let a = self.splat(self.load_f(self.gepc(ap, u * p.mr + r)?)?)?;
@@ -872,7 +903,7 @@ impl<'ctx> Emitter<'ctx> {
         }
         let t_next = self.addc(t, 1)?;
         let ap_next = self.gepc(ap, per * p.mr)?;
-        let bp_next = self.gepc(bp, per * p.nr)?;
+        let bp_next = self.gepc(bp, per * self.b_row)?;
         let latch = self.b.get_insert_block().unwrap();
         self.b.build_unconditional_branch(header)?;
         t_phi.add_incoming(&[(&t_next, latch)]);

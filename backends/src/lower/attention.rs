@@ -190,6 +190,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
             a: View { buf: qsc, offset: mul(bhq.clone(), idx((sq * d) as i64)) },
             b: View { buf: ksc, offset: mul(bhkv.clone(), idx((total * d) as i64)) },
             c: View { buf: sc, offset: idx(0) },
+            bias: None,
             scratch: gscratch,
         }];
         // Keys before the query block (causal/window alignment).
@@ -340,6 +341,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
             a: View { buf: sc, offset: idx(0) },
             b: View { buf: vsc, offset: mul(bhkv.clone(), idx((total * dv) as i64)) },
             c: View { buf: yh, offset: idx(0) },
+            bias: None,
             scratch: gscratch,
         });
         s.extend(k.nest(&[sq, dv], |_, ie| {

@@ -112,6 +112,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
             a: View { buf: 0, offset: off(&sa, m * kk) },
             b: View { buf: 1, offset: off(&sb, kk * n) },
             c: View { buf: 2, offset: off(&sy, m * n) },
+            bias: None,
             scratch,
         }]
     });
@@ -153,6 +154,7 @@ fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
         a: View { buf: 0, offset: idx(0) },
         b: View { buf: 1, offset: idx(0) },
         c: View { buf: y, offset: idx(0) },
+        bias: None,
         scratch,
     });
     if alpha != 1.0 || has_c {
@@ -239,14 +241,21 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
         };
         let yoff =
             mul(add(mul(n.clone(), idx(m as i64)), mul(gi.clone(), idx(mg as i64))), idx(oprod as i64));
+        // An f32 bias is added by the GEMM as it stores each output tile (no second pass over
+        // the output, one loop nest less to compile); other types add it in a loop after.
+        let fold_bias = has_b && ty == Ty::F32;
         s.push(Stmt::Gemm {
             spec: spec.clone(),
             a: View { buf: 1, offset: mul(gi.clone(), idx((mg * kdim) as i64)) },
             b: b_view,
             c: View { buf: yb, offset: yoff.clone() },
+            bias: fold_bias.then(|| GemmBias {
+                view: View { buf: 2, offset: mul(gi.clone(), idx(mg as i64)) },
+                per_row: true,
+            }),
             scratch,
         });
-        if has_b {
+        if has_b && !fold_bias {
             let yoff2 = yoff.clone();
             let gi2 = gi.clone();
             s.extend(k.nest(&[mg, oprod], move |_, ix| {
@@ -426,6 +435,7 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
             },
             b: View { buf: 1, offset: mul(gi.clone(), idx(w_group_stride as i64)) },
             c: View { buf: colb, offset: idx(0) },
+            bias: None,
             scratch,
         }];
         // col2im: Y[n, g*mg + mi, i*s - p + kpos*d] += colᵀ[i, (mi, kpos)]. The input positions
