@@ -107,6 +107,48 @@ int main(void) {
 }
 "#;
 
+/// Runs zoo model `m`, compiled as `c`, through `HEAP_DRIVER` (inputs, outputs and the arena on
+/// the heap at exactly their sizes): `build` compiles and links the driver in the directory it
+/// is given and returns the command that runs it; the run must succeed and match the interpreter.
+fn run_on_heap(
+    m: &edgec_testsuite::zoo::ZooModel,
+    c: &edgec::machine::Compiled,
+    tag: &str,
+    build: impl FnOnce(&std::path::Path) -> std::process::Command,
+) {
+    let session = Session::import(m.model(), &CompileOptions::default()).unwrap();
+    let inputs = session.read_inputs(m.inputs()).unwrap();
+    let expected = session.run(inputs.clone()).unwrap();
+    let dir = std::env::temp_dir().join(format!("edgec-{tag}-{}-{}", std::process::id(), m.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.o"), &c.object).unwrap();
+    std::fs::write(dir.join("main.c"), HEAP_DRIVER).unwrap();
+    for (i, t) in inputs.iter().enumerate() {
+        std::fs::write(dir.join(format!("in_{i}.bin")), t.to_le_bytes()).unwrap();
+    }
+    let run = build(&dir).current_dir(&dir).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}: status {:?}\n{}",
+        m.name,
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for (i, e) in expected.iter().enumerate() {
+        let bytes = std::fs::read(dir.join(format!("out_{i}.bin"))).unwrap();
+        let a = edgec_ir::Tensor::from_le_bytes(e.scalar_type(), e.shape(), &bytes).unwrap();
+        let err = max_rel_error(e, &a).unwrap();
+        assert!(err <= ZOO_REL_TOL, "{} output {i}: {err:.2e}", m.name);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Compiles `args` (in `dir`) and fails the test with the compiler's message if that fails.
+fn cc(dir: &std::path::Path, cmd: &str, args: &[&std::ffi::OsStr], what: &str) {
+    let out = std::process::Command::new(cmd).current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn host_runs_touch_only_their_buffers_under_valgrind() {
     use edgec_runtime::toolchain::{self, TargetKind};
@@ -114,54 +156,29 @@ fn host_runs_touch_only_their_buffers_under_valgrind() {
         panic!("valgrind is required (testsuite/scripts/setup.sh installs it)");
     }
     // valgrind 3.19 does not decode AVX-512, so this run uses the x86-64 triple's default CPU
-    // (x86-64-v3, AVX2); the AVX-512 host code is covered by the other tests.
+    // (x86-64-v3, AVX2); the AVX-512 host code is covered by the ASan run and the other tests.
     let host = Target::parse("x86_64-unknown-linux-gnu").unwrap();
     for m in edgec_testsuite::zoo::discover(&zoo_dir()) {
         let session = Session::import(m.model(), &CompileOptions::default()).unwrap();
-        let inputs = session.read_inputs(m.inputs()).unwrap();
-        let expected = session.run(inputs.clone()).unwrap();
         let c = session.compile(&host, "model", false).unwrap();
-        let dir = std::env::temp_dir().join(format!("edgec-valgrind-{}-{}", std::process::id(), m.name));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("model.o"), &c.object).unwrap();
-        std::fs::write(dir.join("main.c"), HEAP_DRIVER).unwrap();
-        let rt = toolchain::build_runtime(TargetKind::X86_64Linux, &dir.join("rt")).unwrap();
-        let inc = dir.join("rt").join("c");
-        for (i, t) in inputs.iter().enumerate() {
-            std::fs::write(dir.join(format!("in_{i}.bin")), t.to_le_bytes()).unwrap();
-        }
-        let cc = std::process::Command::new("cc")
-            .current_dir(&dir)
-            .args(["-std=c99", "-Wall", "-Werror", "-g", "-o", "main", "main.c", "model.o"])
-            .arg(&rt)
-            .arg("-I")
-            .arg(&inc)
-            .output()
-            .unwrap();
-        assert!(cc.status.success(), "{}: {}", m.name, String::from_utf8_lossy(&cc.stderr));
-        let v = std::process::Command::new("valgrind")
-            .current_dir(&dir)
-            .args(["-q", "--error-exitcode=99", "--leak-check=no", "./main"])
-            .output()
-            .unwrap();
-        assert!(
-            v.status.success(),
-            "{}: status {:?}\n{}",
-            m.name,
-            v.status,
-            String::from_utf8_lossy(&v.stderr)
-        );
-        for (i, e) in expected.iter().enumerate() {
-            let bytes = std::fs::read(dir.join(format!("out_{i}.bin"))).unwrap();
-            let a = edgec_ir::Tensor::from_le_bytes(e.scalar_type(), e.shape(), &bytes).unwrap();
-            let err = max_rel_error(e, &a).unwrap();
-            assert!(err <= ZOO_REL_TOL, "{} output {i}: {err:.2e}", m.name);
-        }
+        run_on_heap(&m, &c, "valgrind", |dir| {
+            let rt = toolchain::build_runtime(TargetKind::X86_64Linux, &dir.join("rt")).unwrap();
+            let inc = dir.join("rt").join("c");
+            let args: Vec<&std::ffi::OsStr> =
+                ["-std=c99", "-Wall", "-Werror", "-g", "-o", "main", "main.c", "model.o"]
+                    .iter()
+                    .map(std::ffi::OsStr::new)
+                    .chain([rt.as_os_str(), "-I".as_ref(), inc.as_os_str()])
+                    .collect();
+            cc(dir, "cc", &args, &m.name);
+            let mut v = std::process::Command::new("valgrind");
+            v.args(["-q", "--error-exitcode=99", "--leak-check=no", "./main"]);
+            v
+        });
         println!(
             "ok   {:<22} clean under valgrind memcheck (arena {} bytes on the heap)",
             m.name, c.program.arena.arena_bytes
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -175,53 +192,28 @@ fn host_runs_are_clean_under_address_sanitizer() {
     let host = Target::parse("host").unwrap();
     for m in edgec_testsuite::zoo::discover(&zoo_dir()) {
         let session = Session::import(m.model(), &CompileOptions::default()).unwrap();
-        let inputs = session.read_inputs(m.inputs()).unwrap();
-        let expected = session.run(inputs.clone()).unwrap();
         let (optimized, _) = session.optimized().unwrap();
         let c = edgec::machine::compile_with(optimized.main().unwrap(), &host, "model", false, true).unwrap();
         // The checks are really in the generated code (calls into ASan's reporting functions).
         assert!(c.object.windows(13).any(|w| w == b"__asan_report"), "{}: no ASan instrumentation", m.name);
-        let dir = std::env::temp_dir().join(format!("edgec-asan-{}-{}", std::process::id(), m.name));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("model.o"), &c.object).unwrap();
-        std::fs::write(dir.join("main.c"), HEAP_DRIVER).unwrap();
-        let src = dir.join("rt");
-        toolchain::build_runtime(TargetKind::X86_64Linux, &src).unwrap();
-        let inc = src.join("c");
-        for (i, t) in inputs.iter().enumerate() {
-            std::fs::write(dir.join(format!("in_{i}.bin")), t.to_le_bytes()).unwrap();
-        }
-        let cc = std::process::Command::new(toolchain::CLANG)
-            .current_dir(&dir)
-            .args(["-std=c99", "-g", "-fsanitize=address", "-o", "main", "main.c", "model.o"])
-            .arg(inc.join("edgec_runtime.c"))
-            .arg("-I")
-            .arg(&inc)
-            .output()
-            .unwrap();
-        assert!(cc.status.success(), "{}: {}", m.name, String::from_utf8_lossy(&cc.stderr));
-        let run = std::process::Command::new(dir.join("main"))
-            .current_dir(&dir)
-            .env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1")
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}: status {:?}\n{}",
-            m.name,
-            run.status,
-            String::from_utf8_lossy(&run.stderr)
-        );
-        for (i, e) in expected.iter().enumerate() {
-            let bytes = std::fs::read(dir.join(format!("out_{i}.bin"))).unwrap();
-            let a = edgec_ir::Tensor::from_le_bytes(e.scalar_type(), e.shape(), &bytes).unwrap();
-            let err = max_rel_error(e, &a).unwrap();
-            assert!(err <= ZOO_REL_TOL, "{} output {i}: {err:.2e}", m.name);
-        }
+        run_on_heap(&m, &c, "asan", |dir| {
+            toolchain::build_runtime(TargetKind::X86_64Linux, &dir.join("rt")).unwrap();
+            let inc = dir.join("rt").join("c");
+            let src = inc.join("edgec_runtime.c");
+            let args: Vec<&std::ffi::OsStr> =
+                ["-std=c99", "-g", "-fsanitize=address", "-o", "main", "main.c", "model.o"]
+                    .iter()
+                    .map(std::ffi::OsStr::new)
+                    .chain([src.as_os_str(), "-I".as_ref(), inc.as_os_str()])
+                    .collect();
+            cc(dir, toolchain::CLANG, &args, &m.name);
+            let mut run = std::process::Command::new(dir.join("main"));
+            run.env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1");
+            run
+        });
         println!(
             "ok   {:<22} clean under AddressSanitizer (arena {} bytes on the heap)",
             m.name, c.program.arena.arena_bytes
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
