@@ -9,7 +9,10 @@
 //!   written in place of the anchor's output);
 //! - every use of the produced value is inside the group (so no intermediate escapes);
 //! - it is not a producer of the anchor's own operands (the anchor runs first, so members
-//!   that precede it in the body move after it; there is no prologue).
+//!   that precede it in the body move after it; there is no prologue);
+//! - with an anchor, the epilogue reads no outside value that the body computes after the
+//!   anchor's operands: fusing must not make the anchor wait (and keep its inputs live) for
+//!   other work, which would take that ordering freedom from the memory-aware scheduler.
 //!
 //! Under these rules fusing never adds work: each member still runs once per element, and every
 //! intermediate tensor's store and reload disappears, with one kernel launch instead of many.
@@ -116,6 +119,10 @@ pub fn fuse_function(f: &mut Function) -> usize {
                     {
                         continue;
                     }
+                    let anchor_pos = if take_anchor { Some(pi) } else { anchor };
+                    if anchor_pos.is_some_and(|a| delays_anchor(f, &body, &pos, a, &members, pi)) {
+                        continue;
+                    }
                     members.insert(pi);
                     if take_anchor {
                         anchor = Some(pi);
@@ -161,6 +168,31 @@ pub fn fuse_function(f: &mut Function) -> usize {
         .collect();
     f.blocks[f.body].ops = new_ops;
     groups.len()
+}
+
+/// Whether a group with the anchor at body position `a`, the `members` and the candidate `pi`
+/// would make the anchor wait for a value its own operands do not: an epilogue operand from
+/// outside the group that the body computes after the anchor's last operand. Fused, the anchor
+/// could only run once that value exists, so its inputs (often larger than its output, like a
+/// shortcut conv's) would stay live through everything computed in between, a conv's im2col
+/// peak included; unfused, a memory-aware schedule runs the anchor as soon as its inputs exist.
+fn delays_anchor(
+    f: &Function,
+    body: &[Op],
+    pos: &HashMap<Op, usize>,
+    a: usize,
+    members: &BTreeSet<usize>,
+    pi: usize,
+) -> bool {
+    let def_pos = |v: Value| match f.values[v].def {
+        ValueDef::Result { op, .. } if f.ops[op].kind != OpKind::Constant => pos.get(&op).copied(),
+        _ => None,
+    };
+    let ready = f.ops[body[a]].operands.iter().filter_map(|&v| def_pos(v)).max();
+    let epilogue = members.iter().copied().chain([pi]).filter(|&m| m != a);
+    epilogue.flat_map(|m| f.ops[body[m]].operands.iter().copied()).any(|v| {
+        def_pos(v).is_some_and(|q| q != a && !members.contains(&q) && q != pi && ready.is_none_or(|r| q > r))
+    })
 }
 
 /// Creates the `fused.kernel` for `members` (in execution order, the last one the root) and points
