@@ -65,8 +65,11 @@ pub static PASSES: &[PassInfo] = &[
         summary: "Equality saturation (egg) over the kernel-level ops, extracted with a memory-traffic, \
                   FLOP and per-kernel cost model, to recover fused ops from decomposed graphs. Rule \
                   groups: `algebra` (commutativity, x*1, x+0, x/c, 1/y, identity casts), `activation` \
-                  (GELU erf and tanh forms, x*sigmoid(x) as swish) and `normalization` (LayerNorm and \
-                  RMSNorm over the last axis, with their scale and bias). `EDGEC_LOG_EGRAPH=1` prints \
+                  (GELU erf and tanh forms, x*sigmoid(x) as swish), `normalization` (LayerNorm and \
+                  RMSNorm over the last axis, with their scale and bias) and `attention` (4-D \
+                  softmax(q @ k^T * s + mask) @ v as `nn.attention`, with k^T any transpose, the \
+                  scale multiplied, divided or split over q and k, the additive mask optional). \
+                  `EDGEC_LOG_EGRAPH=1` prints \
                   the runner's stop reason and what was recognized.",
         create: || Box::new(crate::egraph::EgraphPass::default()),
     },

@@ -5,7 +5,7 @@
 //! for `x/c`) costs the same plus a small penalty for not being an original node, so extraction
 //! keeps the input unless a rewrite really is cheaper.
 
-use super::lang::{node_type, type_of, KGraph, Kernel};
+use super::lang::{node_type, type_of, KGraph, Kernel, SoftmaxAxis};
 use edgec_ir::{Dim, TensorType};
 use egg::{CostFunction, Id, Language};
 use std::collections::HashSet;
@@ -53,6 +53,10 @@ fn flops_per_element(node: &Kernel) -> f64 {
         Kernel::LayerNorm(_) => 8.0,
         Kernel::RmsNorm(_) => 6.0,
         Kernel::MatMul(_) => 2.0,
+        // A copy; movement is all traffic.
+        Kernel::Transpose(..) => 0.0,
+        // Computed per score in `node_cost`.
+        Kernel::Attention(_) | Kernel::AttentionMask(_) => 0.0,
         Kernel::Num(_) | Kernel::Opaque(_) => 0.0,
     }
 }
@@ -68,6 +72,9 @@ pub fn node_cost(egraph: &KGraph, node: &Kernel) -> f64 {
         // The epsilon is an attribute, not a tensor read.
         Kernel::LayerNorm(c) => c[..3].iter().map(|&i| type_of(egraph, i)).collect(),
         Kernel::RmsNorm(c) => c[..2].iter().map(|&i| type_of(egraph, i)).collect(),
+        // So is the attention scale.
+        Kernel::Attention(c) => c[..3].iter().map(|&i| type_of(egraph, i)).collect(),
+        Kernel::AttentionMask(c) => c[..4].iter().map(|&i| type_of(egraph, i)).collect(),
         n => n.children().iter().map(|&i| type_of(egraph, i)).collect(),
     };
     let Some(inputs) = inputs else { return f64::INFINITY };
@@ -83,6 +90,21 @@ pub fn node_cost(egraph: &KGraph, node: &Kernel) -> f64 {
                 .map_or(1.0, |d| elements(&TensorType::new(vec![d.clone()], out.elem.clone())))
         }
         Kernel::Mean(..) => work = elements(inputs[0]),
+        Kernel::Attention(_) | Kernel::AttentionMask(_) => {
+            // The same arithmetic as the decomposed chain (two GEMMs over the [Sq, Skv] scores,
+            // the scale, the mask and the softmax), but the scores live in a per-head scratch
+            // row block instead of round-tripping through memory between five kernels. The
+            // kernel copies scaled Q, K and V once, so they count twice.
+            let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
+            let dim = |t: &TensorType, i: usize| {
+                t.dims.get(i).map_or(1.0, |d| elements(&TensorType::new(vec![d.clone()], t.elem.clone())))
+            };
+            let scores = elements(&out) / dim(&out, 3) * dim(k, 2);
+            // Per score: the QK^T and PV multiply-adds, the scale and mask, the softmax.
+            let softmax = flops_per_element(&Kernel::Softmax(SoftmaxAxis(-1), [Id::from(0usize)]));
+            work = scores * (2.0 * dim(q, 3) + 2.0 * dim(v, 3) + 2.0 + softmax);
+            traffic += bytes(q) + bytes(k) + bytes(v);
+        }
         _ => {}
     }
     KERNEL_OVERHEAD + traffic + work * FLOP_WEIGHT

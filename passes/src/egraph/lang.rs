@@ -4,7 +4,7 @@
 //! fused ops the rules produce. Everything else enters the e-graph as an opaque [`Leaf`] (one per
 //! IR value), and single-element float constants as numeric [`Scalar`] leaves, so that rules can
 //! test their value. Attributes that change an op's meaning are part of the node: a mean's axes
-//! and keepdims, a softmax axis and a cast's target type are node data, so two nodes with
+//! and keepdims, a softmax axis, a cast's target type and a transpose's permutation are node data, so two nodes with
 //! different attributes never share an e-class by accident and a pattern names exactly the
 //! attributes it accepts. The epsilon of the fused normalizations is a child (a [`Scalar`] class)
 //! so that a pattern can carry it from the decomposed form to the fused one.
@@ -138,10 +138,51 @@ impl FromStr for CastTo {
     }
 }
 
+/// `shape.transpose` permutation (never empty: a transpose without `perm` gets the reversed
+/// axes spelled out). Text: `transpose:0,2,1,3`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Perm(pub Vec<u8>);
+
+impl Perm {
+    /// The permutation swapping the last two of `rank` axes (a matrix transpose per batch).
+    pub fn swap_last(rank: usize) -> Perm {
+        let mut p: Vec<u8> = (0..rank as u8).collect();
+        p.swap(rank - 2, rank - 1);
+        Perm(p)
+    }
+    pub fn is_identity(&self) -> bool {
+        self.0.iter().enumerate().all(|(i, &a)| a as usize == i)
+    }
+}
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let axes: Vec<String> = self.0.iter().map(|a| a.to_string()).collect();
+        write!(f, "transpose:{}", axes.join(","))
+    }
+}
+
+impl FromStr for Perm {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let axes = s.strip_prefix("transpose:").ok_or(())?;
+        let p = axes.split(',').map(|a| a.parse().map_err(|_| ())).collect::<Result<Vec<u8>, ()>>()?;
+        let mut sorted = p.clone();
+        sorted.sort_unstable();
+        if p.is_empty() || sorted.iter().enumerate().any(|(i, &a)| a as usize != i) {
+            return Err(());
+        }
+        Ok(Perm(p))
+    }
+}
+
 define_language! {
     /// Kernel-level ops. Children are operands in IR order; `layer_norm` is
     /// `(layer_norm x scale bias epsilon)` and `rms_norm` is `(rms_norm x scale epsilon)`, always
-    /// over the last axis; a bias equal to the scalar 0 means "no bias".
+    /// over the last axis; a bias equal to the scalar 0 means "no bias". `attention` is
+    /// `(attention q k v scale)` and `attention_mask` is `(attention_mask q k v mask scale)`
+    /// (`nn.attention` on 4-D operands with an additive mask); the scale is a child for the same
+    /// reason as epsilon.
     pub enum Kernel {
         "add" = Add([Id; 2]),
         "sub" = Sub([Id; 2]),
@@ -161,6 +202,9 @@ define_language! {
         "swish" = Swish(Id),
         "layer_norm" = LayerNorm([Id; 4]),
         "rms_norm" = RmsNorm([Id; 3]),
+        "attention" = Attention([Id; 4]),
+        "attention_mask" = AttentionMask([Id; 5]),
+        Transpose(Perm, [Id; 1]),
         Mean(MeanSpec, [Id; 1]),
         Softmax(SoftmaxAxis, [Id; 1]),
         Cast(CastTo, [Id; 1]),
@@ -173,12 +217,18 @@ define_language! {
 pub fn is_fused(node: &Kernel) -> bool {
     matches!(
         node,
-        Kernel::Gelu(_) | Kernel::GeluTanh(_) | Kernel::Swish(_) | Kernel::LayerNorm(_) | Kernel::RmsNorm(_)
+        Kernel::Gelu(_)
+            | Kernel::GeluTanh(_)
+            | Kernel::Swish(_)
+            | Kernel::LayerNorm(_)
+            | Kernel::RmsNorm(_)
+            | Kernel::Attention(_)
+            | Kernel::AttentionMask(_)
     )
 }
 
-/// The IR op a non-leaf node stands for and its attributes. The normalizations' epsilon (a child)
-/// is added by the caller, which knows its value; `nn.reduce_mean` also needs its axes operand
+/// The IR op a non-leaf node stands for and its attributes. The normalizations' epsilon and the
+/// attention scale (children) are added by the caller, which knows its value; `nn.reduce_mean` also needs its axes operand
 /// ([`mean_axes_tensor`]).
 pub fn ir_op(node: &Kernel) -> Option<(OpKind, Attrs)> {
     let plain = |k: OpKind| Some((k, Attrs::new()));
@@ -203,6 +253,11 @@ pub fn ir_op(node: &Kernel) -> Option<(OpKind, Attrs)> {
         Kernel::Swish(_) => Some((OpKind::Swish, Attrs::new().with("alpha", Attr::Float(1.0)))),
         Kernel::LayerNorm(_) => Some((OpKind::LayerNorm, Attrs::new().with("axis", Attr::Int(-1)))),
         Kernel::RmsNorm(_) => Some((OpKind::RmsNorm, Attrs::new().with("axis", Attr::Int(-1)))),
+        Kernel::Attention(_) | Kernel::AttentionMask(_) => plain(OpKind::Attention),
+        Kernel::Transpose(perm, _) => {
+            let axes = perm.0.iter().map(|&a| a as i64).collect();
+            Some((OpKind::Transpose, Attrs::new().with("perm", Attr::Ints(axes))))
+        }
         Kernel::Mean(spec, _) => {
             Some((OpKind::ReduceMean, Attrs::new().with("keepdims", Attr::Int(spec.keepdims as i64))))
         }
@@ -227,6 +282,9 @@ pub fn node_type(node: &Kernel, child: impl Fn(Id) -> Option<TensorType>) -> Opt
         // The epsilon child is an attribute in the IR.
         Kernel::LayerNorm(c) => &c[..3],
         Kernel::RmsNorm(c) => &c[..2],
+        // So is the attention scale.
+        Kernel::Attention(c) => &c[..3],
+        Kernel::AttentionMask(c) => &c[..4],
         n => egg::Language::children(n),
     };
     let mut types = ids.iter().map(|&c| child(c)).collect::<Option<Vec<_>>>()?;

@@ -1,6 +1,6 @@
 //! `egraph`: equality saturation over the kernel-level ops of each function body, to recover
-//! fused ops (gelu, swish, layer norm, rms norm) that exporters decompose into elementwise
-//! chains.
+//! fused ops (gelu, swish, layer norm, rms norm, attention) that exporters decompose into
+//! chains of small ops.
 //!
 //! 1. **Build.** The pure single-result ops the [`lang::Kernel`] language covers become e-nodes,
 //!    in body order; other values become opaque leaves, single-element float constants numeric
@@ -32,7 +32,8 @@ use edgec_ir::verify::constant_value;
 use edgec_ir::{Attr, Attrs, ConstTensor, Function, Loc, Module, Op, ScalarType, Tensor, TensorType, Value};
 use egg::{Extractor, Id, Language, Runner, StopReason};
 use lang::{
-    ir_op, is_fused, mean_axes_tensor, CastTo, KGraph, Kernel, Leaf, MeanSpec, Scalar, SoftmaxAxis, TypeInfo,
+    ir_op, is_fused, mean_axes_tensor, CastTo, KGraph, Kernel, Leaf, MeanSpec, Perm, Scalar, SoftmaxAxis,
+    TypeInfo,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -194,7 +195,12 @@ fn to_node(f: &Function, op: Op, child: &mut dyn FnMut(Value) -> Id) -> Option<(
         k if !d.attrs.is_empty()
             && !matches!(
                 k,
-                OpKind::Gelu | OpKind::Swish | OpKind::ReduceMean | OpKind::Softmax | OpKind::Cast
+                OpKind::Gelu
+                    | OpKind::Swish
+                    | OpKind::ReduceMean
+                    | OpKind::Softmax
+                    | OpKind::Cast
+                    | OpKind::Transpose
             ) =>
         {
             None
@@ -230,6 +236,21 @@ fn to_node(f: &Function, op: Op, child: &mut dyn FnMut(Value) -> Id) -> Option<(
         OpKind::Softmax if ops.len() == 1 && attrs_only(&["axis"]) => {
             let axis = from_end(d.attrs.int("axis").unwrap_or(-1), f.values[ops[0]].ty.rank())?;
             Some((Kernel::Softmax(SoftmaxAxis(axis), [child(ops[0])]), vec![ops[0]]))
+        }
+        OpKind::Transpose if ops.len() == 1 && attrs_only(&["perm"]) => {
+            let rank = f.values[ops[0]].ty.rank();
+            // Without `perm` the axes are reversed; spelled out so one node means one thing.
+            let perm: Vec<i64> = match d.attrs.ints("perm") {
+                Some(p) => p.to_vec(),
+                None => (0..rank as i64).rev().collect(),
+            };
+            let perm: Option<Vec<u8>> =
+                perm.iter().map(|&a| from_end(a, rank).map(|a| (a + rank as i64) as u8)).collect();
+            let perm = Perm(perm?);
+            if perm.0.is_empty() || perm.0.len() != rank {
+                return None;
+            }
+            Some((Kernel::Transpose(perm, [child(ops[0])]), vec![ops[0]]))
         }
         OpKind::Cast if ops.len() == 1 => {
             // `saturate` and `round_mode` only matter for float8 targets, which are not plain
@@ -419,6 +440,16 @@ impl Rebuild<'_> {
                 let eps = lang::scalar_of(eg, c[2]).ok_or("rms_norm epsilon is not a constant")?;
                 attrs.set("epsilon", Attr::Float(eps.value()));
                 &c[..2]
+            }
+            Kernel::Attention(c) => {
+                let scale = lang::scalar_of(eg, c[3]).ok_or("attention scale is not a constant")?;
+                attrs.set("scale", Attr::Float(scale.value()));
+                &c[..3]
+            }
+            Kernel::AttentionMask(c) => {
+                let scale = lang::scalar_of(eg, c[4]).ok_or("attention scale is not a constant")?;
+                attrs.set("scale", Attr::Float(scale.value()));
+                &c[..4]
             }
             n => n.children(),
         };

@@ -4,7 +4,8 @@
 //! relative tolerance, because exporters write f32 roundings (`0.7071067690849304`,
 //! `1.4142135381698608`) of the exact constants.
 
-use super::lang::{scalar_of, type_of, KGraph, Kernel, Scalar, TypeInfo};
+use super::lang::{scalar_of, type_of, KGraph, Kernel, Perm, Scalar, TypeInfo};
+use edgec_ir::{Dim, ScalarType};
 use egg::{
     rewrite, Applier, Condition, ConditionalApplier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var,
 };
@@ -39,6 +40,7 @@ pub struct Require {
     same_type: Vec<Var>,
     row_params: Vec<(Var, Var)>,
     epsilon: Option<Var>,
+    scalars: Vec<(Var, Var)>,
 }
 
 impl Require {
@@ -60,6 +62,12 @@ impl Require {
     /// shape, which is what the fused normalizations' Scale and B do.
     pub fn row_param(mut self, x: &str, p: &str) -> Self {
         self.row_params.push((var(x), var(p)));
+        self
+    }
+    /// `c` is a scalar constant of `x`'s element type and rank at most `x`'s, so `x * c` has
+    /// exactly `x`'s type (the constant broadcasts without widening anything).
+    pub fn scalar_of(mut self, x: &str, c: &str) -> Self {
+        self.scalars.push((var(x), var(c)));
         self
     }
     /// `v` is a finite, non-negative scalar constant (a normalization epsilon).
@@ -93,8 +101,15 @@ impl Condition<Kernel, TypeInfo> for Require {
         let eps_ok = self.epsilon.is_none_or(|v| {
             scalar_of(egraph, subst[v]).is_some_and(|s| s.value().is_finite() && s.value() >= 0.0)
         });
-        consts_ok && types_ok && rows_ok && eps_ok
+        let scalars_ok = self.scalars.iter().all(|&(x, c)| scalar_keeps_type(egraph, subst[x], subst[c]));
+        consts_ok && types_ok && rows_ok && eps_ok && scalars_ok
     }
+}
+
+/// Whether class `c` is a scalar constant that multiplies class `x` without changing its type.
+fn scalar_keeps_type(egraph: &KGraph, x: Id, c: Id) -> bool {
+    let (Some(s), Some(t)) = (scalar_of(egraph, c), type_of(egraph, x)) else { return false };
+    t.elem.as_scalar() == Some(s.dtype) && s.rank as usize <= t.rank()
 }
 
 /// A rule `lhs => rhs if req`.
@@ -132,7 +147,18 @@ impl Applier<Kernel, TypeInfo> for WithUnits {
 }
 
 fn rule_units(name: &str, lhs: &str, rhs: &str, req: Require) -> Rw {
-    let applier = WithUnits { rhs: pat(rhs), x: var("?x") };
+    rule_units_of("?x", name, lhs, rhs, req)
+}
+
+/// [`rule_units`] with the units taking the element type of `x` instead of `?x`.
+fn rule_units_of<C: Condition<Kernel, TypeInfo> + Send + Sync + 'static>(
+    x: &str,
+    name: &str,
+    lhs: &str,
+    rhs: &str,
+    req: C,
+) -> Rw {
+    let applier = WithUnits { rhs: pat(rhs), x: var(x) };
     Rewrite::new(name, pat(lhs), ConditionalApplier { condition: req, applier }).expect("valid rule")
 }
 
@@ -283,10 +309,214 @@ pub fn normalization() -> Vec<Rw> {
     rules
 }
 
+/// `(mul (mul x a) b) => (mul x ab)` for scalar constants `a` and `b` that keep `x`'s type: one
+/// scale however many factors an exporter split it into (`q*sqrt(s)` and `k*sqrt(s)` become one
+/// `* s` once hoisted out of the matmul).
+struct FoldScalars;
+
+impl Applier<Kernel, TypeInfo> for FoldScalars {
+    fn apply_one(
+        &self,
+        egraph: &mut KGraph,
+        eclass: Id,
+        subst: &Subst,
+        _ast: Option<&PatternAst<Kernel>>,
+        _rule_name: Symbol,
+    ) -> Vec<Id> {
+        let (x, a, b) = (subst[var("?x")], subst[var("?a")], subst[var("?b")]);
+        if !(scalar_keeps_type(egraph, x, a) && scalar_keeps_type(egraph, x, b)) {
+            return vec![];
+        }
+        let (Some(sa), Some(sb)) = (scalar_of(egraph, a), scalar_of(egraph, b)) else { return vec![] };
+        if type_of(egraph, eclass) != type_of(egraph, x) {
+            return vec![];
+        }
+        // The product in f64, rounded once to the constants' type, as a runtime folding them
+        // would; a product that overflows or vanishes is left alone.
+        let mut v = sa.value() * sb.value();
+        if sa.dtype == ScalarType::F32 {
+            v = v as f32 as f64;
+        }
+        if !(v.is_finite() && v != 0.0) {
+            return vec![];
+        }
+        let c = egraph.add(Kernel::Num(Scalar::new(v, sa.dtype, sa.rank.max(sb.rank))));
+        let m = egraph.add(Kernel::Mul([x, c]));
+        if egraph.union(eclass, m) {
+            vec![eclass]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// The rank-4 permutations (as axis lists).
+fn perms4() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for a in 0..4u8 {
+        for b in 0..4u8 {
+            for c in 0..4u8 {
+                for d in 0..4u8 {
+                    let p = vec![a, b, c, d];
+                    let mut s = p.clone();
+                    s.sort_unstable();
+                    if s == [0, 1, 2, 3] {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What an attention rewrite requires of its match: 4-D float Q `[B, H, Sq, D]`, K `[B, Hk,
+/// Skv, D]` and V `[B, Hk, Skv, Dv]` with `Hk` equal to `H` or 1 (the matmul broadcasts one
+/// key/value head over all query heads, which `nn.attention` does as grouped-query heads), the
+/// matched root of type `[B, H, Sq, Dv]`, a finite positive scale (the op applies its square
+/// root to Q and K), and a mask of Q's element type that broadcasts to `[B, H, Sq, Skv]` with
+/// its last dim exactly `Skv` (the op reads a shorter last dim as padding, not as a
+/// broadcast).
+#[derive(Clone)]
+struct AttentionShapes {
+    scale: Option<Var>,
+    mask: Option<Var>,
+}
+
+impl Condition<Kernel, TypeInfo> for AttentionShapes {
+    fn check(&self, egraph: &mut KGraph, eclass: Id, subst: &Subst) -> bool {
+        let ty = |v: &str| type_of(egraph, subst[var(v)]);
+        let (Some(q), Some(k), Some(v), Some(root)) = (ty("?q"), ty("?k"), ty("?v"), type_of(egraph, eclass))
+        else {
+            return false;
+        };
+        if [q, k, v].iter().any(|t| t.rank() != 4 || t.elem != q.elem)
+            || !matches!(q.elem.as_scalar(), Some(ScalarType::F32 | ScalarType::F64))
+        {
+            return false;
+        }
+        let (b, h, sq, d) = (&q.dims[0], &q.dims[1], &q.dims[2], &q.dims[3]);
+        let (hk, skv) = (&k.dims[1], &k.dims[2]);
+        let one = Dim::Static(1);
+        let shapes_ok = k.dims[0] == *b
+            && v.dims[0] == *b
+            && (hk == h || *hk == one)
+            && v.dims[1] == *hk
+            && k.dims[3] == *d
+            && v.dims[2] == *skv
+            && root.elem == q.elem
+            && root.dims == [b.clone(), h.clone(), sq.clone(), v.dims[3].clone()];
+        if !shapes_ok {
+            return false;
+        }
+        let scale_ok = self.scale.is_none_or(|s| {
+            scalar_of(egraph, subst[s]).is_some_and(|s| {
+                s.value().is_finite() && s.value() > 0.0 && q.elem.as_scalar() == Some(s.dtype)
+            })
+        });
+        let mask_ok = self.mask.is_none_or(|m| {
+            let Some(m) = type_of(egraph, subst[m]) else { return false };
+            if m.rank() == 0 || m.rank() > 4 || m.elem != q.elem || m.dims.last() != Some(skv) {
+                return false;
+            }
+            let target = [b, h, sq];
+            m.dims[..m.rank() - 1]
+                .iter()
+                .rev()
+                .zip(target.iter().rev())
+                .all(|(md, td)| md == *td || *md == one)
+        });
+        scale_ok && mask_ok
+    }
+}
+
+/// Scaled dot-product attention `softmax(q @ k^T * s + mask) @ v` over 4-D `[B, H, S, D]`
+/// operands, softmax over the last axis, becomes `nn.attention` (scale `s`, mask optional, the
+/// scale 1 when there is none). Exporters write `k^T` as a transpose whose perm also moves the
+/// heads (`[0,2,3,1]` of the `[B, S, H, D]` projection), put the scale after the matmul, as a
+/// division, or split it over q and k (`q*sqrt(s)`, `k^T*sqrt(s)`), before or after the
+/// transpose; the helper rules below bring all of those to the one form the rule matches:
+/// - every rank-4 transpose on a matmul's right is also `swap_last(transpose(x, p'))`, so
+///   `k = transpose(x, p')` (a plain `k^T` is the `p'` = identity case, `k = x`);
+/// - a scalar constant moves out of a transpose and out of either matmul operand, and two
+///   scalar factors fold into one (with `algebra`'s `x/c = x*(1/c)`).
+///
+/// Each helper only rewrites to an equal term of the same type; extraction keeps the input's
+/// form unless the attention op (or a really cheaper form) is found.
+pub fn attention() -> Vec<Rw> {
+    let mut rules = Vec::new();
+    let swap = Perm::swap_last(4);
+    for p in perms4() {
+        let perm = Perm(p.clone());
+        if perm.is_identity() {
+            continue;
+        }
+        rules.push(rule(
+            &format!("transpose-scalar-{}", p.iter().map(|a| a.to_string()).collect::<String>()),
+            &format!("({perm} (mul ?x ?c))"),
+            &format!("(mul ({perm} ?x) ?c)"),
+            Require::new().scalar_of("?x", "?c"),
+        ));
+        if perm == swap {
+            continue;
+        }
+        // x^P = (x^Q)^swap with Q = P followed by the swap of the last two axes.
+        let q = Perm(vec![p[0], p[1], p[3], p[2]]);
+        let inner = if q.is_identity() { "?x".to_string() } else { format!("({q} ?x)") };
+        rules.push(
+            Rewrite::new(
+                format!("key-transpose-{}", p.iter().map(|a| a.to_string()).collect::<String>()),
+                pat(&format!("(matmul ?q ({perm} ?x))")),
+                pat(&format!("(matmul ?q ({swap} {inner}))")),
+            )
+            .expect("valid rule"),
+        );
+    }
+    rules.push(rule(
+        "matmul-scalar-left",
+        "(matmul (mul ?a ?c) ?b)",
+        "(mul (matmul ?a ?b) ?c)",
+        Require::new().scalar_of("?a", "?c"),
+    ));
+    rules.push(rule(
+        "matmul-scalar-right",
+        "(matmul ?a (mul ?b ?c))",
+        "(mul (matmul ?a ?b) ?c)",
+        Require::new().scalar_of("?b", "?c"),
+    ));
+    rules.push(Rewrite::new("fold-scalars", pat("(mul (mul ?x ?a) ?b)"), FoldScalars).expect("valid rule"));
+    let scores = format!("(matmul ?q ({swap} ?k))");
+    let forms = [
+        ("scaled", format!("(mul {scores} ?s)"), "(attention ?q ?k ?v ?s)", Some("?s"), None),
+        ("unscaled", scores.clone(), "(attention ?q ?k ?v ?one)", None, None),
+        (
+            "scaled-mask",
+            format!("(add (mul {scores} ?s) ?m)"),
+            "(attention_mask ?q ?k ?v ?m ?s)",
+            Some("?s"),
+            Some("?m"),
+        ),
+        (
+            "unscaled-mask",
+            format!("(add {scores} ?m)"),
+            "(attention_mask ?q ?k ?v ?m ?one)",
+            None,
+            Some("?m"),
+        ),
+    ];
+    for (name, s, rhs, scale, mask) in forms {
+        let lhs = format!("(matmul (softmax:-1 {s}) ?v)");
+        let cond = AttentionShapes { scale: scale.map(var), mask: mask.map(var) };
+        rules.push(rule_units_of("?q", &format!("attention-{name}"), &lhs, rhs, cond));
+    }
+    rules
+}
+
 /// Every group, in the order the pass uses.
 pub fn all() -> Vec<Rw> {
     let mut rules = algebra();
     rules.extend(activation());
     rules.extend(normalization());
+    rules.extend(attention());
     rules
 }

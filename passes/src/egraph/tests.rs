@@ -323,7 +323,7 @@ func @f(%a: tensor<4xf32>) -> ("y": tensor<1x4xf32>) {
 
 #[test]
 fn output_is_deterministic() {
-    for src in [GELU_ERF, GELU_TANH, SILU, LAYER_NORM, RMS_NORM] {
+    for src in [GELU_ERF, GELU_TANH, SILU, LAYER_NORM, RMS_NORM, ATTENTION, ATTENTION_SPLIT_SCALE] {
         let m = parse(src);
         let a = print_module(&optimize(&m).0);
         let b = print_module(&optimize(&m.clone()).0);
@@ -342,4 +342,186 @@ fn cost_model_prefers_one_fused_kernel() {
     let x = eg.lookup(Kernel::Opaque(Leaf(f.params()[0].index() as u32))).expect("x is a leaf");
     let fused = node_cost(eg, &Kernel::Gelu(x));
     assert!(fused * 4.0 < decomposed, "{fused} vs {decomposed}");
+}
+
+/// The GPT-2 export: keys transposed from `[B, S, H, D]` straight to `[B, H, D, S]`, the scale
+/// after the matmul, an additive causal-style mask.
+const ATTENTION: &str = r#"
+func @f(%q: tensor<1x2x4x8xf32>, %kx: tensor<1x6x2x8xf32>, %v: tensor<1x2x6x4xf32>, %m: tensor<1x1x4x6xf32>) -> ("y": tensor<1x2x4x4xf32>) {
+  %0 = shape.transpose %kx {perm = [0, 2, 3, 1]} : tensor<1x2x8x6xf32> loc("kT")
+  %1 = nn.matmul %q, %0 : tensor<1x2x4x6xf32> loc("qk")
+  %2 = builtin.constant {value = dense<[0.3535533845424652]> : tensor<f32>} : tensor<f32> loc("scale")
+  %3 = math.mul %1, %2 : tensor<1x2x4x6xf32> loc("mul")
+  %4 = math.add %3, %m : tensor<1x2x4x6xf32> loc("add")
+  %5 = nn.softmax %4 {axis = -1} : tensor<1x2x4x6xf32> loc("softmax")
+  %6 = nn.matmul %5, %v : tensor<1x2x4x4xf32> loc("pv")
+  func.return %6 loc(unknown)
+}
+"#;
+
+/// A plain `k^T` and a division by sqrt(d), no mask.
+const ATTENTION_DIV: &str = r#"
+func @f(%q: tensor<2x2x4x8xf32>, %k: tensor<2x2x6x8xf32>, %v: tensor<2x2x6x4xf32>) -> ("y": tensor<2x2x4x4xf32>) {
+  %0 = shape.transpose %k {perm = [0, 1, 3, 2]} : tensor<2x2x8x6xf32> loc("kT")
+  %1 = nn.matmul %q, %0 : tensor<2x2x4x6xf32> loc("qk")
+  %2 = builtin.constant {value = dense<[2.8284270763397217]> : tensor<f32>} : tensor<f32> loc("c")
+  %3 = math.div %1, %2 : tensor<2x2x4x6xf32> loc("div")
+  %4 = nn.softmax %3 {axis = -1} : tensor<2x2x4x6xf32> loc("softmax")
+  %5 = nn.matmul %4, %v : tensor<2x2x4x4xf32> loc("pv")
+  func.return %5 loc(unknown)
+}
+"#;
+
+/// The UNet export: q and the transposed k each scaled by sqrt(s) before the matmul.
+const ATTENTION_SPLIT_SCALE: &str = r#"
+func @f(%qx: tensor<1x6x2x8xf32>, %kx: tensor<1x6x2x8xf32>, %v: tensor<1x2x6x8xf32>) -> ("y": tensor<1x2x6x8xf32>) {
+  %0 = shape.transpose %qx {perm = [0, 2, 1, 3]} : tensor<1x2x6x8xf32> loc("qT")
+  %1 = shape.transpose %kx {perm = [0, 2, 3, 1]} : tensor<1x2x8x6xf32> loc("kT")
+  %2 = builtin.constant {value = dense<[0.59460354]> : tensor<1xf32>} : tensor<1xf32> loc("sqrt_scale")
+  %3 = math.mul %0, %2 : tensor<1x2x6x8xf32> loc("mul_q")
+  %4 = math.mul %1, %2 : tensor<1x2x8x6xf32> loc("mul_k")
+  %5 = nn.matmul %3, %4 : tensor<1x2x6x6xf32> loc("qk")
+  %6 = nn.softmax %5 {axis = -1} : tensor<1x2x6x6xf32> loc("softmax")
+  %7 = nn.matmul %6, %v : tensor<1x2x6x8xf32> loc("pv")
+  func.return %7 loc(unknown)
+}
+"#;
+
+const ATTENTION_SCALE_BEFORE_TRANSPOSE: &str = r#"
+func @f(%qx: tensor<1x6x2x8xf32>, %kx: tensor<1x6x2x8xf32>, %v: tensor<1x2x6x8xf32>) -> ("y": tensor<1x2x6x8xf32>) {
+  %0 = shape.transpose %qx {perm = [0, 2, 1, 3]} : tensor<1x2x6x8xf32> loc("qT")
+  %1 = builtin.constant {value = dense<[0.59460354]> : tensor<1xf32>} : tensor<1xf32> loc("sqrt_scale")
+  %2 = math.mul %kx, %1 : tensor<1x6x2x8xf32> loc("mul_k")
+  %3 = shape.transpose %2 {perm = [0, 2, 3, 1]} : tensor<1x2x8x6xf32> loc("kT")
+  %4 = math.mul %0, %1 : tensor<1x2x6x8xf32> loc("mul_q")
+  %5 = nn.matmul %4, %3 : tensor<1x2x6x6xf32> loc("qk")
+  %6 = nn.softmax %5 {axis = -1} : tensor<1x2x6x6xf32> loc("softmax")
+  %7 = nn.matmul %6, %v : tensor<1x2x6x8xf32> loc("pv")
+  func.return %7 loc(unknown)
+}
+"#;
+
+fn attention_scale(m: &Module) -> Option<f64> {
+    let f = &m.functions[0];
+    f.body_ops()
+        .iter()
+        .find(|&&o| f.ops[o].kind == OpKind::Attention)
+        .and_then(|&o| f.ops[o].attrs.float("scale"))
+}
+
+#[test]
+fn attention_with_mask_and_head_transpose_is_recognized() {
+    let m = parse(ATTENTION);
+    let (out, report) = optimize(&m);
+    let text = print_module(&out);
+    assert_eq!(count(&out, OpKind::Attention), 1, "{text}");
+    assert_eq!(count(&out, OpKind::Softmax), 0, "{text}");
+    assert_eq!(count(&out, OpKind::MatMul), 0, "{text}");
+    // K is the keys with only the heads moved in front of the sequence.
+    assert!(text.contains("shape.transpose %kx {perm = [0, 2, 1, 3]} : tensor<1x2x6x8xf32>"), "{text}");
+    assert!(text.contains("nn.attention %q, %0, %v, %m {scale = 0.3535533845424652}"), "{text}");
+    assert!(report.contains("nn.attention"), "{report}");
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn attention_with_division_is_recognized() {
+    let m = parse(ATTENTION_DIV);
+    let (out, _) = optimize(&m);
+    let text = print_module(&out);
+    assert_eq!(count(&out, OpKind::Attention), 1, "{text}");
+    // A plain k^T leaves k itself as the operand.
+    assert!(text.contains("nn.attention %q, %k, %v {"), "{text}");
+    assert_eq!(out.functions[0].compute_op_count(), 1, "{text}");
+    let s = attention_scale(&out).unwrap();
+    assert!((s - 1.0 / 8f64.sqrt()).abs() < 1e-7, "{s}");
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn attention_with_split_scale_is_recognized() {
+    let m = parse(ATTENTION_SPLIT_SCALE);
+    let (out, _) = optimize(&m);
+    let text = print_module(&out);
+    assert_eq!(count(&out, OpKind::Attention), 1, "{text}");
+    assert_eq!(count(&out, OpKind::Mul), 0, "{text}");
+    let s = attention_scale(&out).unwrap();
+    assert!((s - 0.59460354f32 as f64 * 0.59460354f32 as f64).abs() < 1e-7, "{s}");
+    assert_same_results(&m, &out);
+    // The same with k scaled before its transpose.
+    let m = parse(ATTENTION_SCALE_BEFORE_TRANSPOSE);
+    let (out, _) = optimize(&m);
+    assert_eq!(count(&out, OpKind::Attention), 1, "{}", print_module(&out));
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn unscaled_attention_gets_scale_one() {
+    let src = ATTENTION_DIV
+        .replace("%3 = math.div %1, %2 : tensor<2x2x4x6xf32> loc(\"div\")\n", "")
+        .replace("nn.softmax %3", "nn.softmax %1");
+    let m = parse(&src);
+    let (out, _) = optimize(&m);
+    assert_eq!(count(&out, OpKind::Attention), 1, "{}", print_module(&out));
+    assert_eq!(attention_scale(&out), Some(1.0));
+    assert_same_results(&m, &out);
+}
+
+#[test]
+fn attention_near_misses_stay() {
+    let cases = [
+        // Softmax over the query axis.
+        ("softmax axis", ATTENTION.replace("{axis = -1}", "{axis = -2}")),
+        // Keys multiplied untransposed (no transpose to read k from) ...
+        (
+            "no transpose",
+            ATTENTION
+                .replace("%kx: tensor<1x6x2x8xf32>", "%kx: tensor<1x2x8x6xf32>")
+                .replace("%0 = shape.transpose %kx {perm = [0, 2, 3, 1]}", "%0 = math.neg %kx"),
+        ),
+        // ... or the transpose on the queries' side.
+        (
+            "transposed queries",
+            ATTENTION
+                .replace("%q: tensor<1x2x4x8xf32>", "%q: tensor<1x2x8x4xf32>")
+                .replace("%kx: tensor<1x6x2x8xf32>", "%kx: tensor<1x2x8x6xf32>")
+                .replace("%0 = shape.transpose %kx {perm = [0, 2, 3, 1]} : tensor<1x2x8x6xf32>", "%0 = math.neg %kx : tensor<1x2x8x6xf32>")
+                .replace("%1 = nn.matmul %q, %0", "%10 = shape.transpose %q {perm = [0, 1, 3, 2]} : tensor<1x2x4x8xf32> loc(\"qT\")\n  %1 = nn.matmul %10, %0"),
+        ),
+        // A mask broadcast along the keys: the op would read it as padding.
+        (
+            "mask along keys",
+            ATTENTION.replace("%m: tensor<1x1x4x6xf32>", "%m: tensor<1x1x4x1xf32>"),
+        ),
+        // A negative scale (the op scales Q and K by its square root).
+        ("negative scale", ATTENTION.replace("0.3535533845424652", "-0.3535533845424652")),
+    ];
+    for (what, src) in cases {
+        let m = parse(&src);
+        let (out, _) = optimize(&m);
+        assert_eq!(count(&out, OpKind::Attention), 0, "{what}: {}", print_module(&out));
+        assert_eq!(count(&out, OpKind::Softmax), 1, "{what}: {}", print_module(&out));
+        assert_same_results(&m, &out);
+    }
+}
+
+#[test]
+fn cost_model_prefers_attention() {
+    let m = parse(ATTENTION);
+    let f = &m.functions[0];
+    let model = Model::build(f);
+    let eg = &model.egraph;
+    let decomposed: f64 = model.originals.iter().map(|o| super::cost::node_cost(eg, &o.node)).sum();
+    let mut g = KGraph::new(TypeInfo::default());
+    for i in 0..4 {
+        g.analysis.leaf_types.insert(f.params()[i].index() as u32, f.values[f.params()[i]].ty.clone());
+    }
+    let ids: Vec<Id> = (0..4).map(|i| g.add(Kernel::Opaque(Leaf(f.params()[i].index() as u32)))).collect();
+    let s = g.add(Kernel::Num(Scalar::new(0.35, ScalarType::F32, 0)));
+    let kt = g.add(Kernel::Transpose(Perm(vec![0, 2, 1, 3]), [ids[1]]));
+    let a = Kernel::AttentionMask([ids[0], kt, ids[2], ids[3], s]);
+    // The new op plus the key transpose it needs, against the six kernels it replaces.
+    let k_node = g[kt].nodes[0].clone();
+    let fused = super::cost::node_cost(&g, &a) + super::cost::node_cost(&g, &k_node);
+    assert!(fused < decomposed, "{fused} vs {decomposed}");
 }
