@@ -167,7 +167,7 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
     Ok(Object { bytes: buf.as_slice().to_vec(), llvm_ir })
 }
 
-fn cg_attr<'ctx>(cx: &'ctx Context, name: &str) -> Attribute {
+fn cg_attr(cx: &Context, name: &str) -> Attribute {
     cx.create_enum_attribute(Attribute::get_named_enum_kind_id(name), 0)
 }
 
