@@ -311,3 +311,39 @@ fn compile_prints_passes_and_reports_kernels() {
         serde_json::from_str(&std::fs::read_to_string(dir2.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["kernels"], 11, "{report}");
 }
+
+/// A hand-written `fused.kernel` the backend cannot honour (its anchor's type differs from the
+/// kernel's result, so the epilogue could not rewrite the anchor's output in place) is the
+/// input's fault: exit 2, one line naming the op, nothing written.
+#[test]
+fn malformed_fused_kernel_exits_2() {
+    let src = tmp("bad_fused.eir");
+    std::fs::write(
+        &src,
+        r#"func @f(%x: tensor<2x4xf32>, %w: tensor<4x4xf32>) -> ("y": tensor<2x4xf64>) {
+  %0 = fused.kernel %x, %w {pattern = "matmul+cast"} ({
+  ^bb(%1: tensor<2x4xf32>, %2: tensor<4x4xf32>):
+    %3 = nn.matmul %1, %2 : tensor<2x4xf32> loc("mm")
+    %4 = math.cast %3 {to = f64} : tensor<2x4xf64> loc("c")
+    builtin.yield %4 loc(unknown)
+  }) : tensor<2x4xf64> loc(unknown)
+  func.return %0 loc(unknown)
+}
+"#,
+    )
+    .unwrap();
+    let dir = tmp("bad-fused-out");
+    let o = edgec(&[
+        "compile",
+        src.to_str().unwrap(),
+        "--target",
+        "host",
+        "--passes",
+        "dce",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stderr_line(&o).contains("fused.kernel"));
+    assert!(!dir.exists());
+}

@@ -36,6 +36,16 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
     let (mut k, mut binds, out_buf) = match anchor {
         Some(a) => {
             let d = &f.ops[a];
+            // The epilogue rewrites the anchor's output buffer in place, so it must be the
+            // kernel's result buffer: same type and shape (the `fuse` pass only forms such
+            // groups; hand-written IR may not).
+            if d.results.len() != 1 || f.values[d.results[0]].ty != cx.results[0] {
+                return Err(format!(
+                    "the anchor {} must produce exactly the fused kernel's result type {}",
+                    d.kind.name(),
+                    cx.results[0]
+                ));
+            }
             let map: Vec<usize> = d
                 .operands
                 .iter()
