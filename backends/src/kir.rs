@@ -355,6 +355,10 @@ pub struct Kernel {
     /// either at that index, so the planner may put the result over an operand that dies here
     /// (see [`Kernel::in_place`]).
     pub inplace: Vec<(BufId, BufId)>,
+    /// Set when the kernel only copies operands into contiguous runs of one output (a concat):
+    /// the output parameter and, per operand parameter, the element offset of its run. The
+    /// planner may let the operands' producers write there directly and drop the call.
+    pub concat: Option<(BufId, Vec<(BufId, u64)>)>,
 }
 
 impl Kernel {
@@ -407,6 +411,7 @@ impl Kernel {
         let mut k = self.clone();
         stmts(&mut k.body, input, out);
         k.inplace.clear();
+        k.concat = None;
         k.name = format!("{}_inplace{input}", self.name);
         k
     }

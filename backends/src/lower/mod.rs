@@ -547,12 +547,20 @@ impl Builder {
         let mut calls: Vec<_> =
             sched.order.iter().map(|&i| calls[i].take().expect("each call once")).collect();
         let alias = place_in_place(&mut calls, &mut kernels, &storage);
-        let canon = |mut v: Value| {
+        let in_place_root = |mut v: Value| {
             while let Some(&a) = alias.get(&v) {
                 v = a;
             }
             v
         };
+        let value_bytes = |v: Value| f.values[v].ty.size_bytes().unwrap_or(0);
+        let parts = place_concats(&mut calls, &kernels, &storage, &alias, &value_bytes, opts.align);
+        // Storage root and byte offset of every arena value.
+        let resolve = |v: Value| {
+            let r = in_place_root(v);
+            parts.get(&r).copied().unwrap_or((r, 0))
+        };
+        let canon = |v: Value| resolve(v).0;
         // Live ranges of arena values (by call index) and per-call scratch.
         let mut first: HashMap<Value, usize> = HashMap::new();
         let mut last: HashMap<Value, usize> = HashMap::new();
@@ -595,8 +603,10 @@ impl Builder {
         for (i, &v) in order.iter().enumerate() {
             storage.insert(v, Slot::Arena(arena.offsets[i]));
         }
-        for &v in alias.keys() {
-            storage.insert(v, storage[&canon(v)]);
+        for &v in alias.keys().chain(parts.keys()) {
+            let (root, off) = resolve(v);
+            let Slot::Arena(base) = storage[&root] else { unreachable!("roots are arena values") };
+            storage.insert(v, Slot::Arena(base + off));
         }
         let mut scratch_iter = scratch_req.into_iter();
         // For the plan checker: which value (or scratch buffer) each arena argument holds.
@@ -614,7 +624,10 @@ impl Builder {
                             s
                         }
                         Pending::Value(v) => {
-                            own.push(Some(v.index() as u32));
+                            // A concat part's bytes belong to the concat's result, which reads
+                            // them as its own; an in-place result keeps its own identity.
+                            let owner = if parts.contains_key(&v) { resolve(v).0 } else { v };
+                            own.push(Some(owner.index() as u32));
                             storage[&v]
                         }
                         Pending::Scratch(_) => {
@@ -679,6 +692,100 @@ fn place_in_place(
         }
     }
     alias
+}
+
+/// Peak of live arena bytes over `calls` (those not `dropped`), with every value stored at
+/// `root(v)` (scratch included).
+fn live_peak(
+    calls: &[(usize, Vec<Pending>, String)],
+    dropped: &[bool],
+    storage: &HashMap<Value, Slot>,
+    root: &dyn Fn(Value) -> Value,
+    bytes: &dyn Fn(Value) -> u64,
+) -> u64 {
+    let mut span: HashMap<Value, (usize, usize)> = HashMap::new();
+    let mut live = vec![0u64; calls.len()];
+    for (ci, (_, args, _)) in calls.iter().enumerate().filter(|(ci, _)| !dropped[*ci]) {
+        for a in args {
+            match a {
+                Pending::Value(v) if !storage.contains_key(v) => {
+                    let e = span.entry(root(*v)).or_insert((ci, ci));
+                    e.1 = ci;
+                }
+                Pending::Scratch(b) => live[ci] += b,
+                _ => {}
+            }
+        }
+    }
+    for (v, (a, b)) in span {
+        for l in &mut live[a..=b] {
+            *l += bytes(v);
+        }
+    }
+    live.into_iter().max().unwrap_or(0)
+}
+
+/// Concat in place: where a concat kernel copies each operand into one contiguous run of its
+/// result (`Kernel::concat`), every operand is an arena value used once there and not already
+/// sharing storage, and its run starts aligned, the operands become views into the result at
+/// their runs (so their producers write there directly) and the concat call is dropped. That
+/// extends the result's life back to its first part's producer, so each concat is taken only
+/// if the peak of live bytes does not grow (a UNet skip connection produced long before its
+/// concat stays a copy). Returns `part -> (result, byte offset)`.
+fn place_concats(
+    calls: &mut Vec<(usize, Vec<Pending>, String)>,
+    kernels: &[Kernel],
+    storage: &HashMap<Value, Slot>,
+    in_place: &HashMap<Value, Value>,
+    bytes: &dyn Fn(Value) -> u64,
+    align: u64,
+) -> HashMap<Value, (Value, u64)> {
+    let mut parts: HashMap<Value, (Value, u64)> = HashMap::new();
+    let mut dropped = vec![false; calls.len()];
+    let shares = |v: &Value| in_place.contains_key(v) || in_place.values().any(|x| x == v);
+    let root_of = |parts: &HashMap<Value, (Value, u64)>, v: Value| {
+        let mut r = v;
+        while let Some(&a) = in_place.get(&r) {
+            r = a;
+        }
+        parts.get(&r).map(|p| p.0).unwrap_or(r)
+    };
+    let mut best = live_peak(calls, &dropped, storage, &|v| root_of(&parts, v), bytes);
+    for ci in 0..calls.len() {
+        let (ki, args, _) = &calls[ci];
+        let Some((out, runs)) = &kernels[*ki].concat else { continue };
+        let Pending::Value(vout) = args[*out] else { continue };
+        let elem = kernels[*ki].params[*out].ty.bytes() as u64;
+        let mut candidate = Vec::new();
+        for &(p, at) in runs {
+            let Pending::Value(v) = args[p] else { break };
+            let once = args.iter().filter(|a| matches!(a, Pending::Value(x) if *x == v)).count() == 1;
+            let off = at * elem;
+            if storage.contains_key(&v) || shares(&v) || parts.contains_key(&v) || !once || off % align != 0 {
+                break;
+            }
+            candidate.push((v, (vout, off)));
+        }
+        if candidate.len() != runs.len() || storage.contains_key(&vout) || shares(&vout) {
+            continue;
+        }
+        let mut trial = parts.clone();
+        trial.extend(candidate.iter().copied());
+        dropped[ci] = true;
+        let peak = live_peak(calls, &dropped, storage, &|v| root_of(&trial, v), bytes);
+        if peak <= best {
+            best = peak;
+            parts = trial;
+        } else {
+            dropped[ci] = false;
+        }
+    }
+    let mut i = 0;
+    calls.retain(|_| {
+        i += 1;
+        !dropped[i - 1]
+    });
+    parts
 }
 
 /// Dropout with a (possibly run-time) training flag and ratio: the reference's random draws for

@@ -179,11 +179,13 @@ fn concat(cx: &mut OpCx) -> Result<Lowered, String> {
     let outer: usize = out[..axis].iter().product();
     let inner: usize = out[axis + 1..].iter().product();
     let mut at = 0;
+    let mut parts = Vec::new();
     for i in 0..cx.operands.len() {
         let len = cx.shape(i)[axis];
         if len == 0 {
             continue;
         }
+        parts.push((i, (at * inner) as u64));
         let run = len * inner;
         let off = at;
         let body = k.nest(&[outer, run], |_, ix| {
@@ -195,6 +197,10 @@ fn concat(cx: &mut OpCx) -> Result<Lowered, String> {
         });
         k.body.extend(body);
         at += len;
+    }
+    if outer == 1 {
+        // Each operand is one contiguous run of the output: its producer could write it there.
+        k.concat = Some((ob, parts));
     }
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
