@@ -761,7 +761,12 @@ fn place_concats(
             let Pending::Value(v) = args[p] else { break };
             let once = args.iter().filter(|a| matches!(a, Pending::Value(x) if *x == v)).count() == 1;
             let off = at * elem;
-            if storage.contains_key(&v) || shares(&v) || parts.contains_key(&v) || !once || off % align != 0 {
+            if storage.contains_key(&v)
+                || shares(&v)
+                || parts.contains_key(&v)
+                || !once
+                || !off.is_multiple_of(align)
+            {
                 break;
             }
             candidate.push((v, (vout, off)));
