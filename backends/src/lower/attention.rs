@@ -96,9 +96,18 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
         binds.push(Bind::Scratch);
         k.param(ct, len.max(1) as u64, Access::Scratch)
     };
+    // 4-D K and V already in the compute type, with no cache to append to, are read where they
+    // lie (their layout is the [B, H, S, E] the GEMMs want) and the whole scale goes on Q: only
+    // Q is copied, instead of Q, K and V (for llama that is 20% of the arena).
+    let direct_kv = rank == 4 && ct == ty && pl == 0 && pk_out.is_none() && pv_out.is_none();
     let qsc = scratch(&mut k, b * hq * sq * d);
-    let ksc = scratch(&mut k, b * hkv * total * d);
-    let vsc = scratch(&mut k, b * hkv * total * dv);
+    let ksc = if direct_kv { 1 } else { scratch(&mut k, b * hkv * total * d) };
+    let vsc = if direct_kv { 2 } else { scratch(&mut k, b * hkv * total * dv) };
+    let q_scale = if direct_kv {
+        rnd(fc(if ct == Ty::F32 { scale as f32 as f64 } else { scale }, ct))
+    } else {
+        ss.clone()
+    };
     let sc = scratch(&mut k, sq * total);
     let yh = scratch(&mut k, sq * dv);
     let spec_s = GemmSpec {
@@ -145,14 +154,17 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
 
     // 1. Scaled Q.
     let body = k.nest(&[b, hq, sq, d], |_, ix| {
-        let v = rnd(bin(BinOp::Mul, wide(load(0, at(ix, hq, sq, d))), ss.clone()));
+        let v = rnd(bin(BinOp::Mul, wide(load(0, at(ix, hq, sq, d))), q_scale.clone()));
         vec![Stmt::Store { buf: qsc, index: linear(ix, &strides(&[b, hq, sq, d])), value: v }]
     });
     k.body.extend(body);
     // 2. Present K and V: past rows, then the current ones; scaled K and widened V.
-    for (src_past, src_cur, out, dst, e, scaled) in
-        [(4usize, 1usize, pk_out, ksc, d, true), (5, 2, pv_out, vsc, dv, false)]
-    {
+    let copies = if direct_kv {
+        vec![]
+    } else {
+        vec![(4usize, 1usize, pk_out, ksc, d, true), (5, 2, pv_out, vsc, dv, false)]
+    };
+    for (src_past, src_cur, out, dst, e, scaled) in copies {
         let dshape = [b, hkv, total, e];
         let emit = |src: Expr, ix: &[Expr], t0: usize| {
             let t = add(ix[2].clone(), idx(t0 as i64));
