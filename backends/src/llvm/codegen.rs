@@ -167,6 +167,7 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
     Ok(Object { bytes: buf.as_slice().to_vec(), llvm_ir })
 }
 
+/// An LLVM enum attribute without a value (`noalias`, `noinline`, ...) by name.
 fn cg_attr(cx: &Context, name: &str) -> Attribute {
     cx.create_enum_attribute(Attribute::get_named_enum_kind_id(name), 0)
 }
@@ -247,7 +248,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
     }
 
     fn attr(&self, name: &str) -> Attribute {
-        self.cx.create_enum_attribute(Attribute::get_named_enum_kind_id(name), 0)
+        cg_attr(self.cx, name)
     }
 
     fn kernel(&mut self, k: &Kernel) -> Result<FunctionValue<'ctx>, String> {

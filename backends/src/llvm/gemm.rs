@@ -1114,7 +1114,7 @@ pub fn prepare_module_with(module: &Module, tm: &TargetMachine, pipeline: &str) 
     let opts = PassBuilderOptions::create();
     // No loop unrolling: the kernels' loops have constant trip counts, which LLVM unrolled fully
     // after vectorizing, multiplying code size by ~10 (vocoder 487 KB -> 46 KB of code) and
-    // compile time by ~20 (23 s -> 1.2 s) for no measured speed-up (the zoo's host latency is
+    // compile time by ~20 (vocoder, same loaded machine: 23.2 s -> 1.2 s) for no measured speed-up (the zoo's host latency is
     // the same within noise; the GEMM micro-kernel is unrolled by construction and still runs
     // at 110 GFLOP/s). The vectorizer still interleaves.
     opts.set_loop_unrolling(false);
