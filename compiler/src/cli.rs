@@ -3,9 +3,10 @@
 //! 2 the input is at fault (one line naming the node/op), 1 anything else.
 
 use crate::error::Error;
-use crate::session::{CompileOptions, Pipeline, Session};
+use crate::session::{Calibration, CompileOptions, Pipeline, Quantize, Session};
 use crate::target::Target;
 use clap::{Args, Parser, Subcommand};
+use edgec_passes::quant::Int8Options;
 use edgec_passes::{PassManager, PrintAfter};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -111,9 +112,16 @@ pub struct CommonArgs {
     /// none | int8 | int4-weights
     #[arg(long, default_value = "none")]
     pub quantize: String,
-    /// Calibration data (.npz) for --quantize int8.
+    /// Calibration data (.npz) for --quantize int8: arrays named after the graph inputs, one
+    /// sample or a leading axis of samples.
     #[arg(long)]
     pub calibrate: Option<PathBuf>,
+    /// How --quantize int8 picks activation ranges: minmax, percentile[:P] (default P 99.99) or mse.
+    #[arg(long, default_value = "minmax")]
+    pub observer: String,
+    /// Layers whose int8 SQNR on the calibration data is below this many dB stay in float.
+    #[arg(long, value_name = "DB", default_value_t = edgec_passes::quant::int8::DEFAULT_MIN_SQNR_DB)]
+    pub quant_min_sqnr: f64,
     /// CPU to tune for (e.g. cortex-a55, cortex-a76 for aarch64); the target's default otherwise.
     #[arg(long)]
     pub cpu: Option<String>,
@@ -167,19 +175,27 @@ impl CommonArgs {
         {
             return Err(Error::Usage(format!("--name {:?}: expected a C identifier", self.name)));
         }
-        match self.quantize.as_str() {
-            "none" => {}
-            "int8" | "int4-weights" => {
-                return Err(Error::Usage(format!(
-                    "--quantize {} is not available yet in this edgec (only `none`)",
-                    self.quantize
-                )))
+        let quantize = match self.quantize.as_str() {
+            "none" => Quantize::None,
+            "int8" => {
+                let Some(path) = &self.calibrate else {
+                    return Err(Error::Usage("--quantize int8 needs --calibrate DATA.npz".into()));
+                };
+                let observer = self.observer.parse().map_err(|e| Error::Usage(format!("--observer: {e}")))?;
+                if !self.quant_min_sqnr.is_finite() {
+                    return Err(Error::Usage("--quant-min-sqnr must be a finite number of dB".into()));
+                }
+                let options = Int8Options { observer, min_sqnr_db: self.quant_min_sqnr };
+                Quantize::Int8 { calibration: Calibration::File(path.clone()), options }
+            }
+            "int4-weights" => {
+                return Err(Error::Usage("--quantize int4-weights is not available yet in this edgec".into()))
             }
             other => {
                 return Err(Error::Usage(format!("--quantize {other}: expected none, int8 or int4-weights")))
             }
-        }
-        if self.calibrate.is_some() {
+        };
+        if self.calibrate.is_some() && !matches!(quantize, Quantize::Int8 { .. }) {
             return Err(Error::Usage("--calibrate needs --quantize int8".into()));
         }
         // Reject an unknown pass before any work starts.
@@ -192,7 +208,7 @@ impl CommonArgs {
             PrintAfter::None
         };
         let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes: self.time_passes };
-        Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline })
+        Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline, quantize })
     }
 }
 

@@ -27,6 +27,9 @@ pub enum Error {
     /// Bad flags or option values.
     #[error("{0}")]
     Usage(String),
+    /// Quantization could not use the calibration data (wrong inputs, a failing sample).
+    #[error("quantization: {0}")]
+    Quantize(String),
     /// A bug or an environment problem (disk full, ...).
     #[error("internal error: {0}")]
     Internal(String),
@@ -36,7 +39,7 @@ impl Error {
     /// Whether the input (model, IR file, flags, input data) is at fault.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Import(_) | Error::Target(_) | Error::Ir(_) | Error::Usage(_) => true,
+            Error::Import(_) | Error::Target(_) | Error::Ir(_) | Error::Usage(_) | Error::Quantize(_) => true,
             Error::Io(IoError::Write { .. }) => false,
             Error::Io(_) => true,
             Error::Pass(PassError::UnknownPass { .. }) => true,

@@ -228,6 +228,60 @@ pub fn read_inputs(path: &Path, func: &Function) -> Result<Vec<Tensor>, IoError>
     Err(mismatch(format!("the model takes inputs {params:?}; missing {missing:?}, unexpected {extra:?}")))
 }
 
+/// Reads calibration samples for `func` from an `.npz` file: one array per graph input, named
+/// after it, holding either one sample (the input's own rank) or a leading axis of samples (rank
+/// + 1). Every input must have the same number of samples.
+pub fn read_calibration(path: &Path, func: &Function) -> Result<Vec<Vec<Tensor>>, IoError> {
+    let mismatch = |m: String| IoError::Mismatch { path: path.to_path_buf(), message: m };
+    let arrays = read_npz(path)?;
+    let mut per_input: Vec<Vec<Tensor>> = Vec::new();
+    for (i, &p) in func.params().iter().enumerate() {
+        let name = func.values[p].name.clone().unwrap_or_else(|| format!("input_{i}"));
+        let ty = &func.values[p].ty;
+        let t = arrays
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| mismatch(format!("no calibration array for input {name:?}")))?;
+        let samples = if t.shape().len() == ty.rank() {
+            vec![t.clone()]
+        } else if t.shape().len() == ty.rank() + 1 {
+            let n = t.shape()[0];
+            let inner = &t.shape()[1..];
+            let per = inner.iter().product::<usize>() * t.scalar_type().bits().div_ceil(8);
+            let bytes = t.to_le_bytes();
+            (0..n)
+                .map(|k| Tensor::from_le_bytes(t.scalar_type(), inner, &bytes[k * per..(k + 1) * per]))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| mismatch(format!("input {name:?}: {e}")))?
+        } else {
+            return Err(mismatch(format!(
+                "calibration array {name:?} has shape {:?}; expected the input's rank {} or a leading sample axis",
+                t.shape(),
+                ty.rank()
+            )));
+        };
+        for s in &samples {
+            crate::session::check_input_value(ty, s).map_err(|m| mismatch(format!("input {name:?}: {m}")))?;
+        }
+        if let Some(first) = per_input.first() {
+            if first.len() != samples.len() {
+                return Err(mismatch(format!(
+                    "input {name:?} has {} samples, the first input {}",
+                    samples.len(),
+                    first.len()
+                )));
+            }
+        }
+        per_input.push(samples);
+    }
+    let n = per_input.first().map_or(1, |v| v.len());
+    if n == 0 {
+        return Err(mismatch("calibration data has no samples".into()));
+    }
+    Ok((0..n).map(|k| per_input.iter().map(|v| v[k].clone()).collect()).collect())
+}
+
 /// Whether the element type can be written to `.npz`.
 pub fn npz_can_hold(t: ScalarType) -> bool {
     t != ScalarType::BF16

@@ -21,6 +21,8 @@ pub struct Compiled {
     pub symbol: String,
     pub compile_seconds: f64,
     pub llvm_ir: Option<String>,
+    /// report.json's `quantization` object (set by the session).
+    pub quantization: Option<serde_json::Value>,
 }
 
 /// The machine description and runtime toolchain of a target.
@@ -107,6 +109,7 @@ pub fn compile_with(
         symbol: symbol.to_string(),
         compile_seconds: start.elapsed().as_secs_f64(),
         llvm_ir: obj.llvm_ir,
+        quantization: None,
     })
 }
 
@@ -232,6 +235,8 @@ pub fn report(
         "code_bytes_model": model_code,
         "code_bytes_runtime": runtime_code,
         "compile_seconds": c.compile_seconds,
+        "quantize": c.quantization.as_ref().and_then(|q| q.get("mode").cloned()).unwrap_or_else(|| "none".into()),
+        "quantization": c.quantization.clone().unwrap_or_else(|| serde_json::json!({"mode": "none"})),
         "symbol": c.symbol,
         "inputs": p.inputs.iter().map(|d| serde_json::json!({"name": d.name, "dtype": d.ty.name(), "shape": d.dims})).collect::<Vec<_>>(),
         "outputs": p.outputs.iter().map(|d| serde_json::json!({"name": d.name, "dtype": d.ty.name(), "shape": d.dims})).collect::<Vec<_>>(),

@@ -12,9 +12,10 @@ use crate::error::Error;
 use crate::onnx::{import_model, ImportOptions};
 use crate::target::Target;
 use edgec_ir::{Module, Tensor};
+use edgec_passes::quant::{Int8Options, QuantReport};
 use edgec_passes::{PassError, PassManager, PassTiming, PrintAfter};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The passes `compile` runs before lowering, in order (see `docs/passes.md`).
 pub const DEFAULT_PIPELINE: &str = "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,fuse";
@@ -36,6 +37,35 @@ impl Default for Pipeline {
     }
 }
 
+/// Where calibration samples come from.
+#[derive(Clone, Debug)]
+pub enum Calibration {
+    /// An `.npz` file with one array per graph input, named after it, holding one sample or a
+    /// leading axis of samples (`--calibrate DATA.npz`).
+    File(PathBuf),
+    /// Samples given directly, each one tensor per graph input in order.
+    Samples(Vec<Vec<Tensor>>),
+}
+
+/// Quantization (`--quantize`).
+#[derive(Clone, Debug, Default)]
+pub enum Quantize {
+    #[default]
+    None,
+    /// Post-training static int8 quantization (`--quantize int8 --calibrate DATA.npz`).
+    Int8 { calibration: Calibration, options: Int8Options },
+}
+
+impl Quantize {
+    /// The mode's name as `--quantize` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Quantize::None => "none",
+            Quantize::Int8 { .. } => "int8",
+        }
+    }
+}
+
 /// Options shared by `import`, `compile`, `run` and `bench`.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
@@ -44,12 +74,27 @@ pub struct CompileOptions {
     pub dims: BTreeMap<String, u64>,
     /// What `compile` runs before lowering.
     pub pipeline: Pipeline,
+    /// Quantization, run inside the pipeline just before `fuse` (or at its end).
+    pub quantize: Quantize,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { target: Target::Interp, dims: BTreeMap::new(), pipeline: Pipeline::default() }
+        CompileOptions {
+            target: Target::Interp,
+            dims: BTreeMap::new(),
+            pipeline: Pipeline::default(),
+            quantize: Quantize::None,
+        }
     }
+}
+
+/// The optimized module and what the pipeline reports about it.
+pub struct Optimized {
+    pub module: Module,
+    pub timings: Vec<PassTiming>,
+    /// What quantization did, when it ran.
+    pub quantization: Option<QuantReport>,
 }
 
 /// A model imported into the IR.
@@ -58,6 +103,7 @@ pub struct Session {
     /// Node count of the imported ONNX graph (for reports).
     onnx_nodes: Option<usize>,
     pipeline: Pipeline,
+    quantize: Quantize,
 }
 
 impl Session {
@@ -74,13 +120,18 @@ impl Session {
             import_model(path, &ImportOptions { dims: options.dims.clone() })?
         };
         let onnx_nodes = crate::onnx::count_nodes(path).ok();
-        Ok(Session { module, onnx_nodes, pipeline: options.pipeline.clone() })
+        Ok(Session {
+            module,
+            onnx_nodes,
+            pipeline: options.pipeline.clone(),
+            quantize: options.quantize.clone(),
+        })
     }
 
     /// Wraps an existing module (verifying it).
     pub fn from_module(module: Module) -> Result<Session, Error> {
         edgec_ir::verify::verify_module(&module)?;
-        Ok(Session { module, onnx_nodes: None, pipeline: Pipeline::default() })
+        Ok(Session { module, onnx_nodes: None, pipeline: Pipeline::default(), quantize: Quantize::None })
     }
 
     pub fn module(&self) -> &Module {
@@ -120,9 +171,15 @@ impl Session {
         Ok(crate::io::read_inputs(path.as_ref(), self.main())?)
     }
 
-    /// Runs the model in the reference interpreter.
+    /// Runs the model in the reference interpreter: the imported model, or the quantized one
+    /// when the session quantizes (so that `--target interp` shows the quantized numerics).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
-        edgec_ir::interp::run_function(self.main(), inputs).map_err(Error::Run)
+        if matches!(self.quantize, Quantize::None) {
+            return edgec_ir::interp::run_function(self.main(), inputs).map_err(Error::Run);
+        }
+        let opt = self.optimize()?;
+        let f = opt.module.main().expect("a verified module has an entry function");
+        edgec_ir::interp::run_function(f, inputs).map_err(Error::Run)
     }
 
     /// Sets the pipeline `compile` runs.
@@ -130,23 +187,65 @@ impl Session {
         self.pipeline = pipeline;
     }
 
+    /// Sets the quantization `compile` applies.
+    pub fn set_quantize(&mut self, quantize: Quantize) {
+        self.quantize = quantize;
+    }
+
     /// The module after the session's pipeline (the imported module is left as it is), and the
     /// time each pass took. The result is verified.
     pub fn optimized(&self) -> Result<(Module, Vec<PassTiming>), Error> {
-        let mut pm = PassManager::parse(&self.pipeline.passes)?;
-        pm.print_after = self.pipeline.print_after.clone();
-        pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
+        let o = self.optimize()?;
+        Ok((o.module, o.timings))
+    }
+
+    /// The pipeline with quantization: the passes before the first `fuse`, then quantization,
+    /// then the rest (quantization must see the layers before they are fused). The result is
+    /// verified.
+    pub fn optimize(&self) -> Result<Optimized, Error> {
+        let names: Vec<&str> =
+            self.pipeline.passes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let split = match self.quantize {
+            Quantize::None => names.len(),
+            _ => names.iter().position(|&n| n == "fuse").unwrap_or(names.len()),
+        };
         let mut module = self.module.clone();
-        pm.run(&mut module)?;
-        if !pm.verify_each {
+        let run_part = |module: &mut Module, names: &[&str]| -> Result<PassManager, Error> {
+            let mut pm = PassManager::parse(&names.join(","))?;
+            pm.print_after = self.pipeline.print_after.clone();
+            pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
+            pm.run(module)?;
+            Ok(pm)
+        };
+        let first = run_part(&mut module, &names[..split])?;
+        let mut timings = first.timings.clone();
+        let mut report_text = first.timing_report();
+        let mut quantization = None;
+        if let Quantize::Int8 { calibration, options } = &self.quantize {
+            let start = std::time::Instant::now();
+            let samples = match calibration {
+                Calibration::File(p) => crate::io::read_calibration(p, self.main())?,
+                Calibration::Samples(s) => s.clone(),
+            };
+            let f = module.main_mut().expect("a verified module has an entry function");
+            let r = edgec_passes::quant::quantize_int8(f, &samples, options).map_err(Error::Quantize)?;
+            edgec_ir::verify::verify_module(&module)
+                .map_err(|error| PassError::Verify { pass: "quantize-int8".into(), error })?;
+            timings.push(PassTiming { pass: "quantize-int8", duration: start.elapsed() });
+            quantization = Some(r);
+        }
+        let rest = run_part(&mut module, &names[split..])?;
+        timings.extend(rest.timings.iter().cloned());
+        report_text.push_str(&rest.timing_report());
+        if !rest.verify_each {
             // Release builds skip per-pass verification; the pipeline's result is still checked.
             edgec_ir::verify::verify_module(&module)
                 .map_err(|error| PassError::Verify { pass: "pipeline".into(), error })?;
         }
         if self.pipeline.time_passes {
-            eprint!("{}", pm.timing_report());
+            eprint!("{report_text}");
         }
-        Ok((module, pm.timings))
+        Ok(Optimized { module, timings, quantization })
     }
 
     /// Optimizes and compiles the model for a machine target; `symbol` prefixes the generated C
@@ -160,11 +259,12 @@ impl Session {
     ) -> Result<crate::machine::Compiled, Error> {
         target.check_available()?;
         let start = std::time::Instant::now();
-        let (module, _) = self.optimized()?;
-        let f = module.main().expect("a verified module has an entry function");
+        let opt = self.optimize()?;
+        let f = opt.module.main().expect("a verified module has an entry function");
         let pass_seconds = start.elapsed().as_secs_f64();
         let mut c = crate::machine::compile(f, target, symbol, want_llvm_ir)?;
         c.compile_seconds += pass_seconds;
+        c.quantization = Some(quantization_json(self.quantize.name(), opt.quantization.as_ref()));
         Ok(c)
     }
 
@@ -204,4 +304,26 @@ impl Session {
     ) -> Result<Vec<f64>, Error> {
         crate::machine::bench_host(c, inputs, runs)
     }
+}
+
+/// report.json's `quantization` object.
+pub fn quantization_json(mode: &str, r: Option<&QuantReport>) -> serde_json::Value {
+    let Some(r) = r else { return serde_json::json!({ "mode": mode }) };
+    let float: Vec<&str> = r.layers.iter().filter(|l| !l.int8).map(|l| l.name.as_str()).collect();
+    serde_json::json!({
+        "mode": mode,
+        "calibration_samples": r.samples,
+        "observer": r.observer,
+        "min_sqnr_db": r.min_sqnr_db,
+        "int8_layers": r.layers.iter().filter(|l| l.int8).count(),
+        "float_layers": float,
+        "layers": r.layers.iter().map(|l| serde_json::json!({
+            "name": l.name, "op": l.op, "sqnr_db": (l.sqnr_db * 100.0).round() / 100.0, "int8": l.int8,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Checks a tensor against a graph input's type (element type, rank, static dims).
+pub(crate) fn check_input_value(ty: &edgec_ir::TensorType, t: &Tensor) -> Result<(), String> {
+    edgec_ir::interp::check_value(ty, t)
 }

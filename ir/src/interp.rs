@@ -12,6 +12,24 @@ use crate::types::{Dim, TensorType};
 
 /// Runs `f` on `inputs` (one per parameter, in order) and returns one tensor per result.
 pub fn run_function(f: &Function, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, IrError> {
+    run(f, inputs, None)
+}
+
+/// [`run_function`], calling `observe` with every op result as it is computed (calibration,
+/// per-layer error measurement).
+pub fn run_function_observed(
+    f: &Function,
+    inputs: Vec<Tensor>,
+    observe: &mut dyn FnMut(Value, &Tensor),
+) -> Result<Vec<Tensor>, IrError> {
+    run(f, inputs, Some(observe))
+}
+
+fn run(
+    f: &Function,
+    inputs: Vec<Tensor>,
+    observer: Option<&mut dyn FnMut(Value, &Tensor)>,
+) -> Result<Vec<Tensor>, IrError> {
     let params = f.params();
     if inputs.len() != params.len() {
         return Err(IrError::Input(format!(
@@ -21,7 +39,7 @@ pub fn run_function(f: &Function, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Ir
             inputs.len()
         )));
     }
-    let mut env = Env { values: SecondaryMap::with_default(None), remaining_uses: use_counts(f) };
+    let mut env = Env { values: SecondaryMap::with_default(None), remaining_uses: use_counts(f), observer };
     for (i, (&p, t)) in params.iter().zip(inputs).enumerate() {
         let ty = &f.values[p].ty;
         check_value(ty, &t).map_err(|m| {
@@ -34,12 +52,13 @@ pub fn run_function(f: &Function, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Ir
     Ok(results)
 }
 
-struct Env {
+struct Env<'o> {
     values: SecondaryMap<Value, Option<Tensor>>,
     remaining_uses: SecondaryMap<Value, u32>,
+    observer: Option<&'o mut dyn FnMut(Value, &Tensor)>,
 }
 
-impl Env {
+impl Env<'_> {
     /// Takes an operand's tensor, moving it out on its last use.
     fn take(&mut self, v: Value) -> Option<Tensor> {
         let n = *self.remaining_uses.get(v);
@@ -70,7 +89,7 @@ fn op_err(f: &Function, op: Op, message: String) -> IrError {
     IrError::Op { op: Some(op), op_name: d.kind.name().into(), loc: d.loc.clone(), message }
 }
 
-fn run_block(f: &Function, b: Block, env: &mut Env) -> Result<Vec<Tensor>, IrError> {
+fn run_block(f: &Function, b: Block, env: &mut Env<'_>) -> Result<Vec<Tensor>, IrError> {
     for &op in &f.blocks[b].ops {
         let d = &f.ops[op];
         let mut inputs = Vec::with_capacity(d.operands.len());
@@ -110,6 +129,9 @@ fn run_block(f: &Function, b: Block, env: &mut Env) -> Result<Vec<Tensor>, IrErr
         }
         for (i, (&r, t)) in d.results.iter().zip(outputs).enumerate() {
             check_value(&f.values[r].ty, &t).map_err(|m| op_err(f, op, format!("result #{i}: {m}")))?;
+            if let Some(obs) = env.observer.as_mut() {
+                obs(r, &t);
+            }
             if *env.remaining_uses.get(r) > 0 {
                 env.values.set(r, Some(t));
             }

@@ -15,6 +15,7 @@ mod linalg;
 mod movement;
 mod norm;
 mod plan;
+mod qint8;
 mod quant;
 mod reduce;
 mod scan;
@@ -250,6 +251,9 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
                 return Ok(l);
             }
             if let Some(l) = norm::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = qint8::lower(cx)? {
                 return Ok(l);
             }
             if let Some(l) = quant::lower(cx)? {

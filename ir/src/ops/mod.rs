@@ -23,6 +23,7 @@ mod linalg_einsum;
 mod linalg_pool;
 #[cfg(test)]
 mod linalg_testdata;
+pub mod qint8;
 pub mod quant;
 pub mod random;
 pub mod reduce;
@@ -383,6 +384,13 @@ op_table! {
     ConvInteger => quant::CONV_INTEGER,
     QLinearMatMul => quant::QLINEAR_MATMUL,
     QLinearConv => quant::QLINEAR_CONV,
+    // q: integer kernels with TFLite arithmetic (what quantization produces)
+    QQuantize => qint8::QUANTIZE,
+    QDequantize => qint8::DEQUANTIZE,
+    QRequantize => qint8::REQUANTIZE,
+    QConv => qint8::QCONV,
+    QConvTranspose => qint8::QCONV_TRANSPOSE,
+    QFullyConnected => qint8::QFULLY_CONNECTED,
 }
 
 #[cfg(test)]

@@ -1,0 +1,346 @@
+//! The `q.*` integer kernels with TFLite's arithmetic (`ir/src/ops/qint8.rs`): quantize,
+//! dequantize, requantize, and int8 conv / transposed conv / fully connected with int32
+//! accumulation and per-channel fixed-point requantization.
+//!
+//! The requantization is written out in kernel IR exactly as TFLite's reference computes it
+//! (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT), with per-channel multipliers
+//! and shifts in compile-time tables, so every target produces the interpreter's bits.
+
+use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
+use crate::kir::*;
+use edgec_ir::ops::qint8::{per_tensor_i8, quantize_multiplier, weight_scales};
+use edgec_ir::ops::{conv_geometry, conv_transpose_geometry};
+use edgec_ir::{OpKind, QuantParams};
+
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+    Ok(Some(match cx.kind {
+        OpKind::QQuantize => quantize(cx)?,
+        OpKind::QDequantize => dequantize(cx)?,
+        OpKind::QRequantize => requantize(cx)?,
+        OpKind::QConv | OpKind::QConvTranspose | OpKind::QFullyConnected => integer_layer(cx)?,
+        _ => return Ok(None),
+    }))
+}
+
+fn i32c(v: i64) -> Expr {
+    Expr::IConst(v, Ty::I32)
+}
+fn i64c(v: i64) -> Expr {
+    Expr::IConst(v, Ty::I64)
+}
+
+/// Statements computing TFLite's `MultiplyByQuantizedMultiplier(acc, m, shift)` into a new
+/// `I32` local, given `m`, `2^max(shift, 0)` and `max(−shift, 0)` as `I32` expressions.
+fn requant(k: &mut Kernel, acc: Expr, m: Expr, left_mul: Expr, right: Expr) -> (Vec<Stmt>, Expr) {
+    let x = k.var(Ty::I32);
+    let ab = k.var(Ty::I64);
+    let h = k.var(Ty::I32);
+    let mask = k.var(Ty::I32);
+    let v = Expr::Var;
+    let stmts = vec![
+        // The left shift wraps, as TFLite's `x * (1 << left)` does.
+        Stmt::Let { var: x, value: bin(BinOp::Mul, acc, left_mul) },
+        Stmt::Let { var: ab, value: bin(BinOp::Mul, cast(Ty::I64, v(x)), cast(Ty::I64, m)) },
+        // SaturatingRoundingDoublingHighMul: m is a positive Q31 value, so the a = b = INT_MIN
+        // overflow case cannot occur.
+        Stmt::Let {
+            var: h,
+            value: cast(
+                Ty::I32,
+                bin(
+                    BinOp::Div,
+                    bin(
+                        BinOp::Add,
+                        v(ab),
+                        select(cmp(CmpOp::Ge, v(ab), i64c(0)), i64c(1 << 30), i64c(1 - (1 << 30))),
+                    ),
+                    i64c(1 << 31),
+                ),
+            ),
+        },
+        Stmt::Let { var: mask, value: bin(BinOp::Sub, bin(BinOp::Shl, i32c(1), right.clone()), i32c(1)) },
+    ];
+    // RoundingDivideByPOT(h, right).
+    let remainder = bin(BinOp::And, v(h), v(mask));
+    let threshold = bin(
+        BinOp::Add,
+        bin(BinOp::Shr, v(mask), i32c(1)),
+        select(cmp(CmpOp::Lt, v(h), i32c(0)), i32c(1), i32c(0)),
+    );
+    let out = bin(
+        BinOp::Add,
+        bin(BinOp::Shr, v(h), right),
+        select(cmp(CmpOp::Gt, remainder, threshold), i32c(1), i32c(0)),
+    );
+    (stmts, out)
+}
+
+/// `(m, 2^left, right)` of a real multiplier.
+fn multiplier_parts(real: f64) -> (i64, i64, i64) {
+    let (m, shift) = quantize_multiplier(real);
+    (m as i64, 1i64 << shift.max(0), (-shift).max(0) as i64)
+}
+
+/// Clamps an `I32` expression and narrows it to `I8`.
+fn clamp_i8(e: Expr, lo: i64, hi: i64) -> Expr {
+    cast(Ty::I8, bin(BinOp::Min, bin(BinOp::Max, e, i32c(lo)), i32c(hi)))
+}
+
+fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
+    let shape = cx.shape(0);
+    let (scale, zp) = per_tensor_i8(&cx.results[0], "y")?;
+    let (mut k, binds) = io_kernel(cx, "quantize")?;
+    let st = strides(&shape);
+    k.body = k.nest(&shape, |k, ix| {
+        let i = linear(ix, &st);
+        let v = k.var(Ty::F32);
+        let r = k.var(Ty::F32);
+        let q = k.var(Ty::I64);
+        let vv = Expr::Var;
+        vec![
+            // TFLite: round(x / scale) in f32, half away from zero.
+            Stmt::Let { var: v, value: bin(BinOp::Div, load(0, i), fc(scale as f32 as f64, Ty::F32)) },
+            Stmt::Let { var: r, value: un(UnOp::Trunc, vv(v)) },
+            Stmt::Let {
+                var: r,
+                value: select(
+                    cmp(CmpOp::Ge, bin(BinOp::Sub, vv(v), vv(r)), fc(0.5, Ty::F32)),
+                    bin(BinOp::Add, vv(r), fc(1.0, Ty::F32)),
+                    select(
+                        cmp(CmpOp::Le, bin(BinOp::Sub, vv(v), vv(r)), fc(-0.5, Ty::F32)),
+                        bin(BinOp::Sub, vv(r), fc(1.0, Ty::F32)),
+                        vv(r),
+                    ),
+                ),
+            },
+            // Float→int casts saturate and send NaN to 0, so NaN gives the zero point.
+            Stmt::Let { var: q, value: bin(BinOp::Add, cast(Ty::I64, vv(r)), i64c(zp)) },
+            Stmt::Store {
+                buf: 1,
+                index: linear(ix, &st),
+                value: cast(Ty::I8, bin(BinOp::Min, bin(BinOp::Max, vv(q), i64c(-128)), i64c(127))),
+            },
+        ]
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
+    let shape = cx.shape(0);
+    let q = match &cx.operands[0].elem {
+        edgec_ir::ElemType::Quant(q) => q.clone(),
+        _ => return Err("q.dequantize of a non-quantized tensor".into()),
+    };
+    let (mut k, mut binds) = io_kernel(cx, "dequantize")?;
+    let st = strides(&shape);
+    // Per-axis parameters come from tables; per-tensor ones are constants.
+    let (scale, zp): (Box<dyn Fn(&[Expr]) -> (Expr, Expr)>, _) = match &q.params {
+        QuantParams::PerTensor { scale, zero_point } => {
+            let (s, z) = (*scale, *zero_point);
+            (Box::new(move |_: &[Expr]| (fc(s, Ty::F64), i32c(z))), ())
+        }
+        QuantParams::PerAxis { axis, scales, zero_points } => {
+            let sb: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let zb: Vec<u8> = zero_points.iter().flat_map(|&z| (z as i32).to_le_bytes()).collect();
+            let ts = cx.add_table(ConstData { ty: Ty::F64, bytes: sb.into() });
+            let tz = cx.add_table(ConstData { ty: Ty::I32, bytes: zb.into() });
+            let (ps, pz) = (
+                k.param(Ty::F64, scales.len() as u64, Access::Read),
+                k.param(Ty::I32, scales.len() as u64, Access::Read),
+            );
+            binds.push(Bind::Table(ts));
+            binds.push(Bind::Table(tz));
+            let a = *axis;
+            (Box::new(move |ix: &[Expr]| (load(ps, ix[a].clone()), load(pz, ix[a].clone()))), ())
+        }
+    };
+    let _ = zp;
+    k.body = k.nest(&shape, |_, ix| {
+        let i = linear(ix, &st);
+        let (s, z) = scale(ix);
+        let centered = cast(Ty::F64, bin(BinOp::Sub, cast(Ty::I32, load(0, i.clone())), z));
+        vec![Stmt::Store { buf: 1, index: i, value: cast(Ty::F32, bin(BinOp::Mul, s, centered)) }]
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+fn requantize(cx: &mut OpCx) -> Result<Lowered, String> {
+    let shape = cx.shape(0);
+    let (s_in, zp_in) = per_tensor_i8(&cx.operands[0], "x")?;
+    let (s_out, zp_out) = per_tensor_i8(&cx.results[0], "y")?;
+    let (m, lm, r) = multiplier_parts(s_in / s_out);
+    let (mut k, binds) = io_kernel(cx, "requantize")?;
+    let st = strides(&shape);
+    k.body = k.nest(&shape, |k, ix| {
+        let i = linear(ix, &st);
+        let centered = bin(BinOp::Sub, cast(Ty::I32, load(0, i.clone())), i32c(zp_in));
+        let (mut s, y) = requant(k, centered, i32c(m), i32c(lm), i32c(r));
+        s.push(Stmt::Store {
+            buf: 1,
+            index: i,
+            value: clamp_i8(bin(BinOp::Add, y, i32c(zp_out)), -128, 127),
+        });
+        s
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// q.conv, q.conv_transpose and q.fully_connected: int32 accumulation of `w · (x − zp_x)` over
+/// the input positions that exist (padding contributes 0, as TFLite skips it), plus the bias,
+/// then per-channel requantization.
+fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (xs, ws, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
+    let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
+    let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
+    let w_axis = if cx.kind == OpKind::QConvTranspose { 1 } else { 0 };
+    let channels = ws[w_axis];
+    let s_w = weight_scales(&cx.operands[1], w_axis, Some(channels), "w")?;
+    let lo = cx.int("act_min", -128);
+    let hi = cx.int("act_max", 127);
+    let has_bias = cx.has(2);
+    let name = match cx.kind {
+        OpKind::QConv => "qconv",
+        OpKind::QConvTranspose => "qconv_transpose",
+        _ => "qfully_connected",
+    };
+    let (mut k, mut binds) = io_kernel(cx, name)?;
+    let yb = cx.operands.len();
+    // Per-channel requantization tables: multiplier, 2^left, right.
+    let parts: Vec<(i64, i64, i64)> = s_w.iter().map(|&sw| multiplier_parts(s_x * sw / s_y)).collect();
+    let mut table = |vals: Vec<i64>, k: &mut Kernel, binds: &mut Vec<Bind>| {
+        let bytes: Vec<u8> = vals.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+        let t = cx.add_table(ConstData { ty: Ty::I32, bytes: bytes.into() });
+        binds.push(Bind::Table(t));
+        k.param(Ty::I32, vals.len() as u64, Access::Read)
+    };
+    let tm = table(parts.iter().map(|p| p.0).collect(), &mut k, &mut binds);
+    let tl = table(parts.iter().map(|p| p.1).collect(), &mut k, &mut binds);
+    let tr = table(parts.iter().map(|p| p.2).collect(), &mut k, &mut binds);
+    let acc = k.var(Ty::I32);
+    let xval = |i: Expr| bin(BinOp::Sub, cast(Ty::I32, load(0, i)), i32c(zp_x));
+    let wval = |i: Expr| cast(Ty::I32, load(1, i));
+    let kind = cx.kind;
+    let attrs = cx.attrs.clone();
+    let ystr = strides(&ys);
+    let body = k.try_nest(&ys, |k, ix| -> Result<Vec<Stmt>, String> {
+        let ch = if kind == OpKind::QFullyConnected { ix[ix.len() - 1].clone() } else { ix[1].clone() };
+        let init = if has_bias { load(2, ch.clone()) } else { i32c(0) };
+        let mut s = vec![Stmt::Let { var: acc, value: init }];
+        let update = |prod: Expr| Stmt::Assign { var: acc, value: bin(BinOp::Add, Expr::Var(acc), prod) };
+        match kind {
+            OpKind::QFullyConnected => {
+                let kk = xs[xs.len() - 1];
+                let row = linear(&ix[..ix.len() - 1], &strides(&xs[..xs.len() - 1]));
+                let r = k.var(Ty::Idx);
+                let xi = add(mul(row, idx(kk as i64)), Expr::Var(r));
+                let wi = add(mul(ch.clone(), idx(kk as i64)), Expr::Var(r));
+                s.push(Stmt::For {
+                    var: r,
+                    extent: kk as u64,
+                    body: vec![update(bin(BinOp::Mul, wval(wi), xval(xi)))],
+                });
+            }
+            OpKind::QConv => {
+                let g = conv_geometry(&attrs, &ws, &xs[2..])?;
+                let group = attrs.int("group").unwrap_or(1) as usize;
+                let (cg, mg) = (xs[1] / group, ws[0] / group);
+                let nd = g.kernel.len();
+                let c = k.var(Ty::Idx);
+                let kv: Vec<VarId> = (0..nd).map(|_| k.var(Ty::Idx)).collect();
+                // Input channel = group(m) * cg + c.
+                let cin = add(mul(div(ix[1].clone(), idx(mg as i64)), idx(cg as i64)), Expr::Var(c));
+                let mut pos = Vec::new();
+                let mut cond: Option<Expr> = None;
+                for d in 0..nd {
+                    let p = sub(
+                        add(
+                            mul(ix[2 + d].clone(), idx(g.strides[d] as i64)),
+                            mul(Expr::Var(kv[d]), idx(g.dilations[d] as i64)),
+                        ),
+                        idx(g.pads_begin[d]),
+                    );
+                    let ok = bin(
+                        BinOp::And,
+                        cmp(CmpOp::Ge, p.clone(), idx(0)),
+                        cmp(CmpOp::Lt, p.clone(), idx(xs[2 + d] as i64)),
+                    );
+                    cond = Some(match cond {
+                        None => ok,
+                        Some(c0) => bin(BinOp::And, c0, ok),
+                    });
+                    pos.push(p);
+                }
+                let mut xix = vec![ix[0].clone(), cin];
+                xix.extend(pos);
+                let mut wix = vec![ix[1].clone(), Expr::Var(c)];
+                wix.extend(kv.iter().map(|&v| Expr::Var(v)));
+                let prod =
+                    bin(BinOp::Mul, wval(linear(&wix, &strides(&ws))), xval(linear(&xix, &strides(&xs))));
+                let mut inner = vec![Stmt::If {
+                    cond: cond.unwrap_or(cmp(CmpOp::Eq, idx(0), idx(0))),
+                    then: vec![update(prod)],
+                    els: vec![],
+                }];
+                for d in (0..nd).rev() {
+                    inner = vec![Stmt::For { var: kv[d], extent: g.kernel[d] as u64, body: inner }];
+                }
+                s.push(Stmt::For { var: c, extent: cg as u64, body: inner });
+            }
+            _ => {
+                // Transposed: y[o] gathers x[i] with o = i·s + k·d − pad, i.e. i = (o + pad − k·d) / s.
+                let g = conv_transpose_geometry(&attrs, &ws, &xs[2..])?;
+                let nd = g.kernel.len();
+                let c = k.var(Ty::Idx);
+                let kv: Vec<VarId> = (0..nd).map(|_| k.var(Ty::Idx)).collect();
+                let mut pos = Vec::new();
+                let mut cond: Option<Expr> = None;
+                for d in 0..nd {
+                    let t = sub(
+                        add(ix[2 + d].clone(), idx(g.pads_begin[d])),
+                        mul(Expr::Var(kv[d]), idx(g.dilations[d] as i64)),
+                    );
+                    let st = g.strides[d] as i64;
+                    let i = div(t.clone(), idx(st));
+                    let mut ok = bin(
+                        BinOp::And,
+                        cmp(CmpOp::Ge, t.clone(), idx(0)),
+                        cmp(CmpOp::Lt, i.clone(), idx(xs[2 + d] as i64)),
+                    );
+                    if st > 1 {
+                        ok = bin(BinOp::And, ok, cmp(CmpOp::Eq, rem(t, idx(st)), idx(0)));
+                    }
+                    cond = Some(match cond {
+                        None => ok,
+                        Some(c0) => bin(BinOp::And, c0, ok),
+                    });
+                    pos.push(i);
+                }
+                let mut xix = vec![ix[0].clone(), Expr::Var(c)];
+                xix.extend(pos);
+                let mut wix = vec![Expr::Var(c), ix[1].clone()];
+                wix.extend(kv.iter().map(|&v| Expr::Var(v)));
+                let prod =
+                    bin(BinOp::Mul, wval(linear(&wix, &strides(&ws))), xval(linear(&xix, &strides(&xs))));
+                let mut inner = vec![Stmt::If {
+                    cond: cond.unwrap_or(cmp(CmpOp::Eq, idx(0), idx(0))),
+                    then: vec![update(prod)],
+                    els: vec![],
+                }];
+                for d in (0..nd).rev() {
+                    inner = vec![Stmt::For { var: kv[d], extent: g.kernel[d] as u64, body: inner }];
+                }
+                s.push(Stmt::For { var: c, extent: xs[1] as u64, body: inner });
+            }
+        }
+        let (rs, y) = requant(k, Expr::Var(acc), load(tm, ch.clone()), load(tl, ch.clone()), load(tr, ch));
+        s.extend(rs);
+        s.push(Stmt::Store {
+            buf: yb,
+            index: linear(ix, &ystr),
+            value: clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi),
+        });
+        Ok(s)
+    })?;
+    k.body = body;
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}

@@ -1,0 +1,620 @@
+//! `q.*` integer kernels with TFLite's integer arithmetic: what post-training quantization
+//! produces and what the integer backends and the TFLite exporter implement.
+//!
+//! Unlike the ONNX-level ops of `quant.rs`, these carry their quantization parameters in the
+//! types (`!q.uniform<i8:f32, scale, zero_point>`), and their arithmetic is that of TFLite's
+//! reference integer kernels bit for bit (see `docs/quantization.md`):
+//! - `q.quantize`: `clamp(round_half_away(x / scale) + zero_point)` with the division in `f32`.
+//! - `q.dequantize`: `f32(scale · (q − zero_point))` with the product in `f64`.
+//! - `q.requantize`: `clamp(MBQM(q − zp_in, M) + zp_out)` with `M = scale_in / scale_out`.
+//! - `q.conv`, `q.conv_transpose`, `q.fully_connected`: `acc = Σ w·(x − zp_x) + bias[c]` in
+//!   `i32`, then per output channel `c`: `clamp(MBQM(acc, M[c]) + zp_y, act_min, act_max)` with
+//!   `M[c] = scale_x · scale_w[c] / scale_y` quantized by [`quantize_multiplier`] and MBQM =
+//!   [`multiply_by_quantized_multiplier`]. Weights are symmetric (zero point 0), per tensor or
+//!   per output channel; activations are per-tensor `i8`; the bias is `i32` at scale
+//!   `scale_x · scale_w[c]`.
+
+use super::util::{input, operand};
+use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
+use crate::attr::{AttrKind, Attrs};
+use crate::tensor::Tensor;
+use crate::types::{Dim, ElemType, QuantParams, QuantType, ScalarType, TensorType};
+use ndarray::{ArrayD, IxDyn};
+
+// ---------------------------------------------------------------------------------------------
+// TFLite's fixed-point arithmetic
+// ---------------------------------------------------------------------------------------------
+
+/// Splits a real multiplier into a Q31 significand and a power-of-two exponent, as TFLite's
+/// `QuantizeMultiplier`: `m ≈ significand · 2^(shift − 31)`.
+pub fn quantize_multiplier(m: f64) -> (i32, i32) {
+    if m == 0.0 || !m.is_finite() {
+        return (0, 0);
+    }
+    let (q, mut shift) = frexp(m);
+    // Round half away from zero, like C's `round`.
+    let mut q_fixed = (q * (1u64 << 31) as f64).round() as i64;
+    if q_fixed == 1i64 << 31 {
+        q_fixed /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        shift = 0;
+        q_fixed = 0;
+    }
+    // TFLite also caps the exponent at 30 (a multiplier that large cannot occur for sane scales).
+    if shift > 30 {
+        shift = 30;
+        q_fixed = (1i64 << 31) - 1;
+    }
+    (q_fixed as i32, shift)
+}
+
+/// `x = q · 2^e` with `q` in [0.5, 1), like C's `frexp`.
+fn frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    if exp == 0 {
+        // Subnormal: scale up first.
+        let (q, e) = frexp(x * (1u64 << 54) as f64);
+        return (q, e - 54);
+    }
+    let e = exp - 1022;
+    let q = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
+    (q, e)
+}
+
+/// gemmlowp's `SaturatingRoundingDoublingHighMul`: `(a·b·2 + 2^31) >> 32` with rounding half
+/// away from zero, saturating the single overflow case `a = b = i32::MIN`.
+pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // C++ integer division truncates toward zero, as Rust's does.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// gemmlowp's `RoundingDivideByPOT`: `x / 2^e` rounded half away from zero.
+pub fn rounding_divide_by_pot(x: i32, e: i32) -> i32 {
+    debug_assert!((0..=31).contains(&e));
+    let mask = ((1i64 << e) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + (x < 0) as i32;
+    (x >> e) + (remainder > threshold) as i32
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier`: `acc · m · 2^(shift − 31)` with TFLite's two
+/// roundings. The left shift wraps on overflow, as the C++ code does on every real target.
+pub fn multiply_by_quantized_multiplier(acc: i32, m: i32, shift: i32) -> i32 {
+    let left = shift.max(0);
+    let right = (-shift).max(0);
+    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc.wrapping_mul(1 << left), m), right)
+}
+
+/// TFLite's `AffineQuantize` of one value: the division in `f32`, rounding half away from zero.
+/// NaN gives the zero point.
+pub fn quantize_value(x: f32, scale: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
+    let v = x / scale;
+    let r = if v.is_nan() { 0 } else { v.round().clamp(i32::MIN as f32, i32::MAX as f32) as i64 };
+    (r + zero_point as i64).clamp(lo as i64, hi as i64) as i32
+}
+
+/// TFLite's `Dequantize` of one value: the product in `f64`, then rounded to `f32`.
+pub fn dequantize_value(q: i32, scale: f64, zero_point: i32) -> f32 {
+    (scale * (q - zero_point) as f64) as f32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Declarations
+// ---------------------------------------------------------------------------------------------
+
+/// The ops of this file (formed by quantization passes, never imported from ONNX).
+pub const ALL: &[super::OpKind] = &[
+    super::OpKind::QQuantize,
+    super::OpKind::QDequantize,
+    super::OpKind::QRequantize,
+    super::OpKind::QConv,
+    super::OpKind::QConvTranspose,
+    super::OpKind::QFullyConnected,
+];
+
+const OUT_ATTRS: [AttrDef; 4] = [
+    AttrDef::req("scale", AttrKind::Float),
+    AttrDef::opt("zero_point", AttrKind::Int, "0"),
+    AttrDef::opt("act_min", AttrKind::Int, "-128"),
+    AttrDef::opt("act_max", AttrKind::Int, "127"),
+];
+
+pub static QUANTIZE: OpDef = OpDef {
+    name: "q.quantize",
+    summary: "f32 to per-tensor i8 (TFLite QUANTIZE): clamp(round_half_away(x / scale) + zero_point).",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[AttrDef::req("scale", AttrKind::Float), AttrDef::opt("zero_point", AttrKind::Int, "0")],
+    traits: Traits::PURE,
+    infer: infer_quantize,
+    eval: eval_quantize,
+};
+
+pub static DEQUANTIZE: OpDef = OpDef {
+    name: "q.dequantize",
+    summary: "Quantized i8 (per tensor or per axis) to f32 (TFLite DEQUANTIZE): scale * (q - zero_point).",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[],
+    traits: Traits::PURE,
+    infer: infer_dequantize,
+    eval: eval_dequantize,
+};
+
+pub static REQUANTIZE: OpDef = OpDef {
+    name: "q.requantize",
+    summary: "Per-tensor i8 to per-tensor i8 with other parameters (TFLite QUANTIZE on int8).",
+    operands: &["x"],
+    results: &["y"],
+    attrs: &[AttrDef::req("scale", AttrKind::Float), AttrDef::opt("zero_point", AttrKind::Int, "0")],
+    traits: Traits::PURE,
+    infer: infer_requantize,
+    eval: eval_requantize,
+};
+
+const QCONV_ATTRS: &[AttrDef] = &[
+    AttrDef::opt("auto_pad", AttrKind::Str, "\"NOTSET\""),
+    AttrDef::opt("dilations", AttrKind::Ints, "[1, ...]"),
+    AttrDef::opt("group", AttrKind::Int, "1"),
+    AttrDef::opt("kernel_shape", AttrKind::Ints, "(from w)"),
+    AttrDef::opt("pads", AttrKind::Ints, "[0, ...]"),
+    AttrDef::opt("strides", AttrKind::Ints, "[1, ...]"),
+    OUT_ATTRS[0],
+    OUT_ATTRS[1],
+    OUT_ATTRS[2],
+    OUT_ATTRS[3],
+];
+
+pub static QCONV: OpDef = OpDef {
+    name: "q.conv",
+    summary: "Integer N-D convolution (TFLite CONV_2D / DEPTHWISE_CONV_2D int8): x `[N, C, D...]` \
+              i8, w `[M, C/group, k...]` symmetric i8 per tensor or per output channel, i32 bias; \
+              result requantized to (scale, zero_point) and clamped to [act_min, act_max].",
+    operands: &["x", "w", "bias?"],
+    results: &["y"],
+    attrs: QCONV_ATTRS,
+    traits: Traits::PURE,
+    infer: infer_qconv,
+    eval: eval_qconv,
+};
+
+const QCONV_TRANSPOSE_ATTRS: &[AttrDef] = &[
+    AttrDef::opt("auto_pad", AttrKind::Str, "\"NOTSET\""),
+    AttrDef::opt("dilations", AttrKind::Ints, "[1, ...]"),
+    AttrDef::opt("group", AttrKind::Int, "1"),
+    AttrDef::opt("kernel_shape", AttrKind::Ints, "the weight's spatial dims"),
+    AttrDef::opt("output_padding", AttrKind::Ints, "[0, ...]"),
+    AttrDef::opt("output_shape", AttrKind::Ints, "computed from the other attributes"),
+    AttrDef::opt("pads", AttrKind::Ints, "[0, ...]"),
+    AttrDef::opt("strides", AttrKind::Ints, "[1, ...]"),
+    OUT_ATTRS[0],
+    OUT_ATTRS[1],
+    OUT_ATTRS[2],
+    OUT_ATTRS[3],
+];
+
+pub static QCONV_TRANSPOSE: OpDef = OpDef {
+    name: "q.conv_transpose",
+    summary: "Integer N-D transposed convolution (TFLite TRANSPOSE_CONV int8): x `[N, C, D...]` i8, \
+              w `[C, M, k...]` (group 1) symmetric i8 per tensor or per output channel (axis 1), \
+              i32 bias; requantized like q.conv.",
+    operands: &["x", "w", "bias?"],
+    results: &["y"],
+    attrs: QCONV_TRANSPOSE_ATTRS,
+    traits: Traits::PURE,
+    infer: infer_qconv_transpose,
+    eval: eval_qconv_transpose,
+};
+
+pub static QFULLY_CONNECTED: OpDef = OpDef {
+    name: "q.fully_connected",
+    summary: "Integer matrix product with constant weights (TFLite FULLY_CONNECTED int8): x \
+              `[..., K]` i8, w `[N, K]` symmetric i8 per tensor or per row, i32 bias `[N]`; result \
+              `[..., N]` requantized like q.conv.",
+    operands: &["x", "w", "bias?"],
+    results: &["y"],
+    attrs: &OUT_ATTRS,
+    traits: Traits::PURE,
+    infer: infer_fully_connected,
+    eval: eval_fully_connected,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Types
+// ---------------------------------------------------------------------------------------------
+
+/// The per-tensor `i8` quantized element type these ops produce.
+pub fn i8_type(scale: f64, zero_point: i64) -> ElemType {
+    ElemType::Quant(Box::new(QuantType {
+        storage: ScalarType::I8,
+        expressed: ScalarType::F32,
+        params: QuantParams::PerTensor { scale, zero_point },
+    }))
+}
+
+/// Output parameters from the attributes, validated.
+fn out_params(attrs: &Attrs) -> OpResult<(f64, i64)> {
+    let scale = attrs.float("scale").ok_or("missing `scale`")?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(format!("scale must be finite and > 0, found {scale}"));
+    }
+    let zp = attrs.int("zero_point").unwrap_or(0);
+    if !(-128..=127).contains(&zp) {
+        return Err(format!("zero_point {zp} is outside i8"));
+    }
+    Ok((scale, zp))
+}
+
+/// The activation clamp `[act_min, act_max]`, validated.
+fn act_range(attrs: &Attrs) -> OpResult<(i32, i32)> {
+    let lo = attrs.int("act_min").unwrap_or(-128);
+    let hi = attrs.int("act_max").unwrap_or(127);
+    if !(-128..=127).contains(&lo) || !(-128..=127).contains(&hi) || lo > hi {
+        return Err(format!("act_min {lo} / act_max {hi} must satisfy -128 <= act_min <= act_max <= 127"));
+    }
+    Ok((lo as i32, hi as i32))
+}
+
+/// `(scale, zero_point)` of a per-tensor quantized `i8` type.
+pub fn per_tensor_i8(t: &TensorType, what: &str) -> OpResult<(f64, i64)> {
+    match &t.elem {
+        ElemType::Quant(q) if q.storage == ScalarType::I8 => match q.params {
+            QuantParams::PerTensor { scale, zero_point } => Ok((scale, zero_point)),
+            _ => Err(format!("{what} must be quantized per tensor, found {t}")),
+        },
+        _ => Err(format!("{what} must have a quantized i8 element type, found {t}")),
+    }
+}
+
+/// The weight scale of each of `channels` output channels (weights quantized along `axis`, or
+/// per tensor). Weights must be symmetric.
+pub fn weight_scales(t: &TensorType, axis: usize, channels: Option<usize>, what: &str) -> OpResult<Vec<f64>> {
+    let q = match &t.elem {
+        ElemType::Quant(q) if q.storage == ScalarType::I8 => q,
+        _ => return Err(format!("{what} must have a quantized i8 element type, found {t}")),
+    };
+    match &q.params {
+        QuantParams::PerTensor { scale, zero_point } => {
+            if *zero_point != 0 {
+                return Err(format!("{what} must be symmetric (zero point 0), found {zero_point}"));
+            }
+            Ok(vec![*scale; channels.unwrap_or(1)])
+        }
+        QuantParams::PerAxis { axis: a, scales, zero_points } => {
+            if *a != axis {
+                return Err(format!("{what} must be quantized along axis {axis}, found axis {a}"));
+            }
+            if zero_points.iter().any(|&z| z != 0) {
+                return Err(format!("{what} must be symmetric (zero points 0)"));
+            }
+            if let Some(c) = channels {
+                if scales.len() != c {
+                    return Err(format!("{what} has {} scales for {c} output channels", scales.len()));
+                }
+            }
+            Ok(scales.clone())
+        }
+    }
+}
+
+/// Checks the optional `i32` bias `[channels]`.
+fn check_bias(ctx: &InferCtx, channels: &Dim) -> OpResult<()> {
+    if !ctx.has_operand(2) {
+        return Ok(());
+    }
+    let b = operand(ctx, 2)?;
+    if b.elem != ElemType::Scalar(ScalarType::I32) || b.rank() != 1 {
+        return Err(format!("bias must be a 1-D i32 tensor, found {b}"));
+    }
+    super::linalg::unify_dims(&b.dims[0], channels, "bias length vs output channels")?;
+    Ok(())
+}
+
+/// The same type with an `f32` element type, to reuse the float ops' shape rules.
+fn as_f32(t: &TensorType) -> TensorType {
+    TensorType::new(t.dims.clone(), ScalarType::F32)
+}
+
+/// Runs a float op's shape rule on `f32` stand-ins for x and w (no bias).
+fn float_shape(ctx: &InferCtx, def: &OpDef) -> OpResult<Vec<Dim>> {
+    let ops = [as_f32(operand(ctx, 0)?), as_f32(operand(ctx, 1)?)];
+    let consts = [None, None];
+    let fctx = InferCtx { attrs: ctx.attrs, operands: &ops, consts: &consts, num_results: 1 };
+    Ok((def.infer)(&fctx)?.remove(0).dims)
+}
+
+fn infer_quantize(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let x = operand(ctx, 0)?;
+    if x.elem != ElemType::Scalar(ScalarType::F32) {
+        return Err(format!("x must be f32, found {x}"));
+    }
+    let (s, zp) = out_params(ctx.attrs)?;
+    Ok(vec![TensorType::new(x.dims.clone(), i8_type(s, zp))])
+}
+
+fn infer_dequantize(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let x = operand(ctx, 0)?;
+    match &x.elem {
+        ElemType::Quant(q) if q.storage == ScalarType::I8 && q.expressed == ScalarType::F32 => {
+            if let QuantParams::PerAxis { axis, scales, .. } = &q.params {
+                if *axis >= x.rank() || !matches!(x.dims[*axis], Dim::Static(n) if n as usize == scales.len())
+                {
+                    return Err(format!("x's per-axis parameters do not match its shape: {x}"));
+                }
+            }
+        }
+        _ => return Err(format!("x must be a quantized i8 tensor expressed in f32, found {x}")),
+    }
+    Ok(vec![TensorType::new(x.dims.clone(), ScalarType::F32)])
+}
+
+fn infer_requantize(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let x = operand(ctx, 0)?;
+    per_tensor_i8(x, "x")?;
+    let (s, zp) = out_params(ctx.attrs)?;
+    Ok(vec![TensorType::new(x.dims.clone(), i8_type(s, zp))])
+}
+
+fn infer_qconv(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let (x, w) = (operand(ctx, 0)?, operand(ctx, 1)?);
+    per_tensor_i8(x, "x")?;
+    weight_scales(w, 0, w.dims[0].as_static().map(|n| n as usize), "w")?;
+    let dims = float_shape(ctx, &super::linalg::CONV)?;
+    check_bias(ctx, &w.dims[0])?;
+    let (s, zp) = out_params(ctx.attrs)?;
+    act_range(ctx.attrs)?;
+    Ok(vec![TensorType::new(dims, i8_type(s, zp))])
+}
+
+fn infer_qconv_transpose(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let (x, w) = (operand(ctx, 0)?, operand(ctx, 1)?);
+    per_tensor_i8(x, "x")?;
+    if ctx.attrs.int("group").unwrap_or(1) != 1 {
+        return Err("q.conv_transpose supports group 1 only".into());
+    }
+    if w.rank() < 2 {
+        return Err(format!("w must have rank >= 3, found {w}"));
+    }
+    weight_scales(w, 1, w.dims[1].as_static().map(|n| n as usize), "w")?;
+    let dims = float_shape(ctx, &super::linalg::CONV_TRANSPOSE)?;
+    check_bias(ctx, &w.dims[1])?;
+    let (s, zp) = out_params(ctx.attrs)?;
+    act_range(ctx.attrs)?;
+    Ok(vec![TensorType::new(dims, i8_type(s, zp))])
+}
+
+fn infer_fully_connected(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let (x, w) = (operand(ctx, 0)?, operand(ctx, 1)?);
+    per_tensor_i8(x, "x")?;
+    if x.rank() < 1 || w.rank() != 2 {
+        return Err(format!("x must have rank >= 1 and w rank 2, found {x} and {w}"));
+    }
+    weight_scales(w, 0, w.dims[0].as_static().map(|n| n as usize), "w")?;
+    super::linalg::unify_dims(&x.dims[x.rank() - 1], &w.dims[1], "x's last dim vs w's K")?;
+    check_bias(ctx, &w.dims[0])?;
+    let (s, zp) = out_params(ctx.attrs)?;
+    act_range(ctx.attrs)?;
+    let mut dims = x.dims.clone();
+    *dims.last_mut().unwrap() = w.dims[0].clone();
+    Ok(vec![TensorType::new(dims, i8_type(s, zp))])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+// ---------------------------------------------------------------------------------------------
+
+fn i8_values(t: &Tensor, what: &str) -> OpResult<Vec<i32>> {
+    match t {
+        Tensor::I8(a) => Ok(a.iter().map(|&v| v as i32).collect()),
+        _ => Err(format!("{what} must hold i8 values, found {}", t.scalar_type())),
+    }
+}
+
+fn i8_tensor(shape: &[usize], vals: Vec<i32>) -> OpResult<Tensor> {
+    let v: Vec<i8> = vals.into_iter().map(|v| v as i8).collect();
+    Ok(Tensor::I8(ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| format!("internal shape error: {e}"))?))
+}
+
+fn eval_quantize(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let x = match input(ctx, 0)? {
+        Tensor::F32(a) => a,
+        t => return Err(format!("x must be f32, found {}", t.scalar_type())),
+    };
+    let (s, zp) = out_params(ctx.attrs)?;
+    let vals = x.iter().map(|&v| quantize_value(v, s as f32, zp as i32, -128, 127)).collect();
+    Ok(vec![i8_tensor(x.shape(), vals)?])
+}
+
+fn eval_dequantize(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let x = input(ctx, 0)?;
+    let ty = ctx.operand_types.first().ok_or("missing operand type")?;
+    let q = match &ty.elem {
+        ElemType::Quant(q) => q,
+        _ => return Err(format!("x must be quantized, found {ty}")),
+    };
+    let vals = i8_values(x, "x")?;
+    let shape = x.shape().to_vec();
+    let out: Vec<f32> = match &q.params {
+        QuantParams::PerTensor { scale, zero_point } => {
+            vals.iter().map(|&v| dequantize_value(v, *scale, *zero_point as i32)).collect()
+        }
+        QuantParams::PerAxis { axis, scales, zero_points } => {
+            let inner: usize = shape[axis + 1..].iter().product();
+            vals.iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let c = (i / inner) % shape[*axis];
+                    dequantize_value(v, scales[c], zero_points[c] as i32)
+                })
+                .collect()
+        }
+    };
+    Ok(vec![Tensor::F32(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?)])
+}
+
+fn eval_requantize(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let x = input(ctx, 0)?;
+    let (s_in, zp_in) = per_tensor_i8(ctx.operand_types.first().ok_or("missing operand type")?, "x")?;
+    let (s_out, zp_out) = out_params(ctx.attrs)?;
+    let (m, shift) = quantize_multiplier(s_in / s_out);
+    let vals = i8_values(x, "x")?
+        .into_iter()
+        .map(|v| {
+            (multiply_by_quantized_multiplier(v - zp_in as i32, m, shift) as i64 + zp_out).clamp(-128, 127)
+                as i32
+        })
+        .collect();
+    Ok(vec![i8_tensor(x.shape(), vals)?])
+}
+
+/// The inputs of an integer linear op: x − zp_x and w as exact `f64` arrays, the bias, and the
+/// per-channel requantization (multiplier, shift) pairs.
+struct LinearInputs {
+    x: ArrayD<f64>,
+    w: ArrayD<f64>,
+    bias: Option<Vec<i32>>,
+    requant: Vec<(i32, i32)>,
+    zp_out: i32,
+    act: (i32, i32),
+}
+
+fn linear_inputs(ctx: &EvalCtx, w_axis: usize) -> OpResult<LinearInputs> {
+    let (xt, wt) = (input(ctx, 0)?, input(ctx, 1)?);
+    let (s_x, zp_x) = per_tensor_i8(&ctx.operand_types[0], "x")?;
+    let channels = wt.shape().get(w_axis).copied().ok_or("w has too low a rank")?;
+    let s_w = weight_scales(&ctx.operand_types[1], w_axis, Some(channels), "w")?;
+    let (s_y, zp_y) = out_params(ctx.attrs)?;
+    let x: Vec<f64> = i8_values(xt, "x")?.into_iter().map(|v| (v - zp_x as i32) as f64).collect();
+    let w: Vec<f64> = i8_values(wt, "w")?.into_iter().map(|v| v as f64).collect();
+    let bias = match ctx.opt_input(2) {
+        Some(Tensor::I32(b)) if b.len() == channels => Some(b.iter().copied().collect()),
+        Some(b) => return Err(format!("bias must be i32 [{channels}], found {:?}", b.shape())),
+        None => None,
+    };
+    // TFLite computes the effective scale in double from the (float) scales.
+    let requant = s_w.iter().map(|&sw| quantize_multiplier(s_x * sw / s_y)).collect();
+    let e = |e: ndarray::ShapeError| format!("internal shape error: {e}");
+    Ok(LinearInputs {
+        x: ArrayD::from_shape_vec(IxDyn(xt.shape()), x).map_err(e)?,
+        w: ArrayD::from_shape_vec(IxDyn(wt.shape()), w).map_err(e)?,
+        bias,
+        requant,
+        zp_out: zp_y as i32,
+        act: act_range(ctx.attrs)?,
+    })
+}
+
+/// Adds the bias and requantizes exact integer accumulators; `channel(i)` is element i's channel.
+fn requantize_all(
+    acc: &ArrayD<f64>,
+    li: &LinearInputs,
+    channel: impl Fn(usize) -> usize,
+) -> OpResult<Tensor> {
+    let vals = acc
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let c = channel(i);
+            // The f64 sum is exact; `as i64 as i32` wraps like TFLite's i32 accumulator.
+            let mut acc = a as i64 as i32;
+            if let Some(b) = &li.bias {
+                acc = acc.wrapping_add(b[c]);
+            }
+            let (m, shift) = li.requant[c];
+            (multiply_by_quantized_multiplier(acc, m, shift).saturating_add(li.zp_out))
+                .clamp(li.act.0, li.act.1)
+        })
+        .collect();
+    i8_tensor(acc.shape(), vals)
+}
+
+fn eval_qconv(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let li = linear_inputs(ctx, 0)?;
+    let acc = super::linalg_conv::conv::<f64>(ctx.attrs, &li.x.view(), &li.w.view(), None)?;
+    let (m, plane) = (acc.shape()[1], acc.shape()[2..].iter().product::<usize>());
+    Ok(vec![requantize_all(&acc, &li, |i| (i / plane.max(1)) % m)?])
+}
+
+fn eval_qconv_transpose(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let li = linear_inputs(ctx, 1)?;
+    let acc = super::linalg_conv::conv_transpose::<f64>(ctx.attrs, &li.x.view(), &li.w.view(), None)?;
+    let (m, plane) = (acc.shape()[1], acc.shape()[2..].iter().product::<usize>());
+    Ok(vec![requantize_all(&acc, &li, |i| (i / plane.max(1)) % m)?])
+}
+
+fn eval_fully_connected(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let li = linear_inputs(ctx, 0)?;
+    let (n, k) = (li.w.shape()[0], li.w.shape()[1]);
+    let xs = li.x.as_slice().ok_or("internal: non-contiguous x")?;
+    let ws = li.w.as_slice().ok_or("internal: non-contiguous w")?;
+    if xs.len() % k.max(1) != 0 {
+        return Err(format!("x's last dim is not w's K = {k}"));
+    }
+    let rows = if k == 0 { xs.len() } else { xs.len() / k };
+    let mut acc = vec![0f64; rows * n];
+    for r in 0..rows {
+        let xr = &xs[r * k..(r + 1) * k];
+        for (j, a) in acc[r * n..(r + 1) * n].iter_mut().enumerate() {
+            *a = xr.iter().zip(&ws[j * k..(j + 1) * k]).map(|(x, w)| x * w).sum();
+        }
+    }
+    let mut shape = li.x.shape().to_vec();
+    *shape.last_mut().unwrap() = n;
+    let acc = ArrayD::from_shape_vec(IxDyn(&shape), acc).map_err(|e| e.to_string())?;
+    Ok(vec![requantize_all(&acc, &li, |i| i % n.max(1))?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiplier_matches_tflite_definition() {
+        assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
+        assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
+        assert_eq!(quantize_multiplier(0.0), (0, 0));
+        // Rounds up to 2^31 and renormalizes.
+        let (m, s) = quantize_multiplier(0.999_999_999_9);
+        assert_eq!((m, s), (1 << 30, 1));
+        let (m, s) = quantize_multiplier(0.003);
+        assert!((m as f64 * 2f64.powi(s - 31) - 0.003).abs() < 1e-11);
+        assert_eq!(quantize_multiplier(1e-20), (0, 0));
+    }
+
+    #[test]
+    fn fixed_point_rounding() {
+        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
+        assert_eq!(rounding_divide_by_pot(5, 1), 3);
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3);
+        assert_eq!(rounding_divide_by_pot(-4, 1), -2);
+        assert_eq!(rounding_divide_by_pot(7, 2), 2);
+        assert_eq!(rounding_divide_by_pot(-6, 2), -2);
+        // 100 * 0.5 = 50.
+        let (m, s) = quantize_multiplier(0.5);
+        assert_eq!(multiply_by_quantized_multiplier(100, m, s), 50);
+        // SRDHM rounds a negative half toward +inf (its nudge is 1 − 2^30, then truncation).
+        assert_eq!(multiply_by_quantized_multiplier(-101, m, s), -50);
+        let (m, s) = quantize_multiplier(3.0);
+        assert_eq!(multiply_by_quantized_multiplier(-7, m, s), -21);
+    }
+
+    #[test]
+    fn quantize_rounds_half_away_and_saturates() {
+        assert_eq!(quantize_value(0.25, 0.5, 0, -128, 127), 1);
+        assert_eq!(quantize_value(-0.25, 0.5, 0, -128, 127), -1);
+        assert_eq!(quantize_value(1000.0, 0.5, 3, -128, 127), 127);
+        assert_eq!(quantize_value(f32::NAN, 0.5, 3, -128, 127), 3);
+        assert_eq!(dequantize_value(-128, 0.5, -128), 0.0);
+    }
+}
