@@ -575,3 +575,84 @@ fn qgemm_cross_run_riscv64_qemu() {
         QKernel::Scalar,
     );
 }
+
+#[test]
+fn qgemm_kernel_statement_through_codegen() {
+    // A kernel whose body is one `Stmt::QGemm` (prepacked weights, views at non-zero offsets),
+    // compiled by the program code generator for the host, then JIT-run from its IR.
+    use edgec_backends::kir::{idx, Access, Kernel, QGemmSpec, Stmt, Ty, View};
+    use edgec_backends::llvm::codegen::{kernel_ir, MachineSpec};
+    let spec_m = MachineSpec::host();
+    let tm = host_target_machine();
+    let tile = QTile::for_target_machine(&tm);
+    let qs = QGemmSpec {
+        m: 10,
+        n: 37,
+        k: 45,
+        a_trans: false,
+        b_trans: true,
+        lda: 45,
+        ldb: 45,
+        ldc: 37,
+        a_zp: -7,
+        b_zp: 0,
+        c_zp: 2,
+        act_min: -128,
+        act_max: 120,
+        channel: QChannel::PerCol,
+        weights: QWeights::B,
+        prepacked: true,
+    };
+    let desc = qs.desc(true);
+    let case = Case::random(desc.clone(), 99);
+    let packed = pack_weights(&desc, tile, &case.b);
+    let (off_a, off_c, off_bias) = (3usize, 5usize, 2usize);
+    let mut k = Kernel::new("qk");
+    let pa = k.param(Ty::I8, (case.a.len() + off_a) as u64, Access::Read);
+    let pb = k.param(Ty::I8, packed.len() as u64, Access::Read);
+    let pc = k.param(Ty::I8, (desc.m * desc.ldc + off_c) as u64, Access::Write);
+    let pbias = k.param(Ty::I32, (desc.n + off_bias) as u64, Access::Read);
+    let pmult = k.param(Ty::I32, desc.n as u64, Access::Read);
+    let pshift = k.param(Ty::I32, desc.n as u64, Access::Read);
+    let scratch_bytes = qgemm_scratch_bytes(&desc, tile);
+    let ps = k.param(Ty::F32, scratch_bytes.div_ceil(4) as u64, Access::Scratch);
+    let view = |buf, off: usize| View { buf, offset: idx(off as i64) };
+    k.body.push(Stmt::QGemm {
+        spec: qs,
+        a: view(pa, off_a),
+        b: view(pb, 0),
+        c: view(pc, off_c),
+        bias: Some(view(pbias, off_bias)),
+        mult: view(pmult, 0),
+        shift: view(pshift, 0),
+        scratch: Some(ps),
+    });
+    let ir = kernel_ir(&k, &spec_m).unwrap();
+    assert!(ir.contains("edgec_qgemm_0"), "no call to the routine:\n{ir}");
+    let ctx = Context::create();
+    let buf = inkwell::memory_buffer::MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "qk");
+    let module = ctx.create_module_from_ir(buf).unwrap();
+    let ee = module.create_jit_execution_engine(OptimizationLevel::Aggressive).unwrap();
+    type KFn =
+        unsafe extern "C" fn(*const i8, *const i8, *mut i8, *const i32, *const i32, *const i32, *mut f32);
+    let f = unsafe { ee.get_function::<KFn>("qk").unwrap() };
+    let mut a = vec![0i8; off_a];
+    a.extend_from_slice(&case.a);
+    let mut bias = vec![0i32; off_bias];
+    bias.extend_from_slice(case.bias.as_ref().unwrap());
+    let mut c = vec![0x11i8; desc.m * desc.ldc + off_c];
+    let mut scratch = vec![0f32; scratch_bytes.div_ceil(4)];
+    unsafe {
+        f.call(
+            a.as_ptr(),
+            packed.as_ptr(),
+            c.as_mut_ptr(),
+            bias.as_ptr(),
+            case.mult.as_ptr(),
+            case.shift.as_ptr(),
+            scratch.as_mut_ptr(),
+        )
+    };
+    assert_eq!(&c[..off_c], &vec![0x11i8; off_c][..], "wrote before the C view");
+    assert_eq!(&c[off_c..], &case.expected()[..]);
+}
