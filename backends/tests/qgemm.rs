@@ -445,18 +445,41 @@ fn c_array<T: std::fmt::Display>(ty: &str, name: &str, v: &[T]) -> String {
 /// Builds the products for a Linux cross target, links them with a C driver holding the
 /// operands and the reference results, and runs it under qemu-user. Skipped (with a note) when
 /// the cross compiler or qemu is missing.
-fn run_cross(triple: &str, cpu: &str, features: &str, cc: &str, qemu: &[&str], expect: QKernel) {
+/// `cc` is the compiler and its flags (the driver and the object are appended), `qemu` the
+/// emulator command (the program is appended); `bare_metal` emits for static relocation and
+/// the hard-float EABI attribute (Cortex-M).
+fn run_cross(
+    triple: &str,
+    cpu: &str,
+    features: &str,
+    cc: &[&str],
+    qemu: &[&str],
+    bare_metal: bool,
+    expect: QKernel,
+) {
     let have =
         |tool: &str| std::process::Command::new("which").arg(tool).output().is_ok_and(|o| o.status.success());
-    if !have(cc) || !have(qemu[0]) {
-        eprintln!("skipping {triple}: {cc} or {} not found", qemu[0]);
+    let emulator = qemu.iter().find(|t| t.starts_with("qemu")).unwrap();
+    if !have(cc[0]) || !have(emulator) {
+        eprintln!("skipping {triple}: {} or {emulator} not found", cc[0]);
         return;
     }
-    let tm = target_machine(triple, cpu, features);
+    let spec = edgec_backends::llvm::codegen::MachineSpec {
+        triple: triple.into(),
+        cpu: cpu.into(),
+        features: features.into(),
+        bare_metal,
+        sanitize_address: false,
+    };
+    let tm = if bare_metal { spec.target_machine().unwrap() } else { target_machine(triple, cpu, features) };
     let tile = QTile::for_target_machine(&tm);
     assert_eq!(tile.kernel, expect, "{triple} {cpu} {features}");
     let ctx = Context::create();
     let module = ctx.create_module("qgemm_cross_run");
+    if triple.ends_with("eabihf") {
+        // GNU ld links hard-float objects only with objects that say so (see codegen.rs).
+        module.set_inline_assembly(".eabi_attribute 28, 1");
+    }
     let mut data = String::new();
     let mut table = String::new();
     let mut decls = String::new();
@@ -507,12 +530,13 @@ int main(void) {{
   for (unsigned c = 0; c < sizeof cases / sizeof cases[0]; c++) {{
     const struct qcase *q = &cases[c];
     signed char *out = malloc(q->m * q->ldc + 1);
-    void *scratch = aligned_alloc(64, (q->scratch + 64) / 64 * 64);
+    char *raw = malloc(q->scratch + 64);
+    void *scratch = raw + ((64 - ((unsigned long)raw & 63)) & 63);
     q->f(q->a, q->b, out, q->bias, q->mult, q->shift, scratch);
     for (int i = 0; i < q->m; i++) for (int j = 0; j < q->n; j++)
       if (out[i * q->ldc + j] != q->want[i * q->n + j] && bad++ < 10)
         printf("case %u: C[%d][%d] = %d, want %d\n", c, i, j, out[i * q->ldc + j], q->want[i * q->n + j]);
-    free(out); free(scratch);
+    free(out); free(raw);
   }}
   printf("%u cases, %d mismatches\n", (unsigned)(sizeof cases / sizeof cases[0]), bad);
   return bad != 0;
@@ -521,14 +545,15 @@ int main(void) {{
     );
     std::fs::write(dir.join("main.c"), driver).unwrap();
     let exe = dir.join("prog");
-    let out = std::process::Command::new(cc)
-        .args(["-O1", "-static", "-o"])
+    let out = std::process::Command::new(cc[0])
+        .args(&cc[1..])
+        .args(["-O1", "-o"])
         .arg(&exe)
         .arg(dir.join("main.c"))
         .arg(&obj)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{cc}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}: {}", cc[0], String::from_utf8_lossy(&out.stderr));
     let out = std::process::Command::new(qemu[0]).args(&qemu[1..]).arg(&exe).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprint!("{triple} {features}: {stdout}");
@@ -546,8 +571,9 @@ fn qgemm_cross_run_aarch64_dotprod_qemu() {
         "aarch64-unknown-linux-gnu",
         "cortex-a76",
         "",
-        "aarch64-linux-gnu-gcc",
+        &["aarch64-linux-gnu-gcc", "-static"],
         &["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"],
+        false,
         QKernel::Sdot,
     );
 }
@@ -558,8 +584,9 @@ fn qgemm_cross_run_aarch64_widen_qemu() {
         "aarch64-unknown-linux-gnu",
         "cortex-a53",
         "",
-        "aarch64-linux-gnu-gcc",
+        &["aarch64-linux-gnu-gcc", "-static"],
         &["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"],
+        false,
         QKernel::Widen,
     );
 }
@@ -570,9 +597,19 @@ fn qgemm_cross_run_riscv64_qemu() {
         "riscv64gc-unknown-linux-gnu",
         "",
         "",
-        "riscv64-linux-gnu-gcc",
+        &["riscv64-linux-gnu-gcc", "-static"],
         &["qemu-riscv64-static", "-L", "/usr/riscv64-linux-gnu"],
+        false,
         QKernel::Scalar,
+    );
+    run_cross(
+        "riscv64-unknown-linux-gnu",
+        "generic-rv64",
+        "+m,+a,+f,+d,+c,+v",
+        &["riscv64-linux-gnu-gcc", "-static"],
+        &["qemu-riscv64-static", "-cpu", "rv64,v=true,vlen=128", "-L", "/usr/riscv64-linux-gnu"],
+        false,
+        QKernel::Widen,
     );
 }
 
@@ -655,4 +692,45 @@ fn qgemm_kernel_statement_through_codegen() {
     };
     assert_eq!(&c[..off_c], &vec![0x11i8; off_c][..], "wrote before the C view");
     assert_eq!(&c[off_c..], &case.expected()[..]);
+}
+
+#[test]
+fn qgemm_cross_run_cortex_m7_qemu() {
+    // Bare metal on QEMU's mps2-an500 board (Cortex-M7) with the runtime's startup code and
+    // linker script; newlib's semihosting prints the result and returns main's status.
+    let cm = concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/c/cortex_m");
+    let ld = format!("{cm}/mps2_an500.ld");
+    let startup = format!("{cm}/startup.c");
+    run_cross(
+        "thumbv7em-none-eabihf",
+        "cortex-m7",
+        "",
+        &[
+            "arm-none-eabi-gcc",
+            "-mcpu=cortex-m7",
+            "-mthumb",
+            "-mfpu=fpv5-d16",
+            "-mfloat-abi=hard",
+            "--specs=rdimon.specs",
+            "-T",
+            &ld,
+            &startup,
+        ],
+        &[
+            "timeout",
+            "600",
+            "qemu-system-arm",
+            "-M",
+            "mps2-an500",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-semihosting",
+            "-kernel",
+        ],
+        true,
+        QKernel::Smlad,
+    );
 }
