@@ -105,25 +105,16 @@ pub struct QgemmBench {
 type QgemmFn =
     unsafe extern "C" fn(*const i8, *const i8, *mut i8, *const i32, *const i32, *const i32, *mut u8);
 
-/// JIT-compiles the int8 product `C = requant(X[m×k] · Wᵀ + bias)` as a fully-connected layer
-/// runs it (W stored N×K, per-column channels, activation zero point −3; W packed at compile time
-/// when `prepacked`) and times it like [`bench_sgemm_host`]; checks the whole result against
-/// `qgemm_reference` first.
-pub fn bench_qgemm_host(
-    m: usize,
-    n: usize,
-    k: usize,
-    prepacked: bool,
-    min_secs: f64,
-) -> Result<QgemmBench, String> {
+/// JIT-compiles an int8 product for the host and times it like [`bench_sgemm_host`], after
+/// checking the whole result against `qgemm_reference`. [`qgemm_fc_desc`] and
+/// [`qgemm_conv_desc`] are the two usual shapes; the weight operand is packed at compile time
+/// when `desc.prepacked`.
+pub fn bench_qgemm_host(desc: &super::qgemm::QGemmDesc, min_secs: f64) -> Result<QgemmBench, String> {
     use super::qgemm::*;
     let tm = host_target_machine();
     let tile = QTile::for_target_machine(&tm);
-    let mut desc = QGemmDesc::new(m, n, k).with_trans(false, true);
-    desc.a_zp = -3;
-    desc.c_zp = 4;
-    desc.bias = true;
-    desc.prepacked = prepacked;
+    let desc = desc.clone();
+    let (m, n, k) = (desc.m, desc.n, desc.k);
     let plan = qplan(&desc, tile);
     let ctx = Context::create();
     let module = ctx.create_module("qgemm_bench");
@@ -134,13 +125,20 @@ pub fn bench_qgemm_host(
     // SAFETY: the function was just emitted with this signature.
     let func = unsafe { ee.get_function::<QgemmFn>("qgemm_bench") }.map_err(|e| e.to_string())?;
 
-    let a: Vec<i8> = (0..m * k).map(|i| ((i * 7 % 251) as i32 - 125) as i8).collect();
-    let w: Vec<i8> = (0..n * k).map(|i| ((i * 5 % 253) as i32 - 126) as i8).collect();
-    let bias: Vec<i32> = (0..n).map(|j| (j as i32 * 37) % 5000 - 2500).collect();
-    let (mult, shift): (Vec<i32>, Vec<i32>) = (0..n)
-        .map(|j| quantize_multiplier(1.0 / (3000.0 * (k as f64).sqrt()) * (1.0 + j as f64 / n as f64)))
+    let a_len = if desc.a_trans { k * desc.lda } else { m * desc.lda };
+    let b_len = if desc.b_trans { n * desc.ldb } else { k * desc.ldb };
+    let a: Vec<i8> = (0..a_len).map(|i| ((i * 7 % 251) as i32 - 125) as i8).collect();
+    let b: Vec<i8> = (0..b_len).map(|i| ((i * 5 % 253) as i32 - 126) as i8).collect();
+    let ch = desc.channels();
+    let bias: Vec<i32> = (0..ch).map(|j| (j as i32 * 37) % 5000 - 2500).collect();
+    let (mult, shift): (Vec<i32>, Vec<i32>) = (0..ch)
+        .map(|j| quantize_multiplier(1.0 / (3000.0 * (k as f64).sqrt()) * (1.0 + j as f64 / ch as f64)))
         .unzip();
-    let w_arg = if prepacked { pack_weights(&desc, tile, &w) } else { w.clone() };
+    let (a_arg, b_arg) = match (desc.prepacked, desc.weights) {
+        (true, QWeights::A) => (pack_weights(&desc, tile, &a), b.clone()),
+        (true, QWeights::B) => (a.clone(), pack_weights(&desc, tile, &b)),
+        _ => (a.clone(), b.clone()),
+    };
     let mut c = vec![0i8; m * n];
     let mut scratch = vec![0u8; qgemm_scratch_bytes(&desc, tile) + 64];
     let off = scratch.as_ptr().align_offset(64);
@@ -149,8 +147,8 @@ pub fn bench_qgemm_host(
     // SAFETY: every buffer is as large as the emitted function expects.
     let run = |c: &mut [i8]| unsafe {
         func.call(
-            a.as_ptr(),
-            w_arg.as_ptr(),
+            a_arg.as_ptr(),
+            b_arg.as_ptr(),
             c.as_mut_ptr(),
             bias.as_ptr(),
             mult.as_ptr(),
@@ -159,7 +157,7 @@ pub fn bench_qgemm_host(
         )
     };
     run(&mut c);
-    let want = qgemm_reference(&desc, &a, &w, Some(&bias), &mult, &shift);
+    let want = qgemm_reference(&desc, &a, &b, desc.bias.then_some(&bias[..]), &mult, &shift);
     if let Some(idx) = (0..m * n).find(|&i| c[i] != want[i]) {
         return Err(format!(
             "qgemm {m}x{n}x{k}: C[{}][{}] = {}, want {}",
@@ -193,4 +191,28 @@ pub fn bench_qgemm_host(
         mr: plan.mr,
         nr: plan.nr,
     })
+}
+
+/// A fully-connected layer `X[m×k] · Wᵀ` (W stored N×K, per-column channels, activation zero
+/// point −3, bias), W prepacked or not.
+pub fn qgemm_fc_desc(m: usize, n: usize, k: usize, prepacked: bool) -> super::qgemm::QGemmDesc {
+    let mut d = super::qgemm::QGemmDesc::new(m, n, k).with_trans(false, true);
+    d.a_zp = -3;
+    d.c_zp = 4;
+    d.bias = true;
+    d.prepacked = prepacked;
+    d
+}
+
+/// A convolution lowered as `W[cout×k] · col[k×hw]` (weights in A, prepacked, per-row
+/// channels, activation zero point 5, bias).
+pub fn qgemm_conv_desc(cout: usize, hw: usize, k: usize) -> super::qgemm::QGemmDesc {
+    let mut d = super::qgemm::QGemmDesc::new(cout, hw, k);
+    d.weights = super::qgemm::QWeights::A;
+    d.channel = super::qgemm::QChannel::PerRow;
+    d.b_zp = 5;
+    d.c_zp = -2;
+    d.bias = true;
+    d.prepacked = true;
+    d
 }
