@@ -9,6 +9,7 @@
 //! Buffers are kernel parameters; a [`Program`] says which arena slot, graph input/output or
 //! constant each parameter of each kernel call is bound to.
 
+use crate::quant::{QChannel, QGemmDesc, QWeights};
 use edgec_ir::ScalarType;
 
 /// A kernel parameter (buffer) index.
@@ -280,6 +281,61 @@ pub struct GemmBias {
     pub per_row: bool,
 }
 
+/// Shape and quantization of an int8 product with int32 accumulation (`Stmt::QGemm`):
+/// `C[i][j] = clamp(requantize(Σ_k (A[i][k] − a_zp)(B[k][j] − b_zp) + bias[ch], mult[ch],
+/// shift[ch]) + c_zp, act_min, act_max)`, `ch = i` (per row) or `j` (per column). The fields are
+/// those of [`QGemmDesc`] (see `crate::quant` for the exact arithmetic) except its bias flag,
+/// which is whether the statement has a bias view.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QGemmSpec {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored K×M (transposed).
+    pub a_trans: bool,
+    /// B is stored N×K (transposed).
+    pub b_trans: bool,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub a_zp: i32,
+    pub b_zp: i32,
+    pub c_zp: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+    pub channel: QChannel,
+    /// The operand holding the (signed) weights; only it can be prepacked.
+    pub weights: QWeights,
+    /// The weight operand is a compile-time table in the backend's packed layout (panels plus
+    /// sums along K); `*_trans`/`ld*` describe the original constant.
+    pub prepacked: bool,
+}
+
+impl QGemmSpec {
+    /// The routine's description, with or without a bias.
+    pub fn desc(&self, bias: bool) -> QGemmDesc {
+        QGemmDesc {
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            a_trans: self.a_trans,
+            b_trans: self.b_trans,
+            lda: self.lda,
+            ldb: self.ldb,
+            ldc: self.ldc,
+            a_zp: self.a_zp,
+            b_zp: self.b_zp,
+            c_zp: self.c_zp,
+            act_min: self.act_min,
+            act_max: self.act_max,
+            channel: self.channel,
+            bias,
+            weights: self.weights,
+            prepacked: self.prepacked,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     /// `for var in 0..extent`.
@@ -315,6 +371,20 @@ pub enum Stmt {
         b: View,
         c: View,
         bias: Option<GemmBias>,
+        scratch: Option<BufId>,
+    },
+    /// int8 GEMM with int32 accumulation and per-channel requantization ([`QGemmSpec`]).
+    /// `a`, `b`, `c` are `I8` views (a prepacked weight operand is the `I8` packed table);
+    /// `bias` (len = channels), `mult` and `shift` are `I32` views; `scratch` is a buffer of at
+    /// least the backend's scratch size for this product (4-byte aligned).
+    QGemm {
+        spec: QGemmSpec,
+        a: View,
+        b: View,
+        c: View,
+        bias: Option<View>,
+        mult: View,
+        shift: View,
         scratch: Option<BufId>,
     },
     /// Copies `elems` elements between buffers of the same element type.
@@ -403,7 +473,7 @@ impl Kernel {
                         stmts(els, from, to);
                     }
                     // In-place pairs are only declared for loop-nest kernels.
-                    Stmt::Gemm { .. } | Stmt::Copy { .. } => {}
+                    Stmt::Gemm { .. } | Stmt::QGemm { .. } | Stmt::Copy { .. } => {}
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod kir;
 pub mod lower;
+pub mod quant;
 
 #[cfg(feature = "llvm")]
 pub mod llvm;

@@ -8,6 +8,7 @@
 
 use super::gemm::{self, BiasKind, GemmDesc, VectorIsa};
 use super::math::MathLib;
+use super::qgemm::{self, QTile};
 use crate::kir::{self, Access, BinOp, CmpOp, Expr, Kernel, Stmt, Ty, UnOp};
 use crate::lower::{Program, Slot};
 use inkwell::attributes::{Attribute, AttributeLoc};
@@ -145,7 +146,7 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
         module.set_inline_assembly(".eabi_attribute 28, 1");
     }
     {
-        let mut cg = Codegen::new(&context, &module, isa, ptr_bits);
+        let mut cg = Codegen::new(&context, &module, isa, QTile::for_target_machine(&tm), ptr_bits);
         cg.program(p, symbol, spec)?;
     }
     // Microcontrollers have little flash and no vector unit to feed: optimize for size there
@@ -180,7 +181,7 @@ pub fn kernel_ir(k: &Kernel, spec: &MachineSpec) -> Result<String, String> {
     let isa = VectorIsa::from_target_machine(&tm);
     let ptr_bits = tm.get_target_data().get_pointer_byte_size(None) * 8;
     {
-        let mut cg = Codegen::new(&context, &module, isa, ptr_bits);
+        let mut cg = Codegen::new(&context, &module, isa, QTile::for_target_machine(&tm), ptr_bits);
         let f = cg.kernel(k)?;
         f.set_linkage(Linkage::External);
     }
@@ -196,6 +197,9 @@ struct Codegen<'ctx, 'm> {
     isa: VectorIsa,
     idx: IntType<'ctx>,
     gemms: HashMap<String, FunctionValue<'ctx>>,
+    /// The int8 GEMM's kernel and blocking for this machine.
+    qtile: QTile,
+    qgemms: HashMap<String, FunctionValue<'ctx>>,
 }
 
 /// Per-kernel state.
@@ -207,7 +211,7 @@ struct Frame<'ctx> {
 }
 
 impl<'ctx, 'm> Codegen<'ctx, 'm> {
-    fn new(cx: &'ctx Context, module: &'m Module<'ctx>, isa: VectorIsa, ptr_bits: u32) -> Self {
+    fn new(cx: &'ctx Context, module: &'m Module<'ctx>, isa: VectorIsa, qtile: QTile, ptr_bits: u32) -> Self {
         Codegen {
             cx,
             module,
@@ -216,6 +220,8 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             isa,
             idx: if ptr_bits == 32 { cx.i32_type() } else { cx.i64_type() },
             gemms: HashMap::new(),
+            qtile,
+            qgemms: HashMap::new(),
         }
     }
 
@@ -422,8 +428,39 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                     self.gemm_loops(fr, spec, t, pa, pb, pc, bias)?;
                 }
             }
+            Stmt::QGemm { spec, a, b, c, bias, mult, shift, scratch } => {
+                if spec.m * spec.n == 0 {
+                    return Ok(());
+                }
+                let mut args = Vec::with_capacity(7);
+                for v in [Some(a), Some(b), Some(c), bias.as_ref(), Some(mult), Some(shift)] {
+                    args.push(match v {
+                        Some(v) => {
+                            let i = self.expr(k, fr, &v.offset)?.into_int_value();
+                            self.gep(k.params[v.buf].ty, fr.params[v.buf], i)?.into()
+                        }
+                        None => self.ptr().const_null().into(),
+                    });
+                }
+                args.push(scratch.map(|s| fr.params[s]).unwrap_or(self.ptr().const_null()).into());
+                let f = self.qgemm_fn(spec, bias.is_some());
+                self.b.build_call(f, &args, "").map_err(e)?;
+            }
         }
         Ok(())
+    }
+
+    fn qgemm_fn(&mut self, spec: &kir::QGemmSpec, bias: bool) -> FunctionValue<'ctx> {
+        let key = format!("{spec:?} {bias}");
+        if let Some(f) = self.qgemms.get(&key) {
+            return *f;
+        }
+        let name = format!("edgec_qgemm_{}", self.qgemms.len());
+        let f = qgemm::emit_qgemm(self.cx, self.module, self.qtile, &name, &spec.desc(bias));
+        // One copy per distinct product, as for the f32 routine.
+        f.add_attribute(AttributeLoc::Function, self.attr("noinline"));
+        self.qgemms.insert(key, f);
+        f
     }
 
     fn gemm_fn(&mut self, spec: &kir::GemmSpec, bias: Option<BiasKind>) -> FunctionValue<'ctx> {

@@ -7,3 +7,4 @@ pub mod codegen;
 pub mod gemm;
 pub mod gemm_bench;
 pub mod math;
+pub mod qgemm;
