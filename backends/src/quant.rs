@@ -121,72 +121,11 @@ impl QGemmDesc {
     }
 }
 
-/// Splits a positive real multiplier into TFLite's `(quantized_multiplier, shift)`:
-/// `real ≈ m · 2^(shift − 31)` with `m` in `[2^30, 2^31)` (frexp, round half away from zero,
-/// `m == 2^31` renormalised, `shift < −31` flushed to `(0, 0)`). `real == 0` gives `(0, 0)`.
-pub fn quantize_multiplier(real: f64) -> (i32, i32) {
-    if real == 0.0 || !real.is_finite() {
-        return (0, 0);
-    }
-    let (q, mut shift) = frexp(real);
-    let mut m = (q * (1u64 << 31) as f64).round() as i64;
-    if m == 1i64 << 31 {
-        m /= 2;
-        shift += 1;
-    }
-    if shift < -31 {
-        return (0, 0);
-    }
-    (m as i32, shift)
-}
-
-/// `x = q · 2^e` with `|q|` in `[0.5, 1)` (C's `frexp`, without libm).
-fn frexp(x: f64) -> (f64, i32) {
-    if x == 0.0 || !x.is_finite() {
-        return (x, 0);
-    }
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32;
-    if exp == 0 {
-        // Subnormal: scale into the normal range first.
-        let (q, e) = frexp(x * (1u64 << 54) as f64);
-        return (q, e - 54);
-    }
-    let e = exp - 1022;
-    let q = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
-    (q, e)
-}
-
-/// gemmlowp's SaturatingRoundingDoublingHighMul: `(a·b + nudge) / 2^31` in 64 bits (division
-/// truncating toward zero), nudge `2^30` or `1 − 2^30` by the product's sign; `a = b = INT32_MIN`
-/// saturates to `INT32_MAX`.
-pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
-    if a == i32::MIN && b == i32::MIN {
-        return i32::MAX;
-    }
-    let ab = a as i64 * b as i64;
-    let nudge = if ab >= 0 { 1i64 << 30 } else { 1 - (1i64 << 30) };
-    ((ab + nudge) / (1i64 << 31)) as i32
-}
-
-/// gemmlowp's RoundingDivideByPOT: `x / 2^e` rounding half away from zero (`e` in 0..=31).
-pub fn rounding_divide_by_pot(x: i32, e: i32) -> i32 {
-    debug_assert!((0..=31).contains(&e));
-    let mask = ((1i64 << e) - 1) as i32;
-    let remainder = x & mask;
-    let threshold = (mask >> 1) + (x < 0) as i32;
-    (x >> e) + (remainder > threshold) as i32
-}
-
-/// TFLite's MultiplyByQuantizedMultiplier: `RDBPOT(SRDHM(acc · 2^left, m), right)` with
-/// `left = max(shift, 0)`, `right = max(−shift, 0)`. `shift` must be in −31..=31; the left shift
-/// wraps like the int32 multiply it stands for.
-pub fn requantize(acc: i32, mult: i32, shift: i32) -> i32 {
-    assert!((-31..=31).contains(&shift), "shift {shift} out of range");
-    let left = shift.max(0);
-    let right = (-shift).max(0);
-    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc.wrapping_shl(left as u32), mult), right)
-}
+// TFLite's fixed-point arithmetic is defined once, next to the integer ops' reference semantics.
+pub use edgec_ir::ops::qint8::{
+    multiply_by_quantized_multiplier as requantize, quantize_multiplier, rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+};
 
 /// The int32 accumulator `Σ_k (A[i][k] − a_zp)·(B[k][j] − b_zp) (+ bias[ch])`, wrapping.
 pub fn qgemm_accumulator(d: &QGemmDesc, a: &[i8], b: &[i8], bias: Option<&[i32]>, i: usize, j: usize) -> i32 {

@@ -4,7 +4,9 @@
 
 use crate::error::Error;
 use crate::target::Target;
-use edgec_backends::llvm::codegen::{emit_object, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, MachineSpec};
+use edgec_backends::llvm::codegen::{
+    emit_object, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, qgemm_pack_fn, qgemm_scratch_fn, MachineSpec,
+};
 use edgec_backends::lower::{lower, LowerOptions, Program};
 use edgec_ir::{Function, Tensor};
 use edgec_runtime::toolchain::{self, TargetKind};
@@ -94,6 +96,10 @@ pub fn compile_with(
     let opts = LowerOptions {
         gemm_scratch: gemm_scratch_fn(isa),
         gemm_pack_b: Some(gemm_pack_fn(isa)),
+        qgemm: Some({
+            let tile = spec.qtile().map_err(Error::Internal)?;
+            (qgemm_scratch_fn(tile), qgemm_pack_fn(tile))
+        }),
         align: if spec.bare_metal { 16 } else { 64 },
         ..LowerOptions::default()
     };

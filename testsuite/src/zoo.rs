@@ -90,3 +90,33 @@ pub fn check_model(m: &ZooModel) -> Result<ZooResult, String> {
     }
     Ok(ZooResult { import_time, run_time, errors })
 }
+
+/// Runs `check(model, target)` for every pair on a few threads, printing one line each, and
+/// returns the failures (`"<model> on <target>: <error>"`).
+pub fn run_on_targets(
+    models: &[ZooModel],
+    targets: &[&str],
+    check: impl Fn(&ZooModel, &str) -> Result<String, String> + Sync,
+) -> Vec<String> {
+    use std::sync::Mutex;
+    let jobs: Mutex<Vec<(usize, &str)>> =
+        Mutex::new((0..models.len()).flat_map(|i| targets.iter().map(move |&t| (i, t))).rev().collect());
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let Some((i, t)) = jobs.lock().unwrap().pop() else { break };
+                let m = &models[i];
+                match check(m, t) {
+                    Ok(msg) => println!("ok   {:<22} {t:<30} {msg}", m.name),
+                    Err(e) => {
+                        println!("FAIL {:<22} {t:<30} {e}", m.name);
+                        failures.lock().unwrap().push(format!("{} on {t}: {e}", m.name));
+                    }
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}

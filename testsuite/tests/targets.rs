@@ -7,8 +7,7 @@
 
 use edgec::{CompileOptions, Session, Target};
 use edgec_testsuite::compare::max_rel_error;
-use edgec_testsuite::zoo::{discover_with_large, zoo_dir, ZooModel, ZOO_REL_TOL};
-use std::sync::Mutex;
+use edgec_testsuite::zoo::{discover_with_large, run_on_targets, zoo_dir, ZooModel, ZOO_REL_TOL};
 
 const TARGETS: &[&str] = &["host", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu", "cortex-m7"];
 /// Code memory of the mps2-an500 board.
@@ -41,26 +40,7 @@ fn check(m: &ZooModel, target: &str) -> Result<String, String> {
 fn zoo_models_match_the_interpreter_on_every_target() {
     let models = discover_with_large(&zoo_dir());
     assert!(models.len() >= 7, "only {} zoo models", models.len());
-    let jobs: Mutex<Vec<(usize, &str)>> =
-        Mutex::new((0..models.len()).flat_map(|i| TARGETS.iter().map(move |&t| (i, t))).rev().collect());
-    let failures = Mutex::new(Vec::new());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let Some((i, t)) = jobs.lock().unwrap().pop() else { break };
-                let m = &models[i];
-                match check(m, t) {
-                    Ok(msg) => println!("ok   {:<22} {t:<30} {msg}", m.name),
-                    Err(e) => {
-                        println!("FAIL {:<22} {t:<30} {e}", m.name);
-                        failures.lock().unwrap().push(format!("{} on {t}: {e}", m.name));
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    let failures = run_on_targets(&models, TARGETS, check);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

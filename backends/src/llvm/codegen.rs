@@ -72,6 +72,25 @@ impl MachineSpec {
     pub fn isa(&self) -> Result<VectorIsa, String> {
         Ok(VectorIsa::from_target_machine(&self.target_machine()?))
     }
+
+    /// The int8 GEMM kernel and tile code generation uses on this machine.
+    pub fn qtile(&self) -> Result<QTile, String> {
+        Ok(QTile::for_target_machine(&self.target_machine()?))
+    }
+}
+
+/// Scratch the int8 GEMM routine needs on this machine (for lowering).
+pub fn qgemm_scratch_fn(tile: QTile) -> crate::lower::QGemmScratchFn {
+    std::sync::Arc::new(move |s: &kir::QGemmSpec, bias: bool| {
+        qgemm::qgemm_scratch_bytes(&s.desc(bias), tile) as u64
+    })
+}
+
+/// Packs constant int8 weights at compile time for a `prepacked` [`kir::QGemmSpec`].
+pub fn qgemm_pack_fn(tile: QTile) -> crate::lower::QGemmPackFn {
+    std::sync::Arc::new(move |s: &kir::QGemmSpec, bias: bool, w: &[i8]| {
+        qgemm::pack_weights(&s.desc(bias), tile, w)
+    })
 }
 
 fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {

@@ -60,6 +60,7 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                 tables: Vec::new(),
                 gemm_scratch: cx.gemm_scratch.clone(),
                 gemm_pack_b: cx.gemm_pack_b.clone(),
+                qgemm: cx.qgemm.clone(),
                 region: None,
             };
             let Lowered::Calls(inner_calls) = lower_op(&mut inner)? else {

@@ -103,6 +103,11 @@ pub type GemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> u64 + S
 /// Packs a constant f32 B (in the spec's `b_trans`/`ldb` layout) for a `b_prepacked` GEMM.
 pub type GemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec, &[f32]) -> Vec<f32> + Send + Sync>;
 
+/// Bytes of scratch the backend's int8 GEMM routine needs (spec, has bias).
+pub type QGemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool) -> u64 + Send + Sync>;
+/// Packs constant int8 weights (in the spec's layout) for a `prepacked` int8 GEMM.
+pub type QGemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool, &[i8]) -> Vec<i8> + Send + Sync>;
+
 /// Options that shape lowering.
 #[derive(Clone)]
 pub struct LowerOptions {
@@ -110,6 +115,9 @@ pub struct LowerOptions {
     /// Packs a constant f32 B for a GEMM with `b_prepacked` set (the backend's panel layout);
     /// `None` keeps constants unpacked.
     pub gemm_pack_b: Option<GemmPackFn>,
+    /// The int8 GEMM's scratch size and weight packing; `None` lowers int8 products to plain
+    /// loops.
+    pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
     /// Alignment of every arena slot, in bytes.
     pub align: u64,
     /// Constants larger than this many elements are not produced by compile-time folding.
@@ -121,6 +129,7 @@ impl Default for LowerOptions {
         LowerOptions {
             gemm_scratch: std::sync::Arc::new(|_| 0),
             gemm_pack_b: None,
+            qgemm: None,
             align: 64,
             fold_limit: 1 << 22,
         }
@@ -158,6 +167,7 @@ pub(crate) struct OpCx<'a> {
     pub tables: Vec<ConstData>,
     pub gemm_scratch: GemmScratchFn,
     pub gemm_pack_b: Option<GemmPackFn>,
+    pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
     /// The function and region block of a region-holding op (`fused.kernel`).
     pub region: Option<(&'a Function, edgec_ir::Block)>,
 }
@@ -360,6 +370,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             tables: Vec::new(),
             gemm_scratch: opts.gemm_scratch.clone(),
             gemm_pack_b: opts.gemm_pack_b.clone(),
+            qgemm: opts.qgemm.clone(),
             region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
         };
         let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;

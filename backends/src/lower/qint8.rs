@@ -8,6 +8,7 @@
 
 use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
 use crate::kir::*;
+use crate::quant::{QChannel, QWeights};
 use edgec_ir::ops::qint8::{per_tensor_i8, quantize_multiplier, weight_scales};
 use edgec_ir::ops::{conv_geometry, conv_transpose_geometry};
 use edgec_ir::{OpKind, QuantParams};
@@ -17,6 +18,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         OpKind::QQuantize => quantize(cx)?,
         OpKind::QDequantize => dequantize(cx)?,
         OpKind::QRequantize => requantize(cx)?,
+        OpKind::QFullyConnected | OpKind::QConv if cx.qgemm.is_some() => gemm_layer(cx)?,
         OpKind::QConv | OpKind::QConvTranspose | OpKind::QFullyConnected => integer_layer(cx)?,
         _ => return Ok(None),
     }))
@@ -249,27 +251,8 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
                 let kv: Vec<VarId> = (0..nd).map(|_| k.var(Ty::Idx)).collect();
                 // Input channel = group(m) * cg + c.
                 let cin = add(mul(div(ix[1].clone(), idx(mg as i64)), idx(cg as i64)), Expr::Var(c));
-                let mut pos = Vec::new();
-                let mut cond: Option<Expr> = None;
-                for d in 0..nd {
-                    let p = sub(
-                        add(
-                            mul(ix[2 + d].clone(), idx(g.strides[d] as i64)),
-                            mul(Expr::Var(kv[d]), idx(g.dilations[d] as i64)),
-                        ),
-                        idx(g.pads_begin[d]),
-                    );
-                    let ok = bin(
-                        BinOp::And,
-                        cmp(CmpOp::Ge, p.clone(), idx(0)),
-                        cmp(CmpOp::Lt, p.clone(), idx(xs[2 + d] as i64)),
-                    );
-                    cond = Some(match cond {
-                        None => ok,
-                        Some(c0) => bin(BinOp::And, c0, ok),
-                    });
-                    pos.push(p);
-                }
+                let kvars: Vec<Expr> = kv.iter().map(|&v| Expr::Var(v)).collect();
+                let (pos, cond) = conv_positions(&g, &ix[2..], &kvars, &xs[2..]);
                 let mut xix = vec![ix[0].clone(), cin];
                 xix.extend(pos);
                 let mut wix = vec![ix[1].clone(), Expr::Var(c)];
@@ -342,5 +325,223 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         Ok(s)
     })?;
     k.body = body;
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// A conv's input position per spatial dim, `o·s + k·d − pad`, and the condition that all of
+/// them are inside the input (`None` when there are no spatial dims).
+fn conv_positions(
+    g: &edgec_ir::ops::ConvGeometry,
+    out: &[Expr],
+    kernel: &[Expr],
+    extent: &[usize],
+) -> (Vec<Expr>, Option<Expr>) {
+    let mut pos = Vec::new();
+    let mut cond: Option<Expr> = None;
+    for d in 0..g.kernel.len() {
+        let p = sub(
+            add(
+                mul(out[d].clone(), idx(g.strides[d] as i64)),
+                mul(kernel[d].clone(), idx(g.dilations[d] as i64)),
+            ),
+            idx(g.pads_begin[d]),
+        );
+        let ok = bin(
+            BinOp::And,
+            cmp(CmpOp::Ge, p.clone(), idx(0)),
+            cmp(CmpOp::Lt, p.clone(), idx(extent[d] as i64)),
+        );
+        cond = Some(match cond {
+            None => ok,
+            Some(c0) => bin(BinOp::And, c0, ok),
+        });
+        pos.push(p);
+    }
+    (pos, cond)
+}
+
+/// Adds an `I32` table parameter.
+fn i32_table(cx: &mut OpCx, k: &mut Kernel, binds: &mut Vec<Bind>, vals: &[i32]) -> BufId {
+    let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let t = cx.add_table(ConstData { ty: Ty::I32, bytes: bytes.into() });
+    binds.push(Bind::Table(t));
+    k.param(Ty::I32, vals.len() as u64, Access::Read)
+}
+
+/// q.fully_connected and q.conv through the backend's int8 GEMM ([`Stmt::QGemm`]): the weights
+/// are packed at compile time; a conv's input patches are gathered (im2col, padding with the
+/// input's zero point so that it contributes 0) unless the conv is a plain 1×1.
+fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (scratch_fn, pack_fn) = cx.qgemm.clone().ok_or("no int8 GEMM")?;
+    let (xs, ws) = (cx.shape(0), cx.shape(1));
+    let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
+    let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
+    let channels = ws[0];
+    let s_w = weight_scales(&cx.operands[1], 0, Some(channels), "w")?;
+    let (lo, hi) = (cx.int("act_min", -128) as i32, cx.int("act_max", 127) as i32);
+    let has_bias = cx.has(2);
+    let w: Vec<i8> = match cx.konst(1) {
+        Some(edgec_ir::Tensor::I8(a)) => a.iter().copied().collect(),
+        _ => return integer_layer(cx),
+    };
+    let fc = cx.kind == OpKind::QFullyConnected;
+    let (mut k, mut binds) = io_kernel(cx, if fc { "qfully_connected" } else { "qconv" })?;
+    let yb = cx.operands.len();
+    let (mult, shift): (Vec<i32>, Vec<i32>) =
+        s_w.iter().map(|&sw| quantize_multiplier(s_x * sw / s_y)).unzip();
+    let tm = i32_table(cx, &mut k, &mut binds, &mult);
+    let ts = i32_table(cx, &mut k, &mut binds, &shift);
+    let base = |m, n, kk| QGemmSpec {
+        m,
+        n,
+        k: kk,
+        a_trans: false,
+        b_trans: false,
+        lda: 0,
+        ldb: 0,
+        ldc: 0,
+        a_zp: 0,
+        b_zp: 0,
+        c_zp: zp_y as i32,
+        act_min: lo,
+        act_max: hi,
+        channel: QChannel::PerRow,
+        weights: QWeights::A,
+        prepacked: true,
+    };
+    let scratch_param = |k: &mut Kernel, binds: &mut Vec<Bind>, bytes: u64| -> Option<BufId> {
+        (bytes > 0).then(|| {
+            binds.push(Bind::Scratch);
+            k.param(Ty::I32, bytes.div_ceil(4), Access::Scratch)
+        })
+    };
+    if fc {
+        // Y[rows × N] = X[rows × K] · Wᵀ, W stored N × K: the weights are B, per column.
+        let kk = xs[xs.len() - 1];
+        let rows: usize = xs[..xs.len() - 1].iter().product();
+        let mut spec = base(rows, channels, kk);
+        spec.b_trans = true;
+        spec.lda = kk;
+        spec.ldb = kk;
+        spec.ldc = channels;
+        spec.a_zp = zp_x as i32;
+        spec.channel = QChannel::PerCol;
+        spec.weights = QWeights::B;
+        let packed = pack_fn(&spec, has_bias, &w);
+        let t = cx.add_table(ConstData {
+            ty: Ty::I8,
+            bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+        });
+        k.params[1].len = packed.len() as u64;
+        binds[1] = Bind::Table(t);
+        let scratch = scratch_param(&mut k, &mut binds, scratch_fn(&spec, has_bias));
+        k.body.push(Stmt::QGemm {
+            spec,
+            a: View { buf: 0, offset: idx(0) },
+            b: View { buf: 1, offset: idx(0) },
+            c: View { buf: yb, offset: idx(0) },
+            bias: has_bias.then(|| View { buf: 2, offset: idx(0) }),
+            mult: View { buf: tm, offset: idx(0) },
+            shift: View { buf: ts, offset: idx(0) },
+            scratch,
+        });
+        return Ok(Lowered::Calls(vec![(k, binds)]));
+    }
+    // Conv: per image and group, Y_g[mg × P] = W_g[mg × cg·K] · col[cg·K × P].
+    let g = conv_geometry(cx.attrs, &ws, &xs[2..])?;
+    let group = cx.int("group", 1) as usize;
+    let (nb, c) = (xs[0], xs[1]);
+    let (cg, mg) = (c / group, channels / group);
+    let kprod: usize = g.kernel.iter().product();
+    let iprod: usize = xs[2..].iter().product();
+    let oprod: usize = g.out.iter().product();
+    let rows = cg * kprod;
+    let direct = kprod == 1
+        && g.strides.iter().all(|&s| s == 1)
+        && g.pads_begin.iter().chain(&g.pads_end).all(|&p| p == 0);
+    let mut spec = base(mg, oprod, rows);
+    spec.lda = rows;
+    spec.ldb = oprod;
+    spec.ldc = oprod;
+    spec.b_zp = zp_x as i32;
+    // Pack each group's weights; the packed groups sit one after another.
+    let mut packed = Vec::new();
+    let mut group_len = 0;
+    for gi in 0..group {
+        let p = pack_fn(&spec, has_bias, &w[gi * mg * rows..(gi + 1) * mg * rows]);
+        group_len = p.len();
+        packed.extend(p);
+    }
+    let t = cx.add_table(ConstData {
+        ty: Ty::I8,
+        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+    });
+    k.params[1].len = packed.len() as u64;
+    binds[1] = Bind::Table(t);
+    let col = if direct {
+        None
+    } else {
+        binds.push(Bind::Scratch);
+        Some(k.param(Ty::I8, (rows * oprod) as u64, Access::Scratch))
+    };
+    let scratch = scratch_param(&mut k, &mut binds, scratch_fn(&spec, has_bias));
+    let xst = strides(&xs);
+    let nd = g.kernel.len();
+    k.body = k.nest(&[nb, group], |k, ix| {
+        let (n, gi) = (&ix[0], &ix[1]);
+        let mut s = Vec::new();
+        let b_view = match col {
+            None => View {
+                buf: 0,
+                offset: add(
+                    mul(n.clone(), idx((c * iprod) as i64)),
+                    mul(gi.clone(), idx((cg * iprod) as i64)),
+                ),
+            },
+            Some(colb) => {
+                // im2col: col[(ci·K + kk)·P + o] = x[n, g·cg + ci, o·s + kk·d − pad] or zp_x.
+                let mut dims = vec![cg];
+                dims.extend(&g.kernel);
+                dims.extend(&g.out);
+                let cols = k.nest(&dims, |_, ix| {
+                    let (ci, kv, ov) = (&ix[0], &ix[1..1 + nd], &ix[1 + nd..]);
+                    let mut xix = vec![n.clone(), add(mul(gi.clone(), idx(cg as i64)), ci.clone())];
+                    let (pos, cond) = conv_positions(&g, ov, kv, &xs[2..]);
+                    xix.extend(pos);
+                    let ci_k = add(mul(ci.clone(), idx(kprod as i64)), linear(kv, &strides(&g.kernel)));
+                    let ci_index = add(mul(ci_k, idx(oprod as i64)), linear(ov, &strides(&g.out)));
+                    let store = |v| Stmt::Store { buf: colb, index: ci_index.clone(), value: v };
+                    match cond {
+                        None => vec![store(load(0, linear(&xix, &xst)))],
+                        Some(cond) => vec![Stmt::If {
+                            cond,
+                            then: vec![store(load(0, linear(&xix, &xst)))],
+                            els: vec![store(Expr::IConst(zp_x, Ty::I8))],
+                        }],
+                    }
+                });
+                s.extend(cols);
+                View { buf: colb, offset: idx(0) }
+            }
+        };
+        let ch0 = mul(gi.clone(), idx(mg as i64));
+        s.push(Stmt::QGemm {
+            spec: spec.clone(),
+            a: View { buf: 1, offset: mul(gi.clone(), idx(group_len as i64)) },
+            b: b_view,
+            c: View {
+                buf: yb,
+                offset: add(
+                    mul(n.clone(), idx((channels * oprod) as i64)),
+                    mul(ch0.clone(), idx(oprod as i64)),
+                ),
+            },
+            bias: has_bias.then(|| View { buf: 2, offset: ch0.clone() }),
+            mult: View { buf: tm, offset: ch0.clone() },
+            shift: View { buf: ts, offset: ch0 },
+            scratch,
+        });
+        s
+    });
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
