@@ -191,8 +191,6 @@ mod tests {
         let back = m as f64 * 2f64.powi(s - 31);
         assert!((back - 0.0123).abs() < 1e-11, "{m} {s}");
         assert!((1 << 30..=i32::MAX).contains(&m));
-        assert_eq!(frexp(3.0), (0.75, 2));
-        assert_eq!(frexp(f64::MIN_POSITIVE / 4.0), (0.5, -1023));
     }
 
     #[test]

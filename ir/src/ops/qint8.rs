@@ -590,6 +590,8 @@ mod tests {
         let (m, s) = quantize_multiplier(0.003);
         assert!((m as f64 * 2f64.powi(s - 31) - 0.003).abs() < 1e-11);
         assert_eq!(quantize_multiplier(1e-20), (0, 0));
+        assert_eq!(frexp(3.0), (0.75, 2));
+        assert_eq!(frexp(f64::MIN_POSITIVE / 4.0), (0.5, -1023));
     }
 
     #[test]
