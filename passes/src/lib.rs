@@ -10,6 +10,7 @@ pub mod dce;
 pub mod egraph;
 pub mod fuse;
 pub mod manager;
+pub mod quant;
 pub mod registry;
 
 pub use manager::{Pass, PassError, PassManager, PassTiming, PrintAfter};

@@ -1,5 +1,5 @@
 //! The op registry: every op is declared exactly once, as an [`OpDef`] static in its family
-//! file (`builtin.rs`, `elementwise.rs`, `reduce.rs`, `linalg.rs`, `shape.rs`, `quant.rs`).
+//! file (`builtin.rs`, `elementwise.rs`, `reduce.rs`, `linalg.rs`, `shape.rs`, `quant.rs`, `quant_nbits.rs`).
 //! An `OpDef` holds the op's name, documentation, operand/result/attribute signature, traits, its
 //! shape rule ([`OpDef::infer`]) and its reference semantics ([`OpDef::eval`]). The
 //! [`OpKind`] enum and its lookup tables are generated from the table at the bottom of this file;
@@ -24,6 +24,7 @@ mod linalg_pool;
 #[cfg(test)]
 mod linalg_testdata;
 pub mod quant;
+pub mod quant_nbits;
 pub mod random;
 pub mod reduce;
 pub mod reduce_norm;
@@ -383,6 +384,8 @@ op_table! {
     ConvInteger => quant::CONV_INTEGER,
     QLinearMatMul => quant::QLINEAR_MATMUL,
     QLinearConv => quant::QLINEAR_CONV,
+    MatMulNBits => quant_nbits::MATMUL_NBITS,
+    GatherNBits => quant_nbits::GATHER_NBITS,
 }
 
 #[cfg(test)]
