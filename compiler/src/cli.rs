@@ -3,7 +3,7 @@
 //! 2 the input is at fault (one line naming the node/op), 1 anything else.
 
 use crate::error::Error;
-use crate::session::{CompileOptions, Pipeline, Session};
+use crate::session::{CompileOptions, Pipeline, Quantize, Session};
 use crate::target::Target;
 use clap::{Args, Parser, Subcommand};
 use edgec_passes::{PassManager, PrintAfter};
@@ -111,6 +111,10 @@ pub struct CommonArgs {
     /// none | int8 | int4-weights
     #[arg(long, default_value = "none")]
     pub quantize: String,
+    /// Group size of --quantize int4-weights: consecutive weights along the reduction dim that
+    /// share one f32 scale (a power of two >= 2; default 64).
+    #[arg(long, value_name = "N")]
+    pub group_size: Option<i64>,
     /// Calibration data (.npz) for --quantize int8.
     #[arg(long)]
     pub calibrate: Option<PathBuf>,
@@ -167,17 +171,29 @@ impl CommonArgs {
         {
             return Err(Error::Usage(format!("--name {:?}: expected a C identifier", self.name)));
         }
-        match self.quantize.as_str() {
-            "none" => {}
-            "int8" | "int4-weights" => {
-                return Err(Error::Usage(format!(
-                    "--quantize {} is not available yet in this edgec (only `none`)",
-                    self.quantize
-                )))
+        let quantize = match self.quantize.as_str() {
+            "none" => Quantize::None,
+            "int4-weights" => {
+                let g = self.group_size.unwrap_or(edgec_passes::quant::DEFAULT_GROUP_SIZE as i64);
+                if g < 2 || g > 1 << 16 || (g as u64).count_ones() != 1 {
+                    return Err(Error::Usage(format!(
+                        "--group-size {g}: expected a power of two between 2 and 65536"
+                    )));
+                }
+                Quantize::Int4Weights { group_size: g as usize }
+            }
+            "int8" => {
+                return Err(Error::Usage(
+                    "--quantize int8 is not available yet in this edgec (only `none` and `int4-weights`)"
+                        .into(),
+                ))
             }
             other => {
                 return Err(Error::Usage(format!("--quantize {other}: expected none, int8 or int4-weights")))
             }
+        };
+        if self.group_size.is_some() && !matches!(quantize, Quantize::Int4Weights { .. }) {
+            return Err(Error::Usage("--group-size needs --quantize int4-weights".into()));
         }
         if self.calibrate.is_some() {
             return Err(Error::Usage("--calibrate needs --quantize int8".into()));
@@ -192,7 +208,7 @@ impl CommonArgs {
             PrintAfter::None
         };
         let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes: self.time_passes };
-        Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline })
+        Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline, quantize })
     }
 }
 

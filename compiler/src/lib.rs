@@ -16,5 +16,5 @@ pub mod session;
 pub mod target;
 
 pub use error::Error;
-pub use session::{CompileOptions, Pipeline, Session, DEFAULT_PIPELINE};
+pub use session::{CompileOptions, Pipeline, Quantize, Session, DEFAULT_PIPELINE};
 pub use target::Target;

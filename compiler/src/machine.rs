@@ -4,7 +4,9 @@
 
 use crate::error::Error;
 use crate::target::Target;
-use edgec_backends::llvm::codegen::{emit_object, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, MachineSpec};
+use edgec_backends::llvm::codegen::{
+    emit_object, gemm_nr, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, MachineSpec,
+};
 use edgec_backends::lower::{lower, LowerOptions, Program};
 use edgec_ir::{Function, Tensor};
 use edgec_runtime::toolchain::{self, TargetKind};
@@ -21,6 +23,8 @@ pub struct Compiled {
     pub symbol: String,
     pub compile_seconds: f64,
     pub llvm_ir: Option<String>,
+    /// The `--quantize` mode the module was compiled with (report.json's `quantize`).
+    pub quantize: &'static str,
 }
 
 /// The machine description and runtime toolchain of a target.
@@ -93,6 +97,9 @@ pub fn compile_with(
         gemm_scratch: gemm_scratch_fn(isa),
         gemm_pack_b: Some(gemm_pack_fn(isa)),
         align: if spec.bare_metal { 16 } else { 64 },
+        // Dequantized int4 weight blocks: a few KiB of SRAM on a microcontroller, L2-sized elsewhere.
+        nbits_block_bytes: if spec.bare_metal { 16 << 10 } else { 512 << 10 },
+        gemm_nr: gemm_nr(isa),
         ..LowerOptions::default()
     };
     let program = lower(f, &opts).map_err(|e| Error::Usage(e.to_string()))?;
@@ -107,6 +114,7 @@ pub fn compile_with(
         symbol: symbol.to_string(),
         compile_seconds: start.elapsed().as_secs_f64(),
         llvm_ir: obj.llvm_ir,
+        quantize: "none",
     })
 }
 
@@ -218,6 +226,7 @@ pub fn report(
         "target": c.spec.triple,
         "cpu": c.spec.cpu,
         "onnx_nodes": onnx_nodes.unwrap_or(p.graph_ops),
+        "quantize": c.quantize,
         "kernels": p.calls.len(),
         "distinct_kernels": p.kernels.len(),
         "weights_bytes": p.weights_bytes(),

@@ -36,6 +36,37 @@ impl Default for Pipeline {
     }
 }
 
+/// Quantization applied before the pipeline (`--quantize`; see `docs/quantization.md`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Quantize {
+    /// Float as imported.
+    #[default]
+    None,
+    /// Group-wise int4 weights, float activations: the `quantize-int4-weights` pass with groups
+    /// of `group_size` (a power of two) consecutive elements along the reduction dim.
+    Int4Weights { group_size: usize },
+}
+
+impl Quantize {
+    /// The `--quantize` spelling (and report.json's `quantize`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Quantize::None => "none",
+            Quantize::Int4Weights { .. } => "int4-weights",
+        }
+    }
+
+    /// The pass that applies it, if any.
+    fn pass(&self) -> Option<Box<dyn edgec_passes::Pass>> {
+        match self {
+            Quantize::None => None,
+            Quantize::Int4Weights { group_size } => {
+                Some(Box::new(edgec_passes::quant::QuantizeInt4Weights { group_size: *group_size }))
+            }
+        }
+    }
+}
+
 /// Options shared by `import`, `compile`, `run` and `bench`.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
@@ -44,11 +75,18 @@ pub struct CompileOptions {
     pub dims: BTreeMap<String, u64>,
     /// What `compile` runs before lowering.
     pub pipeline: Pipeline,
+    /// Quantization, applied before the pipeline (by `compile`, and by `run`/`bench` on any target).
+    pub quantize: Quantize,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { target: Target::Interp, dims: BTreeMap::new(), pipeline: Pipeline::default() }
+        CompileOptions {
+            target: Target::Interp,
+            dims: BTreeMap::new(),
+            pipeline: Pipeline::default(),
+            quantize: Quantize::None,
+        }
     }
 }
 
@@ -58,6 +96,7 @@ pub struct Session {
     /// Node count of the imported ONNX graph (for reports).
     onnx_nodes: Option<usize>,
     pipeline: Pipeline,
+    quantize: Quantize,
 }
 
 impl Session {
@@ -74,13 +113,18 @@ impl Session {
             import_model(path, &ImportOptions { dims: options.dims.clone() })?
         };
         let onnx_nodes = crate::onnx::count_nodes(path).ok();
-        Ok(Session { module, onnx_nodes, pipeline: options.pipeline.clone() })
+        Ok(Session {
+            module,
+            onnx_nodes,
+            pipeline: options.pipeline.clone(),
+            quantize: options.quantize.clone(),
+        })
     }
 
     /// Wraps an existing module (verifying it).
     pub fn from_module(module: Module) -> Result<Session, Error> {
         edgec_ir::verify::verify_module(&module)?;
-        Ok(Session { module, onnx_nodes: None, pipeline: Pipeline::default() })
+        Ok(Session { module, onnx_nodes: None, pipeline: Pipeline::default(), quantize: Quantize::None })
     }
 
     pub fn module(&self) -> &Module {
@@ -120,8 +164,18 @@ impl Session {
         Ok(crate::io::read_inputs(path.as_ref(), self.main())?)
     }
 
-    /// Runs the model in the reference interpreter.
+    /// Runs the model in the reference interpreter (as imported, or quantized when the session
+    /// quantizes: then through the quantization pass and `dce`, without the rest of the pipeline).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        if let Some(q) = self.quantize.pass() {
+            let mut pm = PassManager::new();
+            pm.add(q);
+            pm.add((edgec_passes::pass_info("dce").expect("dce exists").create)());
+            let mut module = self.module.clone();
+            pm.run(&mut module)?;
+            let f = module.main().expect("a verified module has an entry function");
+            return edgec_ir::interp::run_function(f, inputs).map_err(Error::Run);
+        }
         edgec_ir::interp::run_function(self.main(), inputs).map_err(Error::Run)
     }
 
@@ -130,10 +184,29 @@ impl Session {
         self.pipeline = pipeline;
     }
 
-    /// The module after the session's pipeline (the imported module is left as it is), and the
-    /// time each pass took. The result is verified.
+    /// Sets the quantization `compile` (and the quantized interpreter run) applies.
+    pub fn set_quantize(&mut self, quantize: Quantize) {
+        self.quantize = quantize;
+    }
+
+    pub fn quantize(&self) -> &Quantize {
+        &self.quantize
+    }
+
+    /// The module after the session's quantization and pipeline (the imported module is left as
+    /// it is), and the time each pass took. The result is verified.
     pub fn optimized(&self) -> Result<(Module, Vec<PassTiming>), Error> {
         let mut pm = PassManager::parse(&self.pipeline.passes)?;
+        if let Some(q) = self.quantize.pass() {
+            // Quantization runs first, before folding (a tied head's transposed table is still
+            // a transpose of the embedding constant there).
+            let mut with_q = PassManager::new();
+            with_q.add(q);
+            for name in self.pipeline.passes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                with_q.add((edgec_passes::pass_info(name).expect("parsed above").create)());
+            }
+            pm = with_q;
+        }
         pm.print_after = self.pipeline.print_after.clone();
         pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
         let mut module = self.module.clone();
@@ -165,6 +238,7 @@ impl Session {
         let pass_seconds = start.elapsed().as_secs_f64();
         let mut c = crate::machine::compile(f, target, symbol, want_llvm_ir)?;
         c.compile_seconds += pass_seconds;
+        c.quantize = self.quantize.name();
         Ok(c)
     }
 
