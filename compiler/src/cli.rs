@@ -175,7 +175,7 @@ impl CommonArgs {
             "none" => Quantize::None,
             "int4-weights" => {
                 let g = self.group_size.unwrap_or(edgec_passes::quant::DEFAULT_GROUP_SIZE as i64);
-                if g < 2 || g > 1 << 16 || (g as u64).count_ones() != 1 {
+                if !(2..=1 << 16).contains(&g) || (g as u64).count_ones() != 1 {
                     return Err(Error::Usage(format!(
                         "--group-size {g}: expected a power of two between 2 and 65536"
                     )));

@@ -40,7 +40,7 @@ fn geometry(cx: &OpCx, w: usize) -> Result<(usize, usize, usize), String> {
     let g = cx.int("group_size", 0) as usize;
     let ws = cx.shape(w);
     let (n, k) = (ws[0], ws[1]);
-    if k % 2 != 0 || g % 2 != 0 {
+    if !k.is_multiple_of(2) || !g.is_multiple_of(2) {
         return Err(format!("machine backends need an even K and group size (K = {k}, group_size = {g})"));
     }
     if cx.konst(w).is_none() {
@@ -131,7 +131,7 @@ fn dequant(
         let body = group(k, Expr::Var(gv), g);
         stmts.push(Stmt::For { var: gv, extent: full as u64, body });
     }
-    if kk % g != 0 {
+    if !kk.is_multiple_of(g) {
         stmts.extend(group(k, idx(full as i64), kk % g));
     }
     stmts

@@ -106,7 +106,7 @@ impl Cx {
         let shape = c.ty.static_shape()?;
         let Ok(Tensor::F32(a)) = c.to_tensor() else { return None };
         let (n, k) = if transpose { (shape[1], shape[0]) } else { (shape[0], shape[1]) };
-        if k < self.g || k % 2 != 0 || n == 0 {
+        if k < self.g || !k.is_multiple_of(2) || n == 0 {
             return None;
         }
         let values: Vec<f32> =
