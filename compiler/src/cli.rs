@@ -112,6 +112,10 @@ pub struct CommonArgs {
     /// none | int8 | int4-weights
     #[arg(long, default_value = "none")]
     pub quantize: String,
+    /// Group size of --quantize int4-weights: consecutive weights along the reduction dim that
+    /// share one f32 scale (a power of two >= 2; default 64).
+    #[arg(long, value_name = "N")]
+    pub group_size: Option<i64>,
     /// Calibration data (.npz) for --quantize int8: arrays named after the graph inputs, one
     /// sample or a leading axis of samples.
     #[arg(long)]
@@ -189,12 +193,21 @@ impl CommonArgs {
                 Quantize::Int8 { calibration: Calibration::File(path.clone()), options }
             }
             "int4-weights" => {
-                return Err(Error::Usage("--quantize int4-weights is not available yet in this edgec".into()))
+                let g = self.group_size.unwrap_or(edgec_passes::quant::DEFAULT_GROUP_SIZE as i64);
+                if !(2..=1 << 16).contains(&g) || (g as u64).count_ones() != 1 {
+                    return Err(Error::Usage(format!(
+                        "--group-size {g}: expected a power of two between 2 and 65536"
+                    )));
+                }
+                Quantize::Int4Weights { group_size: g as usize }
             }
             other => {
                 return Err(Error::Usage(format!("--quantize {other}: expected none, int8 or int4-weights")))
             }
         };
+        if self.group_size.is_some() && !matches!(quantize, Quantize::Int4Weights { .. }) {
+            return Err(Error::Usage("--group-size needs --quantize int4-weights".into()));
+        }
         if self.calibrate.is_some() && !matches!(quantize, Quantize::Int8 { .. }) {
             return Err(Error::Usage("--calibrate needs --quantize int8".into()));
         }

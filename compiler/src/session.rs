@@ -52,8 +52,14 @@ pub enum Calibration {
 pub enum Quantize {
     #[default]
     None,
-    /// Post-training static int8 quantization (`--quantize int8 --calibrate DATA.npz`).
+    /// Post-training static int8 quantization (`--quantize int8 --calibrate DATA.npz`), run
+    /// just before `fuse`.
     Int8 { calibration: Calibration, options: Int8Options },
+    /// Group-wise int4 weights, float activations: the `quantize-int4-weights` pass with groups
+    /// of `group_size` (a power of two) consecutive elements along the reduction dim, run
+    /// before the pipeline (a tied head's transposed table is still a transpose of the
+    /// embedding constant there).
+    Int4Weights { group_size: usize },
 }
 
 impl Quantize {
@@ -62,6 +68,7 @@ impl Quantize {
         match self {
             Quantize::None => "none",
             Quantize::Int8 { .. } => "int8",
+            Quantize::Int4Weights { .. } => "int4-weights",
         }
     }
 }
@@ -74,7 +81,7 @@ pub struct CompileOptions {
     pub dims: BTreeMap<String, u64>,
     /// What `compile` runs before lowering.
     pub pipeline: Pipeline,
-    /// Quantization, run inside the pipeline just before `fuse` (or at its end).
+    /// Quantization (see [`Quantize`] for where in the pipeline it runs).
     pub quantize: Quantize,
 }
 
@@ -187,7 +194,7 @@ impl Session {
         self.pipeline = pipeline;
     }
 
-    /// Sets the quantization `compile` applies.
+    /// Sets the quantization `compile` (and the quantized interpreter run) applies.
     pub fn set_quantize(&mut self, quantize: Quantize) {
         self.quantize = quantize;
     }
@@ -199,6 +206,10 @@ impl Session {
         Ok((o.module, o.timings))
     }
 
+    pub fn quantize(&self) -> &Quantize {
+        &self.quantize
+    }
+
     /// The pipeline with quantization: the passes before the first `fuse`, then quantization,
     /// then the rest (quantization must see the layers before they are fused). The result is
     /// verified.
@@ -206,18 +217,21 @@ impl Session {
         let names: Vec<&str> =
             self.pipeline.passes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         let split = match self.quantize {
-            Quantize::None => names.len(),
-            _ => names.iter().position(|&n| n == "fuse").unwrap_or(names.len()),
+            Quantize::Int8 { .. } => names.iter().position(|&n| n == "fuse").unwrap_or(names.len()),
+            _ => names.len(),
         };
         let mut module = self.module.clone();
-        let run_part = |module: &mut Module, names: &[&str]| -> Result<PassManager, Error> {
+        let run_part = |module: &mut Module, names: &[&str], first: bool| -> Result<PassManager, Error> {
             let mut pm = PassManager::parse(&names.join(","))?;
+            if let (true, Quantize::Int4Weights { group_size }) = (first, &self.quantize) {
+                pm.prepend(Box::new(edgec_passes::quant::QuantizeInt4Weights { group_size: *group_size }));
+            }
             pm.print_after = self.pipeline.print_after.clone();
             pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
             pm.run(module)?;
             Ok(pm)
         };
-        let first = run_part(&mut module, &names[..split])?;
+        let first = run_part(&mut module, &names[..split], true)?;
         let mut timings = first.timings.clone();
         let mut report_text = first.timing_report();
         let mut quantization = None;
@@ -234,7 +248,7 @@ impl Session {
             timings.push(PassTiming { pass: "quantize-int8", duration: start.elapsed() });
             quantization = Some(r);
         }
-        let rest = run_part(&mut module, &names[split..])?;
+        let rest = run_part(&mut module, &names[split..], false)?;
         timings.extend(rest.timings.iter().cloned());
         report_text.push_str(&rest.timing_report());
         if !rest.verify_each {

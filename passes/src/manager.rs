@@ -85,6 +85,11 @@ impl PassManager {
         self.passes.push(pass);
     }
 
+    /// Puts `pass` before every pass already added.
+    pub fn prepend(&mut self, pass: Box<dyn Pass>) {
+        self.passes.insert(0, pass);
+    }
+
     pub fn pass_names(&self) -> Vec<&'static str> {
         self.passes.iter().map(|p| p.name()).collect()
     }

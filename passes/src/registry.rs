@@ -81,6 +81,19 @@ pub static PASSES: &[PassInfo] = &[
                   result's type (each element computed once, nothing broadcast or recomputed).",
         create: || Box::new(crate::fuse::Fuse),
     },
+    PassInfo {
+        name: "quantize-int4-weights",
+        summary: "Group-wise int4 weight-only quantization (`--quantize int4-weights`): `nn.matmul`/`nn.gemm` \
+                  whose weight is a 2-D f32 constant (or a `[1, 0]` transpose of one) with an even reduction \
+                  dim K >= the group size become `q.matmul_nbits` with an i4 `[N, K]` weight and one f32 scale \
+                  per group of consecutive K elements (symmetric round to nearest, scale = max|w| / 7, \
+                  clamped to [-8, 7]); a gemm's constant bias (times beta) becomes the op's bias and alpha \
+                  goes into the scales. `shape.gather` of a 2-D f32 constant table with run-time indices \
+                  becomes `q.gather_nbits`, sharing the int4 table of a product that uses the same constant \
+                  or its exact transpose (tied embeddings are stored once). Group size 64 here; \
+                  `--group-size` sets it for `compile`/`run`/`bench`. Run `dce` after it.",
+        create: || Box::new(crate::quant::QuantizeInt4Weights::default()),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {

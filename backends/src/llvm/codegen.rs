@@ -114,6 +114,13 @@ pub fn gemm_scratch_fn(isa: VectorIsa) -> crate::lower::GemmScratchFn {
     std::sync::Arc::new(move |s: &kir::GemmSpec| gemm::gemm_scratch_bytes(&gemm_desc(s), isa) as u64)
 }
 
+/// Columns of the GEMM micro-kernel's register tile (`nr`): a product whose row-major B has a
+/// multiple of this many columns is read in place, without packing.
+pub fn gemm_nr(isa: VectorIsa) -> usize {
+    let t = gemm::GemmTile::for_isa(isa);
+    t.nv * t.lanes
+}
+
 /// Packs constant B operands at compile time for [`gemm::emit_sgemm`] with `b_prepacked`.
 pub fn gemm_pack_fn(isa: VectorIsa) -> crate::lower::GemmPackFn {
     std::sync::Arc::new(move |s: &kir::GemmSpec, b: &[f32]| gemm::pack_b(&gemm_desc(s), isa, b))

@@ -61,6 +61,8 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                 gemm_scratch: cx.gemm_scratch.clone(),
                 gemm_pack_b: cx.gemm_pack_b.clone(),
                 qgemm: cx.qgemm.clone(),
+                nbits_block_bytes: cx.nbits_block_bytes,
+                gemm_nr: cx.gemm_nr,
                 region: None,
             };
             let Lowered::Calls(inner_calls) = lower_op(&mut inner)? else {

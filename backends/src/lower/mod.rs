@@ -13,6 +13,7 @@ mod fused;
 mod index;
 mod linalg;
 mod movement;
+mod nbits;
 mod norm;
 mod plan;
 mod qint8;
@@ -122,6 +123,12 @@ pub struct LowerOptions {
     pub align: u64,
     /// Constants larger than this many elements are not produced by compile-time folding.
     pub fold_limit: usize,
+    /// Per-call scratch for the dequantized weight block of `q.matmul_nbits` (bytes; the
+    /// block is this many bytes of f32 rows, at least one row).
+    pub nbits_block_bytes: u64,
+    /// Columns of the backend GEMM's register tile (a row-major B with a multiple of this many
+    /// columns is read without packing).
+    pub gemm_nr: usize,
 }
 
 impl Default for LowerOptions {
@@ -132,6 +139,8 @@ impl Default for LowerOptions {
             qgemm: None,
             align: 64,
             fold_limit: 1 << 22,
+            nbits_block_bytes: 512 << 10,
+            gemm_nr: 16,
         }
     }
 }
@@ -168,6 +177,9 @@ pub(crate) struct OpCx<'a> {
     pub gemm_scratch: GemmScratchFn,
     pub gemm_pack_b: Option<GemmPackFn>,
     pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
+    /// See [`LowerOptions::nbits_block_bytes`].
+    pub nbits_block_bytes: u64,
+    pub gemm_nr: usize,
     /// The function and region block of a region-holding op (`fused.kernel`).
     pub region: Option<(&'a Function, edgec_ir::Block)>,
 }
@@ -264,6 +276,9 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
                 return Ok(l);
             }
             if let Some(l) = qint8::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = nbits::lower(cx)? {
                 return Ok(l);
             }
             if let Some(l) = quant::lower(cx)? {
@@ -371,6 +386,8 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             gemm_scratch: opts.gemm_scratch.clone(),
             gemm_pack_b: opts.gemm_pack_b.clone(),
             qgemm: opts.qgemm.clone(),
+            nbits_block_bytes: opts.nbits_block_bytes,
+            gemm_nr: opts.gemm_nr,
             region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
         };
         let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
@@ -395,8 +412,9 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
                 }
             }
             Lowered::Calls(calls) => {
-                let table_base = b.consts.len();
-                b.consts.extend(cx.tables.drain(..));
+                // Identical tables (an int4 table shared by a tied head and its embedding) are
+                // stored once.
+                let table_slots: Vec<usize> = cx.tables.drain(..).map(|c| b.intern(c)).collect();
                 for (kernel, binds) in calls {
                     let mut args = Vec::new();
                     for (pi, bind) in binds.iter().enumerate() {
@@ -410,7 +428,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
                                 }
                             }
                             Bind::Result(i) => Pending::Value(d.results[i]),
-                            Bind::Table(t) => Pending::Ready(Slot::Const(table_base + t)),
+                            Bind::Table(t) => Pending::Ready(Slot::Const(table_slots[t])),
                             Bind::Scratch => {
                                 let p = &kernel.params[pi];
                                 Pending::Scratch(p.len * p.ty.bytes() as u64)
@@ -485,6 +503,17 @@ struct Builder {
 }
 
 impl Builder {
+    /// Index of a constant with these contents, added if there is none yet.
+    fn intern(&mut self, c: ConstData) -> usize {
+        match self.consts.iter().position(|o| o.ty == c.ty && o.bytes == c.bytes) {
+            Some(i) => i,
+            None => {
+                self.consts.push(c);
+                self.consts.len() - 1
+            }
+        }
+    }
+
     fn const_slot(&mut self, v: Value, t: &Tensor) -> Pending {
         let i = *self.const_of.entry(v).or_insert_with(|| {
             self.consts.push(ConstData {

@@ -1,5 +1,5 @@
 //! The op registry: every op is declared exactly once, as an [`OpDef`] static in its family
-//! file (`builtin.rs`, `elementwise.rs`, `reduce.rs`, `linalg.rs`, `shape.rs`, `quant.rs`).
+//! file (`builtin.rs`, `elementwise.rs`, `reduce.rs`, `linalg.rs`, `shape.rs`, `quant.rs`, `quant_nbits.rs`).
 //! An `OpDef` holds the op's name, documentation, operand/result/attribute signature, traits, its
 //! shape rule ([`OpDef::infer`]) and its reference semantics ([`OpDef::eval`]). The
 //! [`OpKind`] enum and its lookup tables are generated from the table at the bottom of this file;
@@ -25,6 +25,7 @@ mod linalg_pool;
 mod linalg_testdata;
 pub mod qint8;
 pub mod quant;
+pub mod quant_nbits;
 pub mod random;
 pub mod reduce;
 pub mod reduce_norm;
@@ -391,6 +392,8 @@ op_table! {
     QConv => qint8::QCONV,
     QConvTranspose => qint8::QCONV_TRANSPOSE,
     QFullyConnected => qint8::QFULLY_CONNECTED,
+    MatMulNBits => quant_nbits::MATMUL_NBITS,
+    GatherNBits => quant_nbits::GATHER_NBITS,
 }
 
 #[cfg(test)]
