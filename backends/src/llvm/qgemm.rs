@@ -1145,12 +1145,10 @@ impl<'ctx> Emitter<'ctx> {
             b.build_int_s_extend(mult, v64, "")?,
             "",
         )?;
-        let nonneg = b.build_int_compare(IntPredicate::SGE, ab, self.kv64(0, w), "")?;
-        let nudge = self.sel(nonneg, self.kv64(1 << 30, w), self.kv64(1 - (1 << 30), w))?;
-        let s = b.build_int_add(ab, nudge, "")?;
-        // Division by 2^31 truncating toward zero: add 2^31 − 1 to negative values, then shift.
-        let sign = b.build_right_shift(s, self.kv64(63, w), true, "")?;
-        let s = b.build_int_add(s, b.build_and(sign, self.kv64((1 << 31) - 1, w), "")?, "")?;
+        // (ab + nudge) / 2^31 truncating toward zero, nudge = 2^30 or 1 − 2^30 by the sign of ab,
+        // is floor((ab + 2^30) / 2^31) either way: for ab < 0 the truncation is a ceiling and
+        // ceil((ab + 1 − 2^30) / 2^31) = floor((ab + 1 − 2^30 + 2^31 − 1) / 2^31).
+        let s = b.build_int_add(ab, self.kv64(1 << 30, w), "")?;
         let q = b.build_int_truncate(b.build_right_shift(s, self.kv64(31, w), true, "")?, self.v32(w), "")?;
         let min = self.kv32(i32::MIN as i64, w);
         let sat = b.build_and(
@@ -1199,6 +1197,10 @@ impl<'ctx> Emitter<'ctx> {
         }
         if cr.konst != 0 {
             v = b.build_int_add(v, self.kv32(cr.konst as i64, w), "")?;
+        }
+        if d.out == QOut::I32 {
+            let cp = self.gep32(ptrs.c, self.add(self.mulc(i, d.ldc)?, j)?)?;
+            return self.store(cp, v, 4);
         }
         let (mult, shift) = match d.channel {
             QChannel::PerRow => (per_row(ptrs.mult)?, per_row(ptrs.shift)?),
