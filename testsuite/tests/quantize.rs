@@ -284,3 +284,69 @@ fn q_conv_transpose_is_bit_exact_with_the_interpreter() {
         println!("{target}: {} q.conv_transpose cases bit-exact", cases.len());
     }
 }
+
+#[test]
+fn q_quantize_and_dequantize_are_bit_exact_with_the_interpreter() {
+    // Halves (round half away from zero), values past the int8 range and past i32, infinities,
+    // NaN, negative zero, and a spread of ordinary values.
+    let mut vals: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN,
+        3e9,
+        -3e9,
+        2147483648.0,
+        -2147483648.0,
+        1e-30,
+    ];
+    for h in -300..300 {
+        vals.push(h as f32 * 0.025 + 0.0125); // exact halves of the scale below
+        vals.push(h as f32 * 0.0173);
+    }
+    while vals.len() % 16 != 5 {
+        vals.push(0.7);
+    }
+    let n = vals.len();
+    let mut results = Vec::new();
+    let mut body = Vec::new();
+    for (i, (scale, zp)) in [(0.025, 0), (0.025, -128), (0.0173, 127), (0.31, -7)].into_iter().enumerate() {
+        let qty = format!("tensor<{n}x!q.uniform<i8:f32, {scale}, {zp}>>");
+        body.push(format!(
+            "  %{} = q.quantize %x {{scale = {scale}, zero_point = {zp}}} : {qty} loc(\"q{i}\")",
+            2 * i
+        ));
+        body.push(format!("  %{} = q.dequantize %{} : tensor<{n}xf32> loc(\"dq{i}\")", 2 * i + 1, 2 * i));
+        results.push((format!("\"q{i}\": {qty}"), format!("%{}", 2 * i)));
+        results.push((format!("\"dq{i}\": tensor<{n}xf32>"), format!("%{}", 2 * i + 1)));
+    }
+    let text = format!(
+        "func @main(%x: tensor<{n}xf32>) -> ({}) {{\n{}\n  func.return {} loc(unknown)\n}}\n",
+        results.iter().map(|r| r.0.clone()).collect::<Vec<_>>().join(", "),
+        body.join("\n"),
+        results.iter().map(|r| r.1.clone()).collect::<Vec<_>>().join(", ")
+    );
+    let module = edgec_ir::parser::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let session = Session::from_module(module).unwrap();
+    let inputs = vec![Tensor::from_f64(
+        edgec_ir::ScalarType::F32,
+        &[n],
+        &vals.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    )
+    .unwrap()];
+    let want = session.run(inputs.clone()).unwrap();
+    for target in ["host", "cortex-m7"] {
+        let t = Target::parse(target).unwrap();
+        let compiled = session.compile(&t, "model", false).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let (got, _) = session.execute(&compiled, &inputs).unwrap_or_else(|e| panic!("{target}: {e}"));
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            let (wb, gb) = (w.to_le_bytes(), g.to_le_bytes());
+            let bad = wb.iter().zip(&gb).position(|(a, b)| a != b);
+            assert!(bad.is_none() && wb.len() == gb.len(), "{target}: output {i} differs at byte {bad:?}");
+        }
+    }
+}
