@@ -9,7 +9,7 @@
 //! Buffers are kernel parameters; a [`Program`] says which arena slot, graph input/output or
 //! constant each parameter of each kernel call is bound to.
 
-use crate::quant::{QChannel, QGemmDesc, QWeights};
+use crate::quant::{QChannel, QGemmDesc, QOut, QWeights};
 use edgec_ir::ScalarType;
 
 /// A kernel parameter (buffer) index.
@@ -309,6 +309,9 @@ pub struct QGemmSpec {
     /// The weight operand is a compile-time table in the backend's packed layout (panels plus
     /// sums along K); `*_trans`/`ld*` describe the original constant.
     pub prepacked: bool,
+    /// [`QOut::I8`]: C is `I8`, requantized. [`QOut::I32`]: C is `I32`, the raw accumulators
+    /// (plus the bias, if any); `mult`/`shift` are not read.
+    pub out: QOut,
 }
 
 impl QGemmSpec {
@@ -332,6 +335,7 @@ impl QGemmSpec {
             bias,
             weights: self.weights,
             prepacked: self.prepacked,
+            out: self.out,
         }
     }
 }
@@ -374,9 +378,10 @@ pub enum Stmt {
         scratch: Option<BufId>,
     },
     /// int8 GEMM with int32 accumulation and per-channel requantization ([`QGemmSpec`]).
-    /// `a`, `b`, `c` are `I8` views (a prepacked weight operand is the `I8` packed table);
-    /// `bias` (len = channels), `mult` and `shift` are `I32` views; `scratch` is a buffer of at
-    /// least the backend's scratch size for this product (4-byte aligned).
+    /// `a`, `b` are `I8` views (a prepacked weight operand is the `I8` packed table), `c` is
+    /// `I8` (or `I32` for [`QOut::I32`], whose `mult`/`shift` are not read); `bias` (len =
+    /// channels), `mult` and `shift` are `I32` views; `scratch` is a buffer of at least the
+    /// backend's scratch size for this product (4-byte aligned).
     QGemm {
         spec: QGemmSpec,
         a: View,

@@ -31,6 +31,17 @@ pub enum QWeights {
     B,
 }
 
+/// What the product stores in C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QOut {
+    /// int8: requantized, plus `c_zp`, clamped to `act_min..=act_max` (row-major, `ldc`).
+    I8,
+    /// int32: the raw accumulator `Σ_k (A − a_zp)(B − b_zp) (+ bias[ch])`, wrapping; `mult`,
+    /// `shift`, `c_zp` and the activation range are not used. For products whose sums are
+    /// combined further (transposed convolution's col2im) before requantization.
+    I32,
+}
+
 /// An int8 GEMM with static sizes and compile-time zero points / activation range. A, B and C are
 /// row-major with leading dimensions `lda`, `ldb`, `ldc` (in elements).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +69,8 @@ pub struct QGemmDesc {
     /// The weight operand is a constant already in the layout of `llvm::qgemm::pack_weights`
     /// (panels plus its row/column sums); its `*_trans`/`ld*` describe the original matrix.
     pub prepacked: bool,
+    /// int8 (requantized) or int32 (raw accumulator) elements in C.
+    pub out: QOut,
 }
 
 impl QGemmDesc {
@@ -82,6 +95,7 @@ impl QGemmDesc {
             bias: false,
             weights: QWeights::B,
             prepacked: false,
+            out: QOut::I8,
         }
     }
 
@@ -160,6 +174,19 @@ pub fn qgemm_reference(
             let acc = qgemm_accumulator(d, a, b, bias, i, j);
             let y = requantize(acc, mult[ch], shift[ch]).wrapping_add(d.c_zp);
             out[i * d.n + j] = y.clamp(d.act_min, d.act_max) as i8;
+        }
+    }
+    out
+}
+
+/// The plain-Rust reference of a [`QOut::I32`] product: the `m×n` accumulators
+/// ([`qgemm_accumulator`]), row-major and dense.
+pub fn qgemm_reference_i32(d: &QGemmDesc, a: &[i8], b: &[i8], bias: Option<&[i32]>) -> Vec<i32> {
+    assert_eq!(bias.is_some(), d.bias, "bias given iff desc.bias");
+    let mut out = vec![0i32; d.m * d.n];
+    for i in 0..d.m {
+        for j in 0..d.n {
+            out[i * d.n + j] = qgemm_accumulator(d, a, b, bias, i, j);
         }
     }
     out

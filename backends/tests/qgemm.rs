@@ -79,6 +79,11 @@ impl Case {
         qgemm_reference(&self.desc, &self.a, &self.b, self.bias.as_deref(), &self.mult, &self.shift)
     }
 
+    /// The expected C of a [`QOut::I32`] product.
+    fn expected_i32(&self) -> Vec<i32> {
+        qgemm_reference_i32(&self.desc, &self.a, &self.b, self.bias.as_deref())
+    }
+
     /// The operand the routine reads for A / B (the weights packed when prepacked).
     fn args(&self, tile: QTile) -> (Vec<i8>, Vec<i8>) {
         let d = &self.desc;
@@ -107,20 +112,30 @@ fn check_host(cases: &[Case], tile: Option<QTile>) {
         let f = unsafe { ee.get_function::<QFn>(&format!("q{idx}")).unwrap() };
         let (a, b) = c.args(tile);
         let mut out = vec![0x55u8 as i8; d.m * d.ldc];
+        let mut out32 = vec![0x5555_5555i32; d.m * d.ldc];
         let mut scratch = vec![0xA5u8; qgemm_scratch_bytes(d, tile) + 64];
         let off = scratch.as_ptr().align_offset(64);
         let bias = c.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
-        unsafe {
-            f.call(
-                a.as_ptr(),
-                b.as_ptr(),
-                out.as_mut_ptr(),
-                bias,
-                c.mult.as_ptr(),
-                c.shift.as_ptr(),
-                scratch.as_mut_ptr().add(off),
-            )
-        };
+        let i32_out = d.out == QOut::I32;
+        // The int32 mode reads neither mult nor shift.
+        let (mult, shift) =
+            if i32_out { (std::ptr::null(), std::ptr::null()) } else { (c.mult.as_ptr(), c.shift.as_ptr()) };
+        let cp = if i32_out { out32.as_mut_ptr() as *mut i8 } else { out.as_mut_ptr() };
+        unsafe { f.call(a.as_ptr(), b.as_ptr(), cp, bias, mult, shift, scratch.as_mut_ptr().add(off)) };
+        if i32_out {
+            let want = c.expected_i32();
+            for i in 0..d.m {
+                for j in 0..d.ldc {
+                    let got = out32[i * d.ldc + j];
+                    if j >= d.n {
+                        assert_eq!(got, 0x5555_5555, "{d:?} {tile:?}: wrote C[{i}][{j}] past n");
+                    } else {
+                        assert_eq!(got, want[i * d.n + j], "{d:?}\n{tile:?}: C[{i}][{j}]");
+                    }
+                }
+            }
+            continue;
+        }
         let want = c.expected();
         for i in 0..d.m {
             for j in 0..d.ldc {
@@ -201,6 +216,48 @@ fn qgemm_host_prepacked() {
     let cases: Vec<Case> = matrix(true).into_iter().filter(|c| c.desc.prepacked).collect();
     assert!(cases.len() > 30);
     check_host(&cases, None);
+}
+
+/// [`matrix`] with int32 output (raw accumulators, plus the bias when there is one).
+fn matrix_i32(prepacked_too: bool) -> Vec<Case> {
+    matrix(prepacked_too)
+        .into_iter()
+        .map(|mut c| {
+            c.desc.out = QOut::I32;
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn qgemm_host_i32_accumulators() {
+    check_host(&matrix_i32(true), None);
+    // Large and blocked products, and the shapes of transposed convolutions (activations
+    // transposed in A, weights prepacked in B).
+    let host = QTile::for_target_machine(&host_target_machine());
+    let mut cases = Vec::new();
+    for (idx, (m, n, k, at)) in [
+        (1, 2048, 32, true),
+        (16, 1024, 128, true),
+        (64, 512, 64, true),
+        (256, 48, 32, true),
+        (200, 300, 257, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut d = QGemmDesc::new(m, n, k).with_trans(at, false);
+        d.prepacked = idx % 2 == 0;
+        d.a_zp = [-128, 5, 127, -3, 0][idx];
+        d.out = QOut::I32;
+        cases.push(Case::random(d, 300 + idx as u64));
+    }
+    check_host(&cases, None);
+    let small = QTile { mc_bytes: 64, nc_bytes: 256, ..host };
+    check_host(&cases[1..3], Some(small));
+    for tile in [QTile::for_kernel(QKernel::Widen, 16), QTile::for_kernel(QKernel::Scalar, 1)] {
+        check_host(&matrix_i32(true).into_iter().step_by(5).collect::<Vec<_>>(), Some(tile));
+    }
 }
 
 #[test]
@@ -397,7 +454,8 @@ fn qgemm_cross_targets_emit_objects() {
         ("x86_64-unknown-linux-gnu", "znver4", "", QKernel::Vnni, "vpdpbusd"),
         ("aarch64-unknown-linux-gnu", "generic", "+neon,+dotprod", QKernel::Sdot, "sdot"),
         ("aarch64-unknown-linux-gnu", "cortex-a76", "", QKernel::Sdot, "sdot"),
-        ("aarch64-unknown-linux-gnu", "cortex-a53", "", QKernel::Widen, "smlal"),
+        // Widening i8 products (`smull`), accumulated with `saddw`.
+        ("aarch64-unknown-linux-gnu", "cortex-a53", "", QKernel::Widen, "smull"),
         ("riscv64gc-unknown-linux-gnu", "", "", QKernel::Scalar, "mul"),
         ("riscv64-unknown-linux-gnu", "generic-rv64", "+m,+a,+f,+d,+c,+v", QKernel::Widen, "vwmacc"),
         ("thumbv7em-none-eabihf", "cortex-m7", "", QKernel::Smlad, "smlad"),
@@ -483,8 +541,9 @@ fn run_cross(
     let mut data = String::new();
     let mut table = String::new();
     let mut decls = String::new();
-    let cases: Vec<Case> =
-        matrix(true).into_iter().filter(|c| c.desc.m * c.desc.n * c.desc.k <= 70_000).collect();
+    let small = |c: &Case| c.desc.m * c.desc.n * c.desc.k <= 70_000;
+    let mut cases: Vec<Case> = matrix(true).into_iter().filter(small).collect();
+    cases.extend(matrix_i32(true).into_iter().filter(small).step_by(3));
     for (idx, c) in cases.iter().enumerate() {
         let d = &c.desc;
         let name = format!("q{idx}");
@@ -493,17 +552,23 @@ fn run_cross(
         let (a, b) = c.args(tile);
         data += &c_array("signed char", &format!("a{idx}"), &a);
         data += &c_array("signed char", &format!("b{idx}"), &b);
-        data += &c_array("signed char", &format!("c{idx}"), &c.expected());
+        let i32_out = d.out == QOut::I32;
+        if i32_out {
+            data += &c_array("int", &format!("c{idx}"), &c.expected_i32());
+        } else {
+            data += &c_array("signed char", &format!("c{idx}"), &c.expected());
+        }
         data += &c_array("int", &format!("bias{idx}"), c.bias.as_deref().unwrap_or(&[]));
         data += &c_array("int", &format!("mult{idx}"), &c.mult);
         data += &c_array("int", &format!("shift{idx}"), &c.shift);
         table += &format!(
-            "  {{{name}, a{idx}, b{idx}, c{idx}, {}, mult{idx}, shift{idx}, {}, {}, {}, {}}},\n",
+            "  {{{name}, a{idx}, b{idx}, c{idx}, {}, mult{idx}, shift{idx}, {}, {}, {}, {}, {}}},\n",
             if d.bias { format!("bias{idx}") } else { "0".into() },
             d.m,
             d.n,
             d.ldc,
-            qgemm_scratch_bytes(d, tile)
+            qgemm_scratch_bytes(d, tile),
+            if i32_out { 4 } else { 1 }
         );
     }
     prepare_module_for(&module, &tm).unwrap();
@@ -522,20 +587,23 @@ fn run_cross(
 typedef void (*qgemm_fn)(const signed char*, const signed char*, signed char*, const int*, const int*, const int*, void*);
 {decls}
 {data}
-struct qcase {{ qgemm_fn f; const signed char *a, *b, *want; const int *bias, *mult, *shift; int m, n, ldc; long scratch; }};
+struct qcase {{ qgemm_fn f; const signed char *a, *b; const void *want; const int *bias, *mult, *shift; int m, n, ldc; long scratch; int esize; }};
 static const struct qcase cases[] = {{
 {table}}};
 int main(void) {{
   int bad = 0;
   for (unsigned c = 0; c < sizeof cases / sizeof cases[0]; c++) {{
     const struct qcase *q = &cases[c];
-    signed char *out = malloc(q->m * q->ldc + 1);
+    void *out = malloc((q->m * q->ldc + 1) * q->esize);
     char *raw = malloc(q->scratch + 64);
     void *scratch = raw + ((64 - ((unsigned long)raw & 63)) & 63);
     q->f(q->a, q->b, out, q->bias, q->mult, q->shift, scratch);
-    for (int i = 0; i < q->m; i++) for (int j = 0; j < q->n; j++)
-      if (out[i * q->ldc + j] != q->want[i * q->n + j] && bad++ < 10)
-        printf("case %u: C[%d][%d] = %d, want %d\n", c, i, j, out[i * q->ldc + j], q->want[i * q->n + j]);
+    for (int i = 0; i < q->m; i++) for (int j = 0; j < q->n; j++) {{
+      int got = q->esize == 4 ? ((int *)out)[i * q->ldc + j] : ((signed char *)out)[i * q->ldc + j];
+      int want = q->esize == 4 ? ((const int *)q->want)[i * q->n + j] : ((const signed char *)q->want)[i * q->n + j];
+      if (got != want && bad++ < 10)
+        printf("case %u: C[%d][%d] = %d, want %d\n", c, i, j, got, want);
+    }}
     free(out); free(raw);
   }}
   printf("%u cases, %d mismatches\n", (unsigned)(sizeof cases / sizeof cases[0]), bad);
@@ -639,6 +707,7 @@ fn qgemm_kernel_statement_through_codegen() {
         channel: QChannel::PerCol,
         weights: QWeights::B,
         prepacked: true,
+        out: QOut::I8,
     };
     let desc = qs.desc(true);
     let case = Case::random(desc.clone(), 99);

@@ -161,3 +161,264 @@ fn int8_is_at_least_as_good_as_onnxruntime_quantize_static() {
     std::fs::remove_dir_all(&tmp).ok();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// One q.conv_transpose of the bit-exactness test: input `[N, C, D...]`, `m` output channels,
+/// kernel, strides, pads (begin then end), dilations, output padding, bias, activation range,
+/// per-tensor (not per-channel) weights.
+struct QConvT {
+    x: Vec<usize>,
+    m: usize,
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    pads: Vec<usize>,
+    dilations: Vec<usize>,
+    output_padding: Vec<usize>,
+    bias: bool,
+    act: Option<(i32, i32)>,
+    per_tensor: bool,
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn dims(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+}
+
+fn ints(v: &[usize]) -> String {
+    format!("[{}]", v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+/// A module with one int8 input and one q.conv_transpose per case (constant per-channel or
+/// per-tensor weights, i32 bias), and random int8 inputs for it.
+fn qconvt_module(cases: &[QConvT]) -> (String, Vec<Tensor>) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut params, mut results, mut body, mut rets, mut inputs) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut v = 0;
+    for (i, c) in cases.iter().enumerate() {
+        let nd = c.kernel.len();
+        let (s_x, zp_x) = (0.02 + 0.01 * i as f64, rng.range(-20, 20));
+        let xty = format!("tensor<{}x!q.uniform<i8:f32, {s_x}, {zp_x}>>", dims(&c.x));
+        params.push(format!("%x{i}: {xty}"));
+        let xn: usize = c.x.iter().product();
+        let xv: Vec<i8> = (0..xn).map(|_| rng.range(-128, 127) as i8).collect();
+        inputs.push(
+            Tensor::from_f64(
+                edgec_ir::ScalarType::I8,
+                &c.x,
+                &xv.iter().map(|&b| b as f64).collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        );
+        let mut wshape = vec![c.x[1], c.m];
+        wshape.extend(&c.kernel);
+        let wn: usize = wshape.iter().product();
+        let w: Vec<u8> = (0..wn).map(|_| rng.range(-127, 127) as i8 as u8).collect();
+        let scales: Vec<f64> = (0..c.m).map(|_| 0.001 + rng.range(0, 1000) as f64 * 2e-6).collect();
+        let wq = if c.per_tensor {
+            format!("!q.uniform<i8:f32, {}, 0>", scales[0])
+        } else {
+            let s: Vec<String> = scales.iter().map(|s| format!("{s}:0")).collect();
+            format!("!q.uniform<i8:f32:1, {{{}}}>", s.join(", "))
+        };
+        let wty = format!("tensor<{}x{wq}>", dims(&wshape));
+        body.push(format!(
+            "  %{v} = builtin.constant {{value = dense<0x{}> : {wty}}} : {wty} loc(unknown)",
+            hex(&w)
+        ));
+        let wv = v;
+        v += 1;
+        let mut operands = format!("%x{i}, %{wv}");
+        if c.bias {
+            let b: Vec<u8> =
+                (0..c.m).flat_map(|_| (rng.range(-20_000, 20_000) as i32).to_le_bytes()).collect();
+            let bty = format!("tensor<{}xi32>", c.m);
+            body.push(format!(
+                "  %{v} = builtin.constant {{value = dense<0x{}> : {bty}}} : {bty} loc(unknown)",
+                hex(&b)
+            ));
+            operands += &format!(", %{v}");
+            v += 1;
+        }
+        let mut out = vec![c.x[0], c.m];
+        for d in 0..nd {
+            out.push(
+                (c.x[2 + d] - 1) * c.strides[d]
+                    + (c.kernel[d] - 1) * c.dilations[d]
+                    + 1
+                    + c.output_padding[d]
+                    - c.pads[d]
+                    - c.pads[nd + d],
+            );
+        }
+        // An output scale that spreads typical accumulators over int8 (and saturates some).
+        let s_y = s_x * scales[0] * 40.0 * ((c.x[1] * c.kernel.iter().product::<usize>()) as f64).sqrt();
+        let zp_y = rng.range(-30, 30);
+        let act = c.act.map(|(lo, hi)| format!("act_max = {hi}, act_min = {lo}, ")).unwrap_or_default();
+        let yty = format!("tensor<{}x!q.uniform<i8:f32, {s_y}, {zp_y}>>", dims(&out));
+        body.push(format!(
+            "  %{v} = q.conv_transpose {operands} {{{act}dilations = {}, group = 1, kernel_shape = {}, output_padding = {}, pads = {}, scale = {s_y}, strides = {}, zero_point = {zp_y}}} : {yty} loc(\"ct{i}\")",
+            ints(&c.dilations),
+            ints(&c.kernel),
+            ints(&c.output_padding),
+            ints(&c.pads),
+            ints(&c.strides)
+        ));
+        results.push(format!("\"y{i}\": {yty}"));
+        rets.push(format!("%{v}"));
+        v += 1;
+    }
+    let text = format!(
+        "func @main({}) -> ({}) {{\n{}\n  func.return {} loc(unknown)\n}}\n",
+        params.join(", "),
+        results.join(", "),
+        body.join("\n"),
+        rets.join(", ")
+    );
+    (text, inputs)
+}
+
+#[test]
+fn q_conv_transpose_is_bit_exact_with_the_interpreter() {
+    let c = |x: &[usize], m, k: &[usize], s: &[usize], p: &[usize]| QConvT {
+        x: x.to_vec(),
+        m,
+        kernel: k.to_vec(),
+        strides: s.to_vec(),
+        pads: p.to_vec(),
+        dilations: vec![1; k.len()],
+        output_padding: vec![0; k.len()],
+        bias: true,
+        act: None,
+        per_tensor: false,
+    };
+    let cases = vec![
+        // DCGAN's layers: a 1×1 latent, then stride 2 with pad 1.
+        c(&[2, 16, 1, 1], 12, &[4, 4], &[1, 1], &[0, 0, 0, 0]),
+        c(&[2, 12, 4, 4], 7, &[4, 4], &[2, 2], &[1, 1, 1, 1]),
+        // K (input channels) not a multiple of 4, odd kernel, asymmetric pads, output padding.
+        QConvT {
+            output_padding: vec![1, 2],
+            bias: false,
+            ..c(&[1, 37, 3, 5], 5, &[3, 3], &[2, 3], &[0, 1, 2, 0])
+        },
+        // Dilation and a clamped activation range, per-tensor weights.
+        QConvT {
+            dilations: vec![2, 1],
+            act: Some((-100, 90)),
+            per_tensor: true,
+            ..c(&[1, 6, 5, 4], 3, &[3, 2], &[1, 1], &[1, 0, 0, 1])
+        },
+        // 1-D, pads larger than the stride (border regions on both sides).
+        c(&[2, 9, 7], 4, &[5], &[2], &[3, 2]),
+    ];
+    let (text, inputs) = qconvt_module(&cases);
+    let module = edgec_ir::parser::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let session = Session::from_module(module).unwrap();
+    let want = session.run(inputs.clone()).unwrap();
+    for target in ["host", "cortex-m7"] {
+        let t = Target::parse(target).unwrap();
+        let compiled = session.compile(&t, "model", false).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let (got, _) = session.execute(&compiled, &inputs).unwrap_or_else(|e| panic!("{target}: {e}"));
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(w.shape(), g.shape(), "{target}: case {i}");
+            let (wv, gv) = (w.to_f64_vec(), g.to_f64_vec());
+            let bad: Vec<usize> = (0..wv.len()).filter(|&j| wv[j] != gv[j]).collect();
+            assert!(
+                bad.is_empty(),
+                "{target}: case {i}: {} of {} elements differ, first at {}: {} vs {}",
+                bad.len(),
+                wv.len(),
+                bad[0],
+                gv[bad[0]],
+                wv[bad[0]]
+            );
+            // The outputs are not degenerate: several values, some saturated.
+            let distinct: std::collections::BTreeSet<i64> = wv.iter().map(|&x| x as i64).collect();
+            assert!(distinct.len() > 10, "case {i}: only {} distinct outputs", distinct.len());
+        }
+        println!("{target}: {} q.conv_transpose cases bit-exact", cases.len());
+    }
+}
+
+#[test]
+fn q_quantize_and_dequantize_are_bit_exact_with_the_interpreter() {
+    // Halves (round half away from zero), values past the int8 range and past i32, infinities,
+    // NaN, negative zero, and a spread of ordinary values.
+    let mut vals: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN,
+        3e9,
+        -3e9,
+        2147483648.0,
+        -2147483648.0,
+        1e-30,
+    ];
+    for h in -300..300 {
+        vals.push(h as f32 * 0.025 + 0.0125); // exact halves of the scale below
+        vals.push(h as f32 * 0.0173);
+    }
+    while vals.len() % 16 != 5 {
+        vals.push(0.7);
+    }
+    let n = vals.len();
+    let mut results = Vec::new();
+    let mut body = Vec::new();
+    for (i, (scale, zp)) in [(0.025, 0), (0.025, -128), (0.0173, 127), (0.31, -7)].into_iter().enumerate() {
+        let qty = format!("tensor<{n}x!q.uniform<i8:f32, {scale}, {zp}>>");
+        body.push(format!(
+            "  %{} = q.quantize %x {{scale = {scale}, zero_point = {zp}}} : {qty} loc(\"q{i}\")",
+            2 * i
+        ));
+        body.push(format!("  %{} = q.dequantize %{} : tensor<{n}xf32> loc(\"dq{i}\")", 2 * i + 1, 2 * i));
+        results.push((format!("\"q{i}\": {qty}"), format!("%{}", 2 * i)));
+        results.push((format!("\"dq{i}\": tensor<{n}xf32>"), format!("%{}", 2 * i + 1)));
+    }
+    let text = format!(
+        "func @main(%x: tensor<{n}xf32>) -> ({}) {{\n{}\n  func.return {} loc(unknown)\n}}\n",
+        results.iter().map(|r| r.0.clone()).collect::<Vec<_>>().join(", "),
+        body.join("\n"),
+        results.iter().map(|r| r.1.clone()).collect::<Vec<_>>().join(", ")
+    );
+    let module = edgec_ir::parser::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let session = Session::from_module(module).unwrap();
+    let inputs = vec![Tensor::from_f64(
+        edgec_ir::ScalarType::F32,
+        &[n],
+        &vals.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    )
+    .unwrap()];
+    let want = session.run(inputs.clone()).unwrap();
+    for target in ["host", "cortex-m7"] {
+        let t = Target::parse(target).unwrap();
+        let compiled = session.compile(&t, "model", false).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let (got, _) = session.execute(&compiled, &inputs).unwrap_or_else(|e| panic!("{target}: {e}"));
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            let (wb, gb) = (w.to_le_bytes(), g.to_le_bytes());
+            let bad = wb.iter().zip(&gb).position(|(a, b)| a != b);
+            assert!(bad.is_none() && wb.len() == gb.len(), "{target}: output {i} differs at byte {bad:?}");
+        }
+    }
+}

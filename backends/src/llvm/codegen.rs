@@ -898,11 +898,40 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                 }
             }
             (true, false) => {
-                let name = if to.is_signed() { "llvm.fptosi.sat" } else { "llvm.fptoui.sat" };
-                // Half types convert through f32 (saturating conversions want a legal source).
+                // Saturating, NaN → 0 (`llvm.fpto[su]i.sat`'s semantics), written as a plain
+                // conversion plus selects: the intrinsics are scalarized on vectors (x86), this
+                // vectorizes. Out-of-range lanes of the plain conversion are poison, never selected.
+                // Half types convert through f32.
                 let src =
                     if matches!(from, Ty::F16 | Ty::BF16) { self.convert(v, from, Ty::F32)? } else { v };
-                self.intrinsic(name, &[tt, src.get_type()], &[src])?
+                let x = src.into_float_value();
+                let ft = x.get_type();
+                let it = tt.into_int_type();
+                let bits = it.get_bit_width();
+                let signed = to.is_signed();
+                let (lo, hi) = if signed {
+                    (-(2f64.powi(bits as i32 - 1)), 2f64.powi(bits as i32 - 1))
+                } else {
+                    (0.0, 2f64.powi(bits as i32))
+                };
+                let (min, max) = if signed {
+                    (it.const_int(1u64 << (bits - 1), false), it.const_int(u64::MAX >> (65 - bits), false))
+                } else {
+                    (it.const_zero(), it.const_all_ones())
+                };
+                let b = &self.b;
+                let t = if signed {
+                    b.build_float_to_signed_int(x, it, "").map_err(e)?
+                } else {
+                    b.build_float_to_unsigned_int(x, it, "").map_err(e)?
+                };
+                let big = b.build_float_compare(FloatPredicate::OGE, x, ft.const_float(hi), "").map_err(e)?;
+                let t = b.build_select(big, max, t, "").map_err(e)?.into_int_value();
+                let small =
+                    b.build_float_compare(FloatPredicate::OLT, x, ft.const_float(lo), "").map_err(e)?;
+                let t = b.build_select(small, min, t, "").map_err(e)?.into_int_value();
+                let nan = b.build_float_compare(FloatPredicate::UNO, x, x, "").map_err(e)?;
+                b.build_select(nan, it.const_zero(), t, "").map_err(e)?
             }
             (false, true) => {
                 let x = v.into_int_value();

@@ -1138,20 +1138,44 @@ impl<'ctx> Emitter<'ctx> {
         let left = b.build_and(self.sel(pos, shift, zero)?, k31, "")?;
         let right = b.build_and(self.sel(pos, zero, b.build_int_sub(zero, shift, "")?)?, k31, "")?;
         let xs = b.build_left_shift(x, left, "")?;
-        // SaturatingRoundingDoublingHighMul.
-        let v64 = self.i64t.vec_type(w as u32);
-        let ab = b.build_int_nsw_mul(
-            b.build_int_s_extend(xs, v64, "")?,
-            b.build_int_s_extend(mult, v64, "")?,
-            "",
-        )?;
-        let nonneg = b.build_int_compare(IntPredicate::SGE, ab, self.kv64(0, w), "")?;
-        let nudge = self.sel(nonneg, self.kv64(1 << 30, w), self.kv64(1 - (1 << 30), w))?;
-        let s = b.build_int_add(ab, nudge, "")?;
-        // Division by 2^31 truncating toward zero: add 2^31 − 1 to negative values, then shift.
-        let sign = b.build_right_shift(s, self.kv64(63, w), true, "")?;
-        let s = b.build_int_add(s, b.build_and(sign, self.kv64((1 << 31) - 1, w), "")?, "")?;
-        let q = b.build_int_truncate(b.build_right_shift(s, self.kv64(31, w), true, "")?, self.v32(w), "")?;
+        // SaturatingRoundingDoublingHighMul. (ab + nudge) / 2^31 truncating toward zero, nudge =
+        // 2^30 or 1 − 2^30 by the sign of ab, is floor((ab + 2^30) / 2^31) either way: for ab < 0
+        // the truncation is a ceiling and ceil((ab + 1 − 2^30) / 2^31) = floor((ab + 1 − 2^30 +
+        // 2^31 − 1) / 2^31).
+        let q = if self.p.kernel == QKernel::Vnni && w % 2 == 0 {
+            // Even and odd lanes as sign-extended i64 halves (`vpmuldq` products, no widening
+            // of whole vectors); bits 31..62 of each product back into its i32 lane.
+            let h = w / 2;
+            let v64 = self.i64t.vec_type(h as u32);
+            let k32 = self.kv64(32, h);
+            let halves = |v: VectorValue<'ctx>| -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
+                let v = b.build_bit_cast(v, v64, "")?.into_vector_value();
+                let even = b.build_right_shift(b.build_left_shift(v, k32, "")?, k32, true, "")?;
+                Ok((even, b.build_right_shift(v, k32, true, "")?))
+            };
+            let ((xe, xo), (me, mo)) = (halves(xs)?, halves(mult)?);
+            let round = self.kv64(1 << 30, h);
+            let pe = b.build_int_add(b.build_int_nsw_mul(xe, me, "")?, round, "")?;
+            let po = b.build_int_add(b.build_int_nsw_mul(xo, mo, "")?, round, "")?;
+            let pe = b.build_right_shift(pe, self.kv64(31, h), true, "")?;
+            let po = b.build_left_shift(po, self.kv64(1, h), "")?;
+            let v32 = self.v32(w);
+            let pe = b.build_bit_cast(pe, v32, "")?.into_vector_value();
+            let po = b.build_bit_cast(po, v32, "")?.into_vector_value();
+            let mask: Vec<_> = (0..w)
+                .map(|l| self.i32t.const_int(if l % 2 == 0 { l } else { w + l } as u64, false))
+                .collect();
+            b.build_shuffle_vector(pe, po, VectorType::const_vector(&mask), "")?
+        } else {
+            let v64 = self.i64t.vec_type(w as u32);
+            let ab = b.build_int_nsw_mul(
+                b.build_int_s_extend(xs, v64, "")?,
+                b.build_int_s_extend(mult, v64, "")?,
+                "",
+            )?;
+            let s = b.build_int_add(ab, self.kv64(1 << 30, w), "")?;
+            b.build_int_truncate(b.build_right_shift(s, self.kv64(31, w), true, "")?, self.v32(w), "")?
+        };
         let min = self.kv32(i32::MIN as i64, w);
         let sat = b.build_and(
             b.build_int_compare(IntPredicate::EQ, xs, min, "")?,
@@ -1199,6 +1223,10 @@ impl<'ctx> Emitter<'ctx> {
         }
         if cr.konst != 0 {
             v = b.build_int_add(v, self.kv32(cr.konst as i64, w), "")?;
+        }
+        if d.out == QOut::I32 {
+            let cp = self.gep32(ptrs.c, self.add(self.mulc(i, d.ldc)?, j)?)?;
+            return self.store(cp, v, 4);
         }
         let (mult, shift) = match d.channel {
             QChannel::PerRow => (per_row(ptrs.mult)?, per_row(ptrs.shift)?),

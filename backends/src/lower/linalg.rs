@@ -377,7 +377,6 @@ fn taps(
 
 fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
     let (x, w) = (cx.shape(0), cx.shape(1));
-    let nd = x.len() - 2;
     let g = conv_transpose_geometry(cx.attrs, &w, &x[2..])?;
     let group = cx.int("group", 1) as usize;
     let (nb, c, mg) = (x[0], x[1], w[1]);
@@ -438,78 +437,97 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
             bias: None,
             scratch,
         }];
-        // col2im: Y[n, g*mg + mi, i*s - p + kpos*d] += colᵀ[i, (mi, kpos)]. The input positions
-        // split per dimension into the interior, where every tap lands inside the output, and
-        // the borders; the interior needs no bounds test. Loops run over input positions, then
-        // (mi, kpos), so colᵀ is read contiguously and each input position's writes stay in a
-        // kernel-sized window of Y.
-        let segments: Vec<Vec<(usize, usize, bool)>> = (0..nd)
-            .map(|d| {
-                let (s_, p_, kd) =
-                    (g.strides[d] as i64, g.pads_begin[d], ((g.kernel[d] - 1) * g.dilations[d]) as i64);
-                let n = xsp[d] as i64;
-                // Interior: i*s - p >= 0 and i*s - p + kd < out.
-                let lo = ((p_ + s_ - 1).div_euclid(s_)).clamp(0, n);
-                let hi = ((g.out[d] as i64 - kd + p_ + s_ - 1).div_euclid(s_)).clamp(lo, n);
-                [(0, lo, false), (lo, hi, true), (hi, n, false)]
-                    .into_iter()
-                    .filter(|&(a, b, _)| b > a)
-                    .map(|(a, b, inner)| (a as usize, b as usize, inner))
-                    .collect()
-            })
-            .collect();
-        let mut regions: Vec<Vec<(usize, usize, bool)>> = vec![vec![]];
-        for seg in &segments {
-            regions = regions
-                .iter()
-                .flat_map(|r| seg.iter().map(move |&sg| [r.clone(), vec![sg]].concat()))
-                .collect();
-        }
-        for region in regions {
-            let interior = region.iter().all(|r| r.2);
-            let mut shape: Vec<usize> = region.iter().map(|r| r.1 - r.0).collect();
-            shape.push(mg);
-            shape.extend(&g.kernel);
-            let (geom, xsp2, n, gi) = (g.clone(), xsp.clone(), n.clone(), gi.clone());
-            s.extend(k.nest(&shape, move |_, ix| {
-                let ip: Vec<Expr> = (0..nd).map(|d| add(ix[d].clone(), idx(region[d].0 as i64))).collect();
-                let (mi, kp) = (&ix[nd], &ix[nd + 1..]);
-                let mut cond: Option<Expr> = None;
-                let mut yi =
-                    add(mul(n.clone(), idx(m as i64)), add(mul(gi.clone(), idx(mg as i64)), mi.clone()));
-                for d in 0..nd {
-                    let pos = add(
-                        sub(mul(ip[d].clone(), idx(geom.strides[d] as i64)), idx(geom.pads_begin[d])),
-                        mul(kp[d].clone(), idx(geom.dilations[d] as i64)),
-                    );
-                    if !region[d].2 {
-                        let ok = in_range(&pos, geom.out[d]);
-                        cond = Some(match cond {
-                            None => ok,
-                            Some(c0) => bin(BinOp::And, c0, ok),
-                        });
-                    }
-                    yi = add(mul(yi, idx(geom.out[d] as i64)), pos);
-                }
-                let ci = add(
-                    mul(linear(&ip, &strides(&xsp2)), idx(rows as i64)),
-                    add(mul(mi.clone(), idx(kprod as i64)), linear(kp, &strides(&geom.kernel))),
-                );
-                let store = Stmt::Store {
-                    buf: yb,
-                    index: yi.clone(),
-                    value: bin(BinOp::Add, load(yb, yi), load(colb, ci)),
-                };
-                match cond {
-                    Some(c) if !interior => vec![Stmt::If { cond: c, then: vec![store], els: vec![] }],
-                    _ => vec![store],
-                }
-            }));
-        }
+        let yoff = mul(add(mul(n, idx(m as i64)), mul(gi, idx(mg as i64))), idx(oprod as i64));
+        s.extend(col2im(k, &g, &xsp, mg, yb, yoff, colb));
         s
     });
     k.body.extend(body);
     Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// col2im for one (sample, group) of a transposed convolution: `dst[off + mi·P + o] +=
+/// colᵀ[i, (mi, kpos)]` with `o = i·s − p + kpos·d` per spatial dimension (P the output plane,
+/// colᵀ `P_in × mg·K` row-major in `colb`). The input positions split per dimension into the
+/// interior, where every tap lands inside the output, and the borders; the interior needs no
+/// bounds test. Loops run over input positions, then (mi, kpos), so colᵀ is read contiguously
+/// and each input position's writes stay in a kernel-sized window of the output. The element
+/// type is the buffers' (f32 for ConvTranspose, i32 accumulators for q.conv_transpose).
+pub(super) fn col2im(
+    k: &mut Kernel,
+    g: &ConvGeometry,
+    xsp: &[usize],
+    mg: usize,
+    dst: BufId,
+    off: Expr,
+    colb: BufId,
+) -> Vec<Stmt> {
+    let nd = xsp.len();
+    let kprod: usize = g.kernel.iter().product();
+    let oprod: usize = g.out.iter().product();
+    let rows = mg * kprod;
+    let segments: Vec<Vec<(usize, usize, bool)>> = (0..nd)
+        .map(|d| {
+            let (s_, p_, kd) =
+                (g.strides[d] as i64, g.pads_begin[d], ((g.kernel[d] - 1) * g.dilations[d]) as i64);
+            let n = xsp[d] as i64;
+            // Interior: i*s - p >= 0 and i*s - p + kd < out.
+            let lo = ((p_ + s_ - 1).div_euclid(s_)).clamp(0, n);
+            let hi = ((g.out[d] as i64 - kd + p_ + s_ - 1).div_euclid(s_)).clamp(lo, n);
+            [(0, lo, false), (lo, hi, true), (hi, n, false)]
+                .into_iter()
+                .filter(|&(a, b, _)| b > a)
+                .map(|(a, b, inner)| (a as usize, b as usize, inner))
+                .collect()
+        })
+        .collect();
+    let mut regions: Vec<Vec<(usize, usize, bool)>> = vec![vec![]];
+    for seg in &segments {
+        regions =
+            regions.iter().flat_map(|r| seg.iter().map(move |&sg| [r.clone(), vec![sg]].concat())).collect();
+    }
+    let mut s = Vec::new();
+    for region in regions {
+        let interior = region.iter().all(|r| r.2);
+        let mut shape: Vec<usize> = region.iter().map(|r| r.1 - r.0).collect();
+        shape.push(mg);
+        shape.extend(&g.kernel);
+        s.extend(k.nest(&shape, |_, ix| {
+            let ip: Vec<Expr> = (0..nd).map(|d| add(ix[d].clone(), idx(region[d].0 as i64))).collect();
+            let (mi, kp) = (&ix[nd], &ix[nd + 1..]);
+            let mut cond: Option<Expr> = None;
+            let mut pos = Vec::new();
+            for d in 0..nd {
+                let p = add(
+                    sub(mul(ip[d].clone(), idx(g.strides[d] as i64)), idx(g.pads_begin[d])),
+                    mul(kp[d].clone(), idx(g.dilations[d] as i64)),
+                );
+                if !region[d].2 {
+                    let ok = in_range(&p, g.out[d]);
+                    cond = Some(match cond {
+                        None => ok,
+                        Some(c0) => bin(BinOp::And, c0, ok),
+                    });
+                }
+                pos.push(p);
+            }
+            let yi =
+                add(add(off.clone(), mul(mi.clone(), idx(oprod as i64))), linear(&pos, &strides(&g.out)));
+            let ci = add(
+                mul(linear(&ip, &strides(xsp)), idx(rows as i64)),
+                add(mul(mi.clone(), idx(kprod as i64)), linear(kp, &strides(&g.kernel))),
+            );
+            let store = Stmt::Store {
+                buf: dst,
+                index: yi.clone(),
+                value: bin(BinOp::Add, load(dst, yi), load(colb, ci)),
+            };
+            match cond {
+                Some(c) if !interior => vec![Stmt::If { cond: c, then: vec![store], els: vec![] }],
+                _ => vec![store],
+            }
+        }));
+    }
+    s
 }
 
 fn pool(cx: &mut OpCx) -> Result<Lowered, String> {

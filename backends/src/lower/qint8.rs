@@ -8,7 +8,7 @@
 
 use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
 use crate::kir::*;
-use crate::quant::{QChannel, QWeights};
+use crate::quant::{QChannel, QOut, QWeights};
 use edgec_ir::ops::qint8::{per_tensor_i8, quantize_multiplier, weight_scales};
 use edgec_ir::ops::{conv_geometry, conv_transpose_geometry};
 use edgec_ir::{OpKind, QuantParams};
@@ -19,6 +19,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         OpKind::QDequantize => dequantize(cx)?,
         OpKind::QRequantize => requantize(cx)?,
         OpKind::QFullyConnected | OpKind::QConv if cx.qgemm.is_some() => gemm_layer(cx)?,
+        OpKind::QConvTranspose if cx.qgemm.is_some() => conv_transpose_layer(cx)?,
         OpKind::QConv | OpKind::QConvTranspose | OpKind::QFullyConnected => integer_layer(cx)?,
         _ => return Ok(None),
     }))
@@ -44,21 +45,12 @@ fn requant(k: &mut Kernel, acc: Expr, m: Expr, left_mul: Expr, right: Expr) -> (
         Stmt::Let { var: x, value: bin(BinOp::Mul, acc, left_mul) },
         Stmt::Let { var: ab, value: bin(BinOp::Mul, cast(Ty::I64, v(x)), cast(Ty::I64, m)) },
         // SaturatingRoundingDoublingHighMul: m is a positive Q31 value, so the a = b = INT_MIN
-        // overflow case cannot occur.
+        // overflow case cannot occur. `(ab + nudge) / 2^31` truncating, nudge = 2^30 or 1 − 2^30
+        // by the sign of ab, equals `(ab + 2^30) >> 31` (for ab < 0 the truncation is a ceiling:
+        // ceil((ab + 1 − 2^30) / 2^31) = floor((ab + 2^30) / 2^31)), which vectorizes better.
         Stmt::Let {
             var: h,
-            value: cast(
-                Ty::I32,
-                bin(
-                    BinOp::Div,
-                    bin(
-                        BinOp::Add,
-                        v(ab),
-                        select(cmp(CmpOp::Ge, v(ab), i64c(0)), i64c(1 << 30), i64c(1 - (1 << 30))),
-                    ),
-                    i64c(1 << 31),
-                ),
-            ),
+            value: cast(Ty::I32, bin(BinOp::Shr, bin(BinOp::Add, v(ab), i64c(1 << 30)), i64c(31))),
         },
         Stmt::Let { var: mask, value: bin(BinOp::Sub, bin(BinOp::Shl, i32c(1), right.clone()), i32c(1)) },
     ];
@@ -97,7 +89,7 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
         let i = linear(ix, &st);
         let v = k.var(Ty::F32);
         let r = k.var(Ty::F32);
-        let q = k.var(Ty::I64);
+        let q = k.var(Ty::I32);
         let vv = Expr::Var;
         vec![
             // TFLite: round(x / scale) in f32, half away from zero.
@@ -115,12 +107,21 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
                     ),
                 ),
             },
-            // Float→int casts saturate and send NaN to 0, so NaN gives the zero point.
-            Stmt::Let { var: q, value: bin(BinOp::Add, cast(Ty::I64, vv(r)), i64c(zp)) },
+            // Float→int casts saturate and send NaN to 0, so NaN gives the zero point. In 32 bits
+            // (16 lanes per AVX-512 vector, not 8): clamping to [−128 − zp, 127 − zp] before
+            // adding zp equals clamping after it, and no sum overflows.
+            Stmt::Let { var: q, value: cast(Ty::I32, vv(r)) },
             Stmt::Store {
                 buf: 1,
                 index: linear(ix, &st),
-                value: cast(Ty::I8, bin(BinOp::Min, bin(BinOp::Max, vv(q), i64c(-128)), i64c(127))),
+                value: cast(
+                    Ty::I8,
+                    bin(
+                        BinOp::Add,
+                        bin(BinOp::Min, bin(BinOp::Max, vv(q), i32c(-128 - zp)), i32c(127 - zp)),
+                        i32c(zp),
+                    ),
+                ),
             },
         ]
     });
@@ -408,6 +409,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         channel: QChannel::PerRow,
         weights: QWeights::A,
         prepacked: true,
+        out: QOut::I8,
     };
     let scratch_param = |k: &mut Kernel, binds: &mut Vec<Bind>, bytes: u64| -> Option<BufId> {
         (bytes > 0).then(|| {
@@ -541,6 +543,112 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
             shift: View { buf: ts, offset: ch0 },
             scratch,
         });
+        s
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// q.conv_transpose like the f32 ConvTranspose (`linalg::conv_transpose`): per image, the int8
+/// GEMM stores the raw int32 products `colᵀ[P_in × M·K] = (X − zp_x)ᵀ · W` ([`QOut::I32`], the
+/// weights packed at compile time), col2im scatter-adds them into int32 accumulators that start
+/// as the bias, and a last pass requantizes per output channel into the int8 output. The int32
+/// sums wrap exactly as the interpreter's accumulator does.
+fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (scratch_fn, pack_fn) = cx.qgemm.clone().ok_or("no int8 GEMM")?;
+    let (xs, ws) = (cx.shape(0), cx.shape(1));
+    let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
+    let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
+    let g = conv_transpose_geometry(cx.attrs, &ws, &xs[2..])?;
+    let (nb, c, m) = (xs[0], xs[1], ws[1]);
+    let kprod: usize = g.kernel.iter().product();
+    let iprod: usize = xs[2..].iter().product();
+    let oprod: usize = g.out.iter().product();
+    let rows = m * kprod;
+    let w: Vec<i8> = match cx.konst(1) {
+        Some(edgec_ir::Tensor::I8(a)) if cx.int("group", 1) == 1 && iprod * rows * c > 0 => {
+            a.iter().copied().collect()
+        }
+        _ => return integer_layer(cx),
+    };
+    let s_w = weight_scales(&cx.operands[1], 1, Some(m), "w")?;
+    let (lo, hi) = (cx.int("act_min", -128), cx.int("act_max", 127));
+    let has_bias = cx.has(2);
+    let (mut k, mut binds) = io_kernel(cx, "qconv_transpose")?;
+    let yb = cx.operands.len();
+    let parts: Vec<(i64, i64, i64)> = s_w.iter().map(|&sw| multiplier_parts(s_x * sw / s_y)).collect();
+    let table = |cx: &mut OpCx, k: &mut Kernel, binds: &mut Vec<Bind>, f: fn(&(i64, i64, i64)) -> i64| {
+        i32_table(cx, k, binds, &parts.iter().map(|p| f(p) as i32).collect::<Vec<_>>())
+    };
+    let tm = table(cx, &mut k, &mut binds, |p| p.0);
+    let tl = table(cx, &mut k, &mut binds, |p| p.1);
+    let tr = table(cx, &mut k, &mut binds, |p| p.2);
+    // colᵀ (P_in × M·K) = Xᵀ (X stored C × P_in) · W (C × M·K): the weights are B, the small
+    // P_in is M.
+    let spec = QGemmSpec {
+        m: iprod,
+        n: rows,
+        k: c,
+        a_trans: true,
+        b_trans: false,
+        lda: iprod,
+        ldb: rows,
+        ldc: rows,
+        a_zp: zp_x as i32,
+        b_zp: 0,
+        c_zp: 0,
+        act_min: -128,
+        act_max: 127,
+        channel: QChannel::PerCol,
+        weights: QWeights::B,
+        prepacked: true,
+        out: QOut::I32,
+    };
+    let packed = pack_fn(&spec, false, &w);
+    let t = cx.add_table(ConstData {
+        ty: Ty::I8,
+        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+    });
+    k.params[1].len = packed.len() as u64;
+    binds[1] = Bind::Table(t);
+    let mut scratch_buf = |k: &mut Kernel, words: u64| {
+        binds.push(Bind::Scratch);
+        k.param(Ty::I32, words, Access::Scratch)
+    };
+    let colb = scratch_buf(&mut k, (iprod * rows) as u64);
+    let accb = scratch_buf(&mut k, (m * oprod) as u64);
+    let qbytes = scratch_fn(&spec, false);
+    let scratch = (qbytes > 0).then(|| scratch_buf(&mut k, qbytes.div_ceil(4)));
+    let xsp = xs[2..].to_vec();
+    k.body = k.nest(&[nb], |k, ix| {
+        let n = &ix[0];
+        // Accumulators start as the bias (adding it first or last is the same wrapping sum).
+        let mut s = k.nest(&[m, oprod], |_, ix| {
+            let v = if has_bias { load(2, ix[0].clone()) } else { i32c(0) };
+            vec![Stmt::Store { buf: accb, index: linear(ix, &[oprod, 1]), value: v }]
+        });
+        s.push(Stmt::QGemm {
+            spec: spec.clone(),
+            a: View { buf: 0, offset: mul(n.clone(), idx((c * iprod) as i64)) },
+            b: View { buf: 1, offset: idx(0) },
+            c: View { buf: colb, offset: idx(0) },
+            bias: None,
+            mult: View { buf: tm, offset: idx(0) },
+            shift: View { buf: tr, offset: idx(0) },
+            scratch,
+        });
+        s.extend(super::linalg::col2im(k, &g, &xsp, m, accb, idx(0), colb));
+        // Requantize per channel into the int8 output.
+        s.extend(k.nest(&[m, oprod], |k, ix| {
+            let ch = ix[0].clone();
+            let acc = load(accb, linear(ix, &[oprod, 1]));
+            let (mut st, y) = requant(k, acc, load(tm, ch.clone()), load(tl, ch.clone()), load(tr, ch));
+            st.push(Stmt::Store {
+                buf: yb,
+                index: add(mul(n.clone(), idx((m * oprod) as i64)), linear(ix, &[oprod, 1])),
+                value: clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi),
+            });
+            st
+        }));
         s
     });
     Ok(Lowered::Calls(vec![(k, binds)]))
