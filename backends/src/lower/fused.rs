@@ -64,6 +64,7 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                 nbits_block_bytes: cx.nbits_block_bytes,
                 gemm_nr: cx.gemm_nr,
                 region: None,
+                shared: map.iter().map(|&i| cx.shared.get(i).copied().unwrap_or(false)).collect(),
             };
             let Lowered::Calls(inner_calls) = lower_op(&mut inner)? else {
                 return Err(format!("{} lowered to a view", d.kind.name()));

@@ -182,6 +182,9 @@ pub(crate) struct OpCx<'a> {
     pub gemm_nr: usize,
     /// The function and region block of a region-holding op (`fused.kernel`).
     pub region: Option<(&'a Function, edgec_ir::Block)>,
+    /// Whether each operand is also used by another op (so a compile-time rearranged copy of a
+    /// constant would be stored beside the original instead of replacing it).
+    pub shared: Vec<bool>,
 }
 
 impl OpCx<'_> {
@@ -334,6 +337,12 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
         b.storage.insert(p, Slot::Input(i));
     }
     let mut graph_ops = 0;
+    let mut use_count: SecondaryMap<Value, u32> = SecondaryMap::with_default(0);
+    for &op in f.body_ops() {
+        for &o in &f.ops[op].operands {
+            use_count.set(o, use_count.get(o) + 1);
+        }
+    }
     for &op in f.body_ops() {
         let d = &f.ops[op];
         let name = d.kind.name();
@@ -389,6 +398,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             nbits_block_bytes: opts.nbits_block_bytes,
             gemm_nr: opts.gemm_nr,
             region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
+            shared: d.operands.iter().map(|&v| *use_count.get(v) > 1).collect(),
         };
         let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
         let label = match &d.loc {

@@ -18,6 +18,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         OpKind::QQuantize => quantize(cx)?,
         OpKind::QDequantize => dequantize(cx)?,
         OpKind::QRequantize => requantize(cx)?,
+        OpKind::QGather => gather(cx)?,
         OpKind::QFullyConnected | OpKind::QConv if cx.qgemm.is_some() => gemm_layer(cx)?,
         OpKind::QConvTranspose if cx.qgemm.is_some() => conv_transpose_layer(cx)?,
         OpKind::QConv | OpKind::QConvTranspose | OpKind::QFullyConnected => integer_layer(cx)?,
@@ -429,13 +430,19 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         spec.a_zp = zp_x as i32;
         spec.channel = QChannel::PerCol;
         spec.weights = QWeights::B;
-        let packed = pack_fn(&spec, has_bias, &w);
-        let t = cx.add_table(ConstData {
-            ty: Ty::I8,
-            bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-        });
-        k.params[1].len = packed.len() as u64;
-        binds[1] = Bind::Table(t);
+        if cx.shared.get(1).copied().unwrap_or(false) {
+            // The weights are read elsewhere too (a tied embedding's lookup): packing a copy
+            // would store them twice, so the routine packs panels at run time instead.
+            spec.prepacked = false;
+        } else {
+            let packed = pack_fn(&spec, has_bias, &w);
+            let t = cx.add_table(ConstData {
+                ty: Ty::I8,
+                bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+            });
+            k.params[1].len = packed.len() as u64;
+            binds[1] = Bind::Table(t);
+        }
         let scratch = scratch_param(&mut k, &mut binds, scratch_fn(&spec, has_bias));
         k.body.push(Stmt::QGemm {
             spec,
@@ -650,6 +657,64 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
             st
         }));
         s
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// q.gather: each index selects a row of the i8 table, dequantized with that row's scale and
+/// zero point (`f32(f64(scale) · (q − zp))`, as the interpreter). Indices are wrapped when
+/// negative and clamped into range, like the float gather's lowering.
+fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (ts, is) = (cx.shape(0), cx.shape(1));
+    let q = match &cx.operands[0].elem {
+        edgec_ir::ElemType::Quant(q) => q.clone(),
+        _ => return Err("q.gather of a non-quantized table".into()),
+    };
+    let rows = ts[0];
+    let row: usize = ts[1..].iter().product();
+    let (mut k, mut binds) = io_kernel(cx, "qgather")?;
+    let params = match &q.params {
+        QuantParams::PerTensor { scale, zero_point } => Err((*scale, *zero_point)),
+        QuantParams::PerAxis { scales, zero_points, .. } => {
+            // The scales are f32 values (as a TFLite file stores them); f32 tables are exact.
+            let sb: Vec<u8> = scales.iter().flat_map(|&s| (s as f32).to_le_bytes()).collect();
+            let t = cx.add_table(ConstData { ty: Ty::F32, bytes: sb.into() });
+            binds.push(Bind::Table(t));
+            let ps = k.param(Ty::F32, rows as u64, Access::Read);
+            let zps: Vec<i32> = zero_points.iter().map(|&z| z as i32).collect();
+            let pz = zps.iter().any(|&z| z != 0).then(|| i32_table(cx, &mut k, &mut binds, &zps));
+            Ok((ps, pz))
+        }
+    };
+    let r = k.var(Ty::Idx);
+    let j = k.var(Ty::Idx);
+    let ist = strides(&is);
+    let yb = 2;
+    k.body = k.nest(&is, |_, ix| {
+        let raw = cast(Ty::Idx, load(1, linear(ix, &ist)));
+        let wrapped = select(cmp(CmpOp::Lt, raw.clone(), idx(0)), add(raw.clone(), idx(rows as i64)), raw);
+        let clamped = bin(BinOp::Min, bin(BinOp::Max, wrapped, idx(0)), idx(rows.max(1) as i64 - 1));
+        let (scale, zp) = match params {
+            Err((s, z)) => (fc(s, Ty::F64), i32c(z)),
+            Ok((ps, pz)) => {
+                (cast(Ty::F64, load(ps, Expr::Var(r))), pz.map_or(i32c(0), |pz| load(pz, Expr::Var(r))))
+            }
+        };
+        let src = add(mul(Expr::Var(r), idx(row as i64)), Expr::Var(j));
+        let dst = add(mul(linear(ix, &ist), idx(row as i64)), Expr::Var(j));
+        let centered = cast(Ty::F64, bin(BinOp::Sub, cast(Ty::I32, load(0, src)), zp));
+        vec![
+            Stmt::Let { var: r, value: clamped },
+            Stmt::For {
+                var: j,
+                extent: row as u64,
+                body: vec![Stmt::Store {
+                    buf: yb,
+                    index: dst,
+                    value: cast(Ty::F32, bin(BinOp::Mul, scale, centered)),
+                }],
+            },
+        ]
     });
     Ok(Lowered::Calls(vec![(k, binds)]))
 }

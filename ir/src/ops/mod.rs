@@ -392,6 +392,7 @@ op_table! {
     QConv => qint8::QCONV,
     QConvTranspose => qint8::QCONV_TRANSPOSE,
     QFullyConnected => qint8::QFULLY_CONNECTED,
+    QGather => qint8::QGATHER,
     MatMulNBits => quant_nbits::MATMUL_NBITS,
     GatherNBits => quant_nbits::GATHER_NBITS,
 }

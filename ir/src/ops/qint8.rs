@@ -121,6 +121,7 @@ pub const ALL: &[super::OpKind] = &[
     super::OpKind::QConv,
     super::OpKind::QConvTranspose,
     super::OpKind::QFullyConnected,
+    super::OpKind::QGather,
 ];
 
 const OUT_ATTRS: [AttrDef; 4] = [
@@ -228,6 +229,19 @@ pub static QFULLY_CONNECTED: OpDef = OpDef {
     traits: Traits::PURE,
     infer: infer_fully_connected,
     eval: eval_fully_connected,
+};
+
+pub static QGATHER: OpDef = OpDef {
+    name: "q.gather",
+    summary: "Rows of an i8 table quantized per row (axis 0), dequantized to f32: an embedding \
+              lookup with int8 weights. y[i..., j...] = scale[r] * (table[r, j...] - zero_point[r]) \
+              with r = indices[i...] (negative indices count from the end).",
+    operands: &["table", "indices"],
+    results: &["y"],
+    attrs: &[],
+    traits: Traits::PURE,
+    infer: infer_qgather,
+    eval: eval_qgather,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -410,9 +424,63 @@ fn infer_fully_connected(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     Ok(vec![TensorType::new(dims, i8_type(s, zp))])
 }
 
+fn infer_qgather(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let (t, i) = (operand(ctx, 0)?, operand(ctx, 1)?);
+    if t.rank() < 1 {
+        return Err(format!("table must have rank >= 1, found {t}"));
+    }
+    match &t.elem {
+        ElemType::Quant(q) if q.storage == ScalarType::I8 && q.expressed == ScalarType::F32 => {
+            match &q.params {
+                QuantParams::PerAxis { axis: 0, scales, .. } if matches!(t.dims[0], Dim::Static(n) if n as usize == scales.len()) =>
+                    {}
+                QuantParams::PerTensor { .. } => {}
+                _ => {
+                    return Err(format!("table must be quantized per tensor or per row (axis 0), found {t}"))
+                }
+            }
+        }
+        _ => return Err(format!("table must be a quantized i8 tensor expressed in f32, found {t}")),
+    }
+    if !matches!(i.elem, ElemType::Scalar(ScalarType::I64) | ElemType::Scalar(ScalarType::I32)) {
+        return Err(format!("indices must be i64 or i32, found {i}"));
+    }
+    let mut dims = i.dims.clone();
+    dims.extend(t.dims[1..].iter().cloned());
+    Ok(vec![TensorType::new(dims, ScalarType::F32)])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------------
+
+fn eval_qgather(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let table = i8_values(input(ctx, 0)?, "table")?;
+    let tshape = input(ctx, 0)?.shape().to_vec();
+    let ids = input(ctx, 1)?.to_i64_vec().ok_or("indices must be integers")?;
+    let q = match &ctx.operand_types[0].elem {
+        ElemType::Quant(q) => q,
+        t => return Err(format!("table must be quantized, found {t}")),
+    };
+    let rows = tshape[0];
+    let row: usize = tshape[1..].iter().product();
+    let mut out = Vec::with_capacity(ids.len() * row);
+    for &i in &ids {
+        let r = if i < 0 { i + rows as i64 } else { i };
+        if r < 0 || r >= rows as i64 {
+            return Err(format!("index {i} is out of range for {rows} rows"));
+        }
+        let r = r as usize;
+        let (s, z) = match &q.params {
+            QuantParams::PerTensor { scale, zero_point } => (*scale, *zero_point),
+            QuantParams::PerAxis { scales, zero_points, .. } => (scales[r], zero_points[r]),
+        };
+        out.extend(table[r * row..(r + 1) * row].iter().map(|&v| dequantize_value(v, s, z as i32)));
+    }
+    let mut shape = input(ctx, 1)?.shape().to_vec();
+    shape.extend(&tshape[1..]);
+    Ok(vec![Tensor::F32(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?)])
+}
 
 fn i8_values(t: &Tensor, what: &str) -> OpResult<Vec<i32>> {
     match t {

@@ -145,6 +145,7 @@ pub fn quantize_int8(
         layers: Vec::new(),
     };
     if layers.is_empty() {
+        quantize_gathers(f, opts, &mut report)?;
         return Ok(report);
     }
 
@@ -237,6 +238,7 @@ pub fn quantize_int8(
         }
     }
     rewrite(f, &layers, &qlayers, &chosen, &params_of)?;
+    quantize_gathers(f, opts, &mut report)?;
     Ok(report)
 }
 
@@ -475,39 +477,47 @@ fn anchor(f: &Function, op: Op) -> Option<Layer> {
 // Quantizing one layer
 // ---------------------------------------------------------------------------------------------
 
-fn quantize_layer(l: &Layer, x_params: (f32, i32), y_params: (f32, i32)) -> QLayer {
-    let channels = l.channels();
-    let shape = l.w.shape().to_vec();
-    let inner: usize = shape[l.w_axis + 1..].iter().product();
+/// Symmetric int8 weights quantized per index of `axis`: `scale = max|w| / 127` (rounded to
+/// f32; 1 for an all-zero slice), values rounded and clamped to [−127, 127].
+fn quantize_weights(w: &ArrayD<f32>, axis: usize) -> (Tensor, TensorType, Vec<f32>) {
+    let shape = w.shape().to_vec();
+    let channels = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
     let channel_of = |i: usize| (i / inner.max(1)) % channels;
     let mut amax = vec![0f32; channels];
-    for (i, &v) in l.w.iter().enumerate() {
+    for (i, &v) in w.iter().enumerate() {
         let c = channel_of(i);
         amax[c] = amax[c].max(v.abs());
     }
     let scales: Vec<f32> =
         amax.iter().map(|&m| if m > 0.0 && m.is_finite() { m / 127.0 } else { 1.0 }).collect();
-    let q: Vec<i8> =
-        l.w.iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let s = scales[channel_of(i)];
-                (v / s).round().clamp(-127.0, 127.0) as i8
-            })
-            .collect();
-    let w = Tensor::I8(ArrayD::from_shape_vec(IxDyn(&shape), q).expect("same shape"));
-    let w_ty = TensorType::of(
+    let q: Vec<i8> = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = scales[channel_of(i)];
+            (v / s).round().clamp(-127.0, 127.0) as i8
+        })
+        .collect();
+    let t = Tensor::I8(ArrayD::from_shape_vec(IxDyn(&shape), q).expect("same shape"));
+    let ty = TensorType::of(
         &shape,
         ElemType::Quant(Box::new(QuantType {
             storage: ScalarType::I8,
             expressed: ScalarType::F32,
             params: QuantParams::PerAxis {
-                axis: l.w_axis,
+                axis,
                 scales: scales.iter().map(|&s| s as f64).collect(),
                 zero_points: vec![0; channels],
             },
         })),
     );
+    (t, ty, scales)
+}
+
+fn quantize_layer(l: &Layer, x_params: (f32, i32), y_params: (f32, i32)) -> QLayer {
+    let channels = l.channels();
+    let (w, w_ty, scales) = quantize_weights(&l.w, l.w_axis);
     let bias = l.bias.as_ref().map(|b| {
         let q: Vec<i32> = b
             .iter()
@@ -659,6 +669,82 @@ fn rewrite(
     crate::dce::eliminate_dead_ops(f);
     Ok(())
 }
+
+/// Embedding lookups (`shape.gather` along axis 0 of a constant f32 table of at least
+/// [`MIN_TABLE_ELEMENTS`] with run-time indices) read an int8 table quantized per row and
+/// dequantize the rows they gather (`q.gather`): weight-only, so the error is the table's own,
+/// reported as the layer's SQNR. A table equal to a quantized layer's weights (an LM head tied to
+/// the token embedding) uses the very same constant, so it is stored once.
+fn quantize_gathers(f: &mut Function, opts: &Int8Options, report: &mut QuantReport) -> Result<(), String> {
+    let body = f.body;
+    let ops = f.blocks[body].ops.clone();
+    let mut out = Vec::with_capacity(ops.len());
+    let mut moved: Vec<Op> = Vec::new();
+    for (n, &op) in ops.iter().enumerate() {
+        if moved.contains(&op) {
+            continue;
+        }
+        let d = &f.ops[op];
+        let table =
+            (d.kind == OpKind::Gather && d.attrs.int("axis").unwrap_or(0) == 0 && d.operands.len() == 2)
+                .then(|| f32_const(f, d.operands[0]))
+                .flatten()
+                .filter(|t| {
+                    t.ndim() >= 2 && t.len() >= MIN_TABLE_ELEMENTS && const_data(f, d.operands[1]).is_none()
+                });
+        let Some(table) = table else {
+            out.push(op);
+            continue;
+        };
+        let (q, ty, scales) = quantize_weights(&table, 0);
+        let row: usize = table.shape()[1..].iter().product();
+        let (mut sig, mut noise) = (0f64, 0f64);
+        for (i, (&w, &qv)) in table.iter().zip(q.to_f64_vec().iter()).enumerate() {
+            let deq = edgec_ir::ops::qint8::dequantize_value(qv as i32, scales[i / row.max(1)] as f64, 0);
+            sig += (w as f64).powi(2);
+            noise += ((w - deq) as f64).powi(2);
+        }
+        let sqnr = sqnr_db(sig, noise);
+        let int8 = sqnr >= opts.min_sqnr_db;
+        let name = loc_label(&d.loc, &format!("shape.gather#{n}"));
+        report.layers.push(LayerReport { name, op: "shape.gather".into(), sqnr_db: sqnr, int8 });
+        if !int8 {
+            out.push(op);
+            continue;
+        }
+        let (loc, indices, result) = (d.loc.clone(), d.operands[1], d.results[0]);
+        // Reuse an identical constant (a tied head's weights), moving it here if it is defined
+        // later (a head comes after the lookup).
+        let c = ConstTensor::from_tensor(&q).with_type(ty.clone());
+        let existing = ops.iter().copied().find(|&o| {
+            f.ops[o].kind == OpKind::Constant && f.ops[o].attrs.tensor("value").is_some_and(|t| *t == c)
+        });
+        let tv = match existing {
+            Some(o) => {
+                if !out.contains(&o) {
+                    out.push(o);
+                    moved.push(o);
+                }
+                f.ops[o].results[0]
+            }
+            None => {
+                let co = new_const(f, &q, ty, loc.clone());
+                out.push(co);
+                f.ops[co].results[0]
+            }
+        };
+        let g = new_op(f, OpKind::QGather, vec![tv, indices], Attrs::new(), loc)?;
+        out.push(g);
+        let r = f.ops[g].results[0];
+        f.replace_all_uses(result, r);
+    }
+    f.blocks[body].ops = out;
+    crate::dce::eliminate_dead_ops(f);
+    Ok(())
+}
+
+/// Smaller tables (e.g. a handful of class embeddings) are left in float.
+pub const MIN_TABLE_ELEMENTS: usize = 4096;
 
 /// `q.quantize(q.dequantize(t))` → `t` when the parameters agree, else `q.requantize(t)`.
 fn cancel_dequantize_quantize(f: &mut Function) -> Result<(), String> {
