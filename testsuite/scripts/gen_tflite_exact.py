@@ -158,13 +158,13 @@ def build_model(tensors, opcode, version, op_inputs, op_outputs, options=None):
     return bytes(b.Output())
 
 
-def run_ref(model, feeds, keep_dir=None, name="model"):
-    """Runs the model with TFLite's reference kernels; returns the op's output."""
+def run_ref(model, feeds, keep_dir=None, name="model", resolver=OpResolverType.BUILTIN_REF):
+    """Runs the model with TFLite's reference kernels (or `resolver`); returns the op's output."""
     fd, path = tempfile.mkstemp(suffix=".tflite")
     with os.fdopen(fd, "wb") as f:
         f.write(model)
     try:
-        interp = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        interp = Interpreter(model_path=path, experimental_op_resolver_type=resolver)
         interp.allocate_tensors()
         for d, v in zip(interp.get_input_details(), feeds):
             interp.set_tensor(d["index"], v)
@@ -233,6 +233,14 @@ CASES = []  # (manifest entry, arrays, model bytes)
 def add_case(entry, arrays, model, feeds, keep_dir):
     y = run_ref(model, feeds, keep_dir, entry["name"])
     arrays["y"] = y
+    if entry["op"] == "FULLY_CONNECTED":
+        # LiteRT's reference int8 FULLY_CONNECTED rescales in floating point,
+        # round(acc * (s_x * s_w / s_y)) in double, unlike its reference convolutions, its
+        # optimized FULLY_CONNECTED and TFLite-Micro, which use the fixed-point
+        # MultiplyByQuantizedMultiplier. Keep the optimized kernel's output as the fixed-point
+        # oracle too.
+        arrays["y_fixed_point"] = run_ref(
+            model, feeds, None, entry["name"], OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     entry["y_shape"] = list(y.shape)
     CASES.append((entry, arrays))
 
@@ -252,6 +260,11 @@ def conv_like(rng, name, kind, *, n=1, hw=(7, 6), cin=3, cout=4, k=(3, 3), strid
         s_x = f32(log_uniform(rng, 1e-4, 1e-3))
         s_w = log_uniform(rng, 1e-3, 0.1, cout)
         s_w[-1] = np.float32(1e-12)
+        x = act_values(rng, (n, *hw, cin), x_zp)
+        wlim = 127
+    elif regime == "pot":  # power-of-two scales: many exact ties in the requantization
+        s_x = f32(2.0 ** -int(rng.integers(4, 8)))
+        s_w = np.array([2.0 ** -int(rng.integers(6, 10)) for _ in range(cout)], np.float32)
         x = act_values(rng, (n, *hw, cin), x_zp)
         wlim = 127
     else:  # "big": multipliers > 1, small accumulators
@@ -276,6 +289,8 @@ def conv_like(rng, name, kind, *, n=1, hw=(7, 6), cin=3, cout=4, k=(3, 3), strid
     else:
         s_x, s_y = out_scale_for(act, s_x, real / s_x, rng)
         b = rng.integers(-int(acc_mag), int(acc_mag) + 1, size=cout, dtype=np.int64).astype(np.int32)
+        if regime == "pot":
+            s_y = f32(2.0 ** round(math.log2(s_y)))
     y_zp = int(rng.integers(-128, 128))
     bias_scale = (np.float64(s_x) * s_w.astype(np.float64)).astype(np.float32)
     oh, ow = out_hw(hw, k, stride, dil, padding)
@@ -349,6 +364,9 @@ def fully_connected(rng, name, *, in_shape=(3, 10), units=5, act="NONE", bias=Tr
         s_w = log_uniform(rng, 1e-3, 0.1, units)
         x = act_values(rng, in_shape, x_zp)
         w = sym_weights(rng, (units, k))
+    if regime == "pot":  # power-of-two scales: many exact ties in the requantization
+        s_x = f32(2.0 ** -int(rng.integers(4, 8)))
+        s_w = np.array([2.0 ** -int(rng.integers(6, 10)) for _ in range(units)], np.float32)
     if not per_channel:
         s_w = s_w[:1]
     acc_mag = np.sqrt(k) * float(np.abs(x.astype(np.int32) - x_zp).mean() + 1) * float(np.abs(w).mean() + 1)
@@ -361,6 +379,8 @@ def fully_connected(rng, name, *, in_shape=(3, 10), units=5, act="NONE", bias=Tr
     else:
         s_x, s_y = out_scale_for(act, s_x, acc_mag * float(np.mean(s_w)), rng)
         b = rng.integers(-int(acc_mag), int(acc_mag) + 1, size=units, dtype=np.int64).astype(np.int32)
+        if regime == "pot":
+            s_y = f32(2.0 ** round(math.log2(s_y)))
     y_zp = int(rng.integers(-128, 128))
     sw_all = np.broadcast_to(s_w, (units,)).astype(np.float32)
     bias_scale = (np.float64(s_x) * s_w.astype(np.float64)).astype(np.float32)
@@ -579,6 +599,14 @@ def all_cases(keep_dir):
     requantize(rng, "requantize_identity_scale", ratio=1.0, **kw)
     dequantize(rng, "dequantize_random", **kw)
     dequantize(rng, "dequantize_small_scale", scale=3.7e-7, **kw)
+    # Power-of-two scales, where TFLite's two roundings (SaturatingRoundingDoublingHighMul, then
+    # RoundingDivideByPOT) differ most often from a single rounding.
+    conv_like(rng, "conv_pot_multipliers", "conv", regime="pot", hw=(8, 8), **kw)
+    conv_like(rng, "dw_pot_multipliers", "dw", cin=6, regime="pot", hw=(8, 8), **kw)
+    fully_connected(rng, "fc_pot_multipliers", in_shape=(8, 12), units=6, regime="pot", **kw)
+    requantize(rng, "requantize_pot", ratio=0.125, **kw)
+    requantize(rng, "requantize_pot_b", ratio=0.03125, **kw)
+    add(rng, "add_pot_scales", scales=(0.25, 0.0625), **kw)
 
 
 def main():
