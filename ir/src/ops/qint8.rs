@@ -3,7 +3,9 @@
 //!
 //! Unlike the ONNX-level ops of `quant.rs`, these carry their quantization parameters in the
 //! types (`!q.uniform<i8:f32, scale, zero_point>`), and their arithmetic is that of TFLite's
-//! reference integer kernels bit for bit (see `docs/quantization.md`):
+//! reference integer kernels bit for bit (see `docs/quantization.md`; for fully connected, TFLite's
+//! fixed-point rescaling, which LiteRT's reference FC replaces by a float one; checked by
+//! `testsuite/tests/tflite_exact.rs`):
 //! - `q.quantize`: `clamp(round_half_away(x / scale) + zero_point)` with the division in `f32`.
 //! - `q.dequantize`: `f32(scale · (q − zero_point))` with the product in `f64`.
 //! - `q.requantize`: `clamp(MBQM(q − zp_in, M) + zp_out)` with `M = scale_in / scale_out`.
