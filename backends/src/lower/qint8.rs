@@ -9,7 +9,7 @@
 use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
 use crate::kir::*;
 use crate::quant::{QChannel, QOut, QWeights};
-use edgec_ir::ops::qint8::{per_tensor_i8, quantize_multiplier, weight_scales};
+use edgec_ir::ops::qint8::{add_params, per_tensor_i8, quantize_multiplier, weight_scales};
 use edgec_ir::ops::{conv_geometry, conv_transpose_geometry};
 use edgec_ir::{OpKind, QuantParams};
 
@@ -19,6 +19,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         OpKind::QDequantize => dequantize(cx)?,
         OpKind::QRequantize => requantize(cx)?,
         OpKind::QGather => gather(cx)?,
+        OpKind::QAdd => qadd(cx)?,
         OpKind::QFullyConnected | OpKind::QConv if cx.qgemm.is_some() => gemm_layer(cx)?,
         OpKind::QConvTranspose if cx.qgemm.is_some() => conv_transpose_layer(cx)?,
         OpKind::QConv | OpKind::QConvTranspose | OpKind::QFullyConnected => integer_layer(cx)?,
@@ -129,6 +130,9 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
+/// An element's `(scale, zero_point)` from its index.
+type ParamsAt = Box<dyn Fn(&[Expr]) -> (Expr, Expr)>;
+
 fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
     let shape = cx.shape(0);
     let q = match &cx.operands[0].elem {
@@ -138,10 +142,10 @@ fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
     let (mut k, mut binds) = io_kernel(cx, "dequantize")?;
     let st = strides(&shape);
     // Per-axis parameters come from tables; per-tensor ones are constants.
-    let (scale, zp): (Box<dyn Fn(&[Expr]) -> (Expr, Expr)>, _) = match &q.params {
+    let params: ParamsAt = match &q.params {
         QuantParams::PerTensor { scale, zero_point } => {
             let (s, z) = (*scale, *zero_point);
-            (Box::new(move |_: &[Expr]| (fc(s, Ty::F64), i32c(z))), ())
+            Box::new(move |_: &[Expr]| (fc(s, Ty::F64), i32c(z)))
         }
         QuantParams::PerAxis { axis, scales, zero_points } => {
             let sb: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
@@ -155,13 +159,12 @@ fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
             binds.push(Bind::Table(ts));
             binds.push(Bind::Table(tz));
             let a = *axis;
-            (Box::new(move |ix: &[Expr]| (load(ps, ix[a].clone()), load(pz, ix[a].clone()))), ())
+            Box::new(move |ix: &[Expr]| (load(ps, ix[a].clone()), load(pz, ix[a].clone())))
         }
     };
-    let _ = zp;
     k.body = k.nest(&shape, |_, ix| {
         let i = linear(ix, &st);
-        let (s, z) = scale(ix);
+        let (s, z) = params(ix);
         let centered = cast(Ty::F64, bin(BinOp::Sub, cast(Ty::I32, load(0, i.clone())), z));
         vec![Stmt::Store { buf: 1, index: i, value: cast(Ty::F32, bin(BinOp::Mul, s, centered)) }]
     });
@@ -183,6 +186,52 @@ fn requantize(cx: &mut OpCx) -> Result<Lowered, String> {
             buf: 1,
             index: i,
             value: clamp_i8(bin(BinOp::Add, y, i32c(zp_out)), -128, 127),
+        });
+        s
+    });
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// q.add: TFLite's int8 ADD with numpy broadcasting. Both centered inputs are shifted left by
+/// 20 bits and rescaled to twice the larger input scale, summed, rescaled to the output scale
+/// (every multiplier is below 1, so each right shift is `−shift`), offset and clamped.
+fn qadd(cx: &mut OpCx) -> Result<Lowered, String> {
+    let (ash, bsh, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
+    let (s1, z1) = per_tensor_i8(&cx.operands[0], "a")?;
+    let (s2, z2) = per_tensor_i8(&cx.operands[1], "b")?;
+    let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
+    let p = add_params(s1, s2, s_y)?;
+    let (lo, hi) = (cx.int("act_min", -128), cx.int("act_max", 127));
+    let (mut k, binds) = io_kernel(cx, "qadd")?;
+    let (ast, bst, yst) = (strides(&ash), strides(&bsh), strides(&ys));
+    // An input's index: the output's trailing indices, 0 along its broadcast (size-1) dims.
+    let bcast = |shape: &[usize], st: &[usize], ix: &[Expr]| {
+        let off = ix.len() - shape.len();
+        let sub: Vec<Expr> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if d == 1 { idx(0) } else { ix[off + i].clone() })
+            .collect();
+        linear(&sub, st)
+    };
+    k.body = k.nest(&ys, |k, ix| {
+        let mut s = Vec::new();
+        let mut scaled = |k: &mut Kernel, buf: BufId, index: Expr, zp: i64, (m, shift): (i32, i32)| {
+            let centered = bin(BinOp::Sub, cast(Ty::I32, load(buf, index)), i32c(zp));
+            let (st, v) =
+                requant(k, centered, i32c(m as i64), i32c(1i64 << p.left_shift), i32c(-shift as i64));
+            s.extend(st);
+            v
+        };
+        let a = scaled(k, 0, bcast(&ash, &ast, ix), z1, p.input1);
+        let b = scaled(k, 1, bcast(&bsh, &bst, ix), z2, p.input2);
+        let (m, shift) = p.output;
+        let (st, y) = requant(k, bin(BinOp::Add, a, b), i32c(m as i64), i32c(1), i32c(-shift as i64));
+        s.extend(st);
+        s.push(Stmt::Store {
+            buf: 2,
+            index: linear(ix, &yst),
+            value: clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi),
         });
         s
     });

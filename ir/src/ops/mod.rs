@@ -389,6 +389,7 @@ op_table! {
     QQuantize => qint8::QUANTIZE,
     QDequantize => qint8::DEQUANTIZE,
     QRequantize => qint8::REQUANTIZE,
+    QAdd => qint8::QADD,
     QConv => qint8::QCONV,
     QConvTranspose => qint8::QCONV_TRANSPOSE,
     QFullyConnected => qint8::QFULLY_CONNECTED,

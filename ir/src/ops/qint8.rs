@@ -3,10 +3,14 @@
 //!
 //! Unlike the ONNX-level ops of `quant.rs`, these carry their quantization parameters in the
 //! types (`!q.uniform<i8:f32, scale, zero_point>`), and their arithmetic is that of TFLite's
-//! reference integer kernels bit for bit (see `docs/quantization.md`):
+//! reference integer kernels bit for bit (see `docs/quantization.md`; for fully connected, TFLite's
+//! fixed-point rescaling, which LiteRT's reference FC replaces by a float one; checked by
+//! `testsuite/tests/tflite_exact.rs`):
 //! - `q.quantize`: `clamp(round_half_away(x / scale) + zero_point)` with the division in `f32`.
 //! - `q.dequantize`: `f32(scale · (q − zero_point))` with the product in `f64`.
 //! - `q.requantize`: `clamp(MBQM(q − zp_in, M) + zp_out)` with `M = scale_in / scale_out`.
+//! - `q.add`: TFLite ADD's int8 arithmetic (see [`add_params`]): both inputs, shifted left by 20
+//!   bits, are rescaled to twice the larger input scale, summed, rescaled to the output, clamped.
 //! - `q.conv`, `q.conv_transpose`, `q.fully_connected`: `acc = Σ w·(x − zp_x) + bias[c]` in
 //!   `i32`, then per output channel `c`: `clamp(MBQM(acc, M[c]) + zp_y, act_min, act_max)` with
 //!   `M[c] = scale_x · scale_w[c] / scale_y` quantized by [`quantize_multiplier`] and MBQM =
@@ -96,6 +100,46 @@ pub fn multiply_by_quantized_multiplier(acc: i32, m: i32, shift: i32) -> i32 {
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc.wrapping_mul(1 << left), m), right)
 }
 
+/// The fixed-point parameters of TFLite's int8 ADD (`PrepareGeneralSubOp` / add.cc `Prepare`):
+/// each input is rescaled to `2 · max(s1, s2)` after a left shift of 20 bits, and the sum back to
+/// the output scale. All three multipliers are below 1 (TFLite's `QuantizeMultiplierSmallerThanOneExp`
+/// refuses others), so their shifts are ≤ 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddParams {
+    pub left_shift: i32,
+    pub input1: (i32, i32),
+    pub input2: (i32, i32),
+    pub output: (i32, i32),
+}
+
+/// [`AddParams`] of input scales `s1`, `s2` and output scale `s_out` (each an `f32` value held in
+/// an `f64`, as TFLite's tensors store them).
+pub fn add_params(s1: f64, s2: f64, s_out: f64) -> OpResult<AddParams> {
+    const LEFT_SHIFT: i32 = 20;
+    let twice_max = 2.0 * s1.max(s2);
+    let real_out = twice_max / ((1i64 << LEFT_SHIFT) as f64 * s_out);
+    let q = |m: f64, what: &str| -> OpResult<(i32, i32)> {
+        if !(m > 0.0 && m < 1.0) {
+            return Err(format!("the {what} multiplier {m} must be in (0, 1) (TFLite's int8 ADD)"));
+        }
+        Ok(quantize_multiplier(m))
+    };
+    Ok(AddParams {
+        left_shift: LEFT_SHIFT,
+        input1: q(s1 / twice_max, "first input's")?,
+        input2: q(s2 / twice_max, "second input's")?,
+        output: q(real_out, "output")?,
+    })
+}
+
+/// TFLite's int8 ADD of one pair of values, already centered (`q − zero_point`), before the
+/// output zero point and the clamp: `MBQM(MBQM(a·2^20, m1) + MBQM(b·2^20, m2), m_out)`.
+pub fn add_value(p: &AddParams, a: i32, b: i32) -> i32 {
+    let sa = multiply_by_quantized_multiplier(a.wrapping_mul(1 << p.left_shift), p.input1.0, p.input1.1);
+    let sb = multiply_by_quantized_multiplier(b.wrapping_mul(1 << p.left_shift), p.input2.0, p.input2.1);
+    multiply_by_quantized_multiplier(sa.wrapping_add(sb), p.output.0, p.output.1)
+}
+
 /// TFLite's `AffineQuantize` of one value: the division in `f32`, rounding half away from zero.
 /// NaN gives the zero point.
 pub fn quantize_value(x: f32, scale: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
@@ -118,6 +162,7 @@ pub const ALL: &[super::OpKind] = &[
     super::OpKind::QQuantize,
     super::OpKind::QDequantize,
     super::OpKind::QRequantize,
+    super::OpKind::QAdd,
     super::OpKind::QConv,
     super::OpKind::QConvTranspose,
     super::OpKind::QFullyConnected,
@@ -162,6 +207,19 @@ pub static REQUANTIZE: OpDef = OpDef {
     traits: Traits::PURE,
     infer: infer_requantize,
     eval: eval_requantize,
+};
+
+pub static QADD: OpDef = OpDef {
+    name: "q.add",
+    summary: "Elementwise sum of two per-tensor i8 tensors with numpy broadcasting (TFLite ADD \
+              int8): inputs rescaled to twice the larger input scale after a 20-bit left shift, \
+              summed in i32, requantized to (scale, zero_point), clamped to [act_min, act_max].",
+    operands: &["a", "b"],
+    results: &["y"],
+    attrs: &OUT_ATTRS,
+    traits: Traits::PURE.union(Traits::COMMUTATIVE),
+    infer: infer_add,
+    eval: eval_add,
 };
 
 const QCONV_ATTRS: &[AttrDef] = &[
@@ -380,6 +438,17 @@ fn infer_requantize(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     Ok(vec![TensorType::new(x.dims.clone(), i8_type(s, zp))])
 }
 
+fn infer_add(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let (a, b) = (operand(ctx, 0)?, operand(ctx, 1)?);
+    let (s1, _) = per_tensor_i8(a, "a")?;
+    let (s2, _) = per_tensor_i8(b, "b")?;
+    let (s, zp) = out_params(ctx.attrs)?;
+    act_range(ctx.attrs)?;
+    add_params(s1, s2, s)?;
+    let dims = super::util::broadcast_dims(&a.dims, &b.dims)?;
+    Ok(vec![TensorType::new(dims, i8_type(s, zp))])
+}
+
 fn infer_qconv(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     let (x, w) = (operand(ctx, 0)?, operand(ctx, 1)?);
     per_tensor_i8(x, "x")?;
@@ -546,6 +615,29 @@ fn eval_requantize(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     Ok(vec![i8_tensor(x.shape(), vals)?])
 }
 
+fn eval_add(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let (a, b) = match (input(ctx, 0)?, input(ctx, 1)?) {
+        (Tensor::I8(a), Tensor::I8(b)) => (a, b),
+        (a, b) => {
+            return Err(format!(
+                "a and b must hold i8 values, found {} and {}",
+                a.scalar_type(),
+                b.scalar_type()
+            ))
+        }
+    };
+    let (s1, z1) = per_tensor_i8(&ctx.operand_types[0], "a")?;
+    let (s2, z2) = per_tensor_i8(&ctx.operand_types[1], "b")?;
+    let (s, zp) = out_params(ctx.attrs)?;
+    let (lo, hi) = act_range(ctx.attrs)?;
+    let p = add_params(s1, s2, s)?;
+    let (z1, z2, zp) = (z1 as i32, z2 as i32, zp as i32);
+    let y = super::elementwise_kernels::zip2(a, b, |x, y| {
+        (add_value(&p, x as i32 - z1, y as i32 - z2).saturating_add(zp)).clamp(lo, hi) as i8
+    })?;
+    Ok(vec![Tensor::I8(y)])
+}
+
 /// The inputs of an integer linear op: x − zp_x and w as exact `f64` arrays, the bias, and the
 /// per-channel requantization (multiplier, shift) pairs.
 struct LinearInputs {
@@ -629,7 +721,7 @@ fn eval_fully_connected(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     if xs.len() % k.max(1) != 0 {
         return Err(format!("x's last dim is not w's K = {k}"));
     }
-    let rows = if k == 0 { xs.len() } else { xs.len() / k };
+    let rows = xs.len().checked_div(k).unwrap_or(xs.len());
     let mut acc = vec![0f64; rows * n];
     for r in 0..rows {
         let xr = &xs[r * k..(r + 1) * k];
@@ -677,6 +769,22 @@ mod tests {
         assert_eq!(multiply_by_quantized_multiplier(-101, m, s), -50);
         let (m, s) = quantize_multiplier(3.0);
         assert_eq!(multiply_by_quantized_multiplier(-7, m, s), -21);
+    }
+
+    #[test]
+    fn add_follows_tflite_int8_add() {
+        // Equal scales: each input multiplier is 1/2, the output one 2·s / (2^20 · s_out).
+        let p = add_params(0.5, 0.5, 0.5).unwrap();
+        assert_eq!(p.input1, (1 << 30, 0));
+        assert_eq!(p.input2, (1 << 30, 0));
+        assert_eq!(p.output, quantize_multiplier(2.0 / (1u64 << 20) as f64));
+        assert_eq!(add_value(&p, 3, 4), 7);
+        assert_eq!(add_value(&p, -100, 27), -73);
+        // Output 4× coarser: (3 + 4) / 4 = 1.75 rounds to 2.
+        let p = add_params(0.25, 0.25, 1.0).unwrap();
+        assert_eq!(add_value(&p, 3, 4), 2);
+        // TFLite refuses an output multiplier ≥ 1 (output scale below 2·max / 2^20).
+        assert!(add_params(1.0, 1.0, 1e-7).is_err());
     }
 
     #[test]
