@@ -119,7 +119,8 @@ struct QLayer {
 pub fn activation_params(lo: f32, hi: f32) -> (f32, i32) {
     let (lo, hi) = (lo.min(0.0) as f64, hi.max(0.0) as f64);
     let range = hi - lo;
-    if !(range > 1e-30) || !range.is_finite() {
+    // Also catches NaN (no comparison holds).
+    if range.is_nan() || range <= 1e-30 || !range.is_finite() {
         return (1.0, 0);
     }
     let scale = (range / 255.0) as f32;

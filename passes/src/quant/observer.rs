@@ -12,18 +12,13 @@
 use std::fmt;
 
 /// How the range of an activation tensor is chosen from calibration data.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Observer {
+    #[default]
     MinMax,
     /// Percentile of |values| kept, e.g. 99.99.
     Percentile(f64),
     Mse,
-}
-
-impl Default for Observer {
-    fn default() -> Self {
-        Observer::MinMax
-    }
 }
 
 impl fmt::Display for Observer {
@@ -90,7 +85,8 @@ impl Stats {
 
     /// The range the observer picks, always containing 0.
     pub fn range(&self, observer: Observer) -> (f32, f32) {
-        if !(self.min <= self.max) {
+        // Nothing observed (min = +inf, max = -inf) or only NaNs.
+        if self.min.is_nan() || self.max.is_nan() || self.min > self.max {
             return (0.0, 0.0);
         }
         let (lo, hi) = (self.min.min(0.0), self.max.max(0.0));
