@@ -310,15 +310,7 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
                 wix.extend(kv.iter().map(|&v| Expr::Var(v)));
                 let prod =
                     bin(BinOp::Mul, wval(linear(&wix, &strides(&ws))), xval(linear(&xix, &strides(&xs))));
-                let mut inner = vec![Stmt::If {
-                    cond: cond.unwrap_or(cmp(CmpOp::Eq, idx(0), idx(0))),
-                    then: vec![update(prod)],
-                    els: vec![],
-                }];
-                for d in (0..nd).rev() {
-                    inner = vec![Stmt::For { var: kv[d], extent: g.kernel[d] as u64, body: inner }];
-                }
-                s.push(Stmt::For { var: c, extent: cg as u64, body: inner });
+                s.push(window_sum(c, cg, &kv, &g.kernel, cond, update(prod)));
             }
             _ => {
                 // Transposed: y[o] gathers x[i] with o = i·s + k·d − pad, i.e. i = (o + pad − k·d) / s.
@@ -355,15 +347,7 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
                 wix.extend(kv.iter().map(|&v| Expr::Var(v)));
                 let prod =
                     bin(BinOp::Mul, wval(linear(&wix, &strides(&ws))), xval(linear(&xix, &strides(&xs))));
-                let mut inner = vec![Stmt::If {
-                    cond: cond.unwrap_or(cmp(CmpOp::Eq, idx(0), idx(0))),
-                    then: vec![update(prod)],
-                    els: vec![],
-                }];
-                for d in (0..nd).rev() {
-                    inner = vec![Stmt::For { var: kv[d], extent: g.kernel[d] as u64, body: inner }];
-                }
-                s.push(Stmt::For { var: c, extent: xs[1] as u64, body: inner });
+                s.push(window_sum(c, xs[1], &kv, &g.kernel, cond, update(prod)));
             }
         }
         let (rs, y) = requant(k, Expr::Var(acc), load(tm, ch.clone()), load(tl, ch.clone()), load(tr, ch));
@@ -377,6 +361,26 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     })?;
     k.body = body;
     Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
+/// `for c in 0..channels { for k... in kernel { if cond { update } } }`: the accumulation loops
+/// of the direct (reference-speed) convolutions.
+fn window_sum(
+    c: VarId,
+    channels: usize,
+    kv: &[VarId],
+    kernel: &[usize],
+    cond: Option<Expr>,
+    update: Stmt,
+) -> Stmt {
+    let mut inner = match cond {
+        Some(cond) => vec![Stmt::If { cond, then: vec![update], els: vec![] }],
+        None => vec![update],
+    };
+    for d in (0..kv.len()).rev() {
+        inner = vec![Stmt::For { var: kv[d], extent: kernel[d] as u64, body: inner }];
+    }
+    Stmt::For { var: c, extent: channels as u64, body: inner }
 }
 
 /// A conv's input position per spatial dim, `o·s + k·d − pad`, and the condition that all of
