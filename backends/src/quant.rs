@@ -40,6 +40,33 @@ pub enum QOut {
     /// `shift`, `c_zp` and the activation range are not used. For products whose sums are
     /// combined further (transposed convolution's col2im) before requantization.
     I32,
+    /// f32: the int8 value of [`QOut::I8`], dequantized as `(y − c_zp) · scale` in f32 with
+    /// `scale = f32::from_bits(scale_bits)`. That f32 product of an f32 scale and a small integer
+    /// equals TFLite's f64 product rounded to f32, so it is exactly `q.dequantize` of the int8
+    /// result; C is f32.
+    F32 { scale_bits: u32 },
+}
+
+/// Where [`crate::llvm::qgemm::pack_weights`] puts each weight of a packed operand (see
+/// `qgemm::packed_layout`): element (`idx`, `k`), `idx` the row of A or the column of B, is at
+/// byte `(idx / width) · panel_bytes + ((k / kg) · width + idx % width) · kg + k % kg`. Other ops
+/// that read a packed constant (a tied embedding's lookup) use it so that one copy serves both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QPackedLayout {
+    /// Rows (A) or columns (B) per panel.
+    pub width: usize,
+    /// Consecutive k stored together.
+    pub kg: usize,
+    pub panel_bytes: usize,
+}
+
+impl QPackedLayout {
+    /// Byte offset of element (`idx`, `k`).
+    pub fn offset(&self, idx: usize, k: usize) -> usize {
+        (idx / self.width) * self.panel_bytes
+            + ((k / self.kg) * self.width + idx % self.width) * self.kg
+            + k % self.kg
+    }
 }
 
 /// An int8 GEMM with static sizes and compile-time zero points / activation range. A, B and C are

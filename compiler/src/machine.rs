@@ -5,8 +5,8 @@
 use crate::error::Error;
 use crate::target::Target;
 use edgec_backends::llvm::codegen::{
-    emit_object, gemm_nr, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, qgemm_pack_fn, qgemm_scratch_fn,
-    MachineSpec,
+    emit_object, gemm_nr, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, qgemm_layout_fn, qgemm_pack_fn,
+    qgemm_scratch_fn, MachineSpec,
 };
 use edgec_backends::lower::{lower, LowerOptions, Program};
 use edgec_ir::{Function, Tensor};
@@ -94,13 +94,12 @@ pub fn compile_with(
     let (mut spec, kind) = machine_of(target)?;
     spec.sanitize_address = sanitize_address;
     let isa = spec.isa().map_err(Error::Internal)?;
+    let qtile = spec.qtile().map_err(Error::Internal)?;
     let opts = LowerOptions {
         gemm_scratch: gemm_scratch_fn(isa),
         gemm_pack_b: Some(gemm_pack_fn(isa)),
-        qgemm: Some({
-            let tile = spec.qtile().map_err(Error::Internal)?;
-            (qgemm_scratch_fn(tile), qgemm_pack_fn(tile))
-        }),
+        qgemm: Some((qgemm_scratch_fn(qtile), qgemm_pack_fn(qtile))),
+        qgemm_layout: Some(qgemm_layout_fn(qtile)),
         align: if spec.bare_metal { 16 } else { 64 },
         // Dequantized int4 weight blocks: a few KiB of SRAM on a microcontroller, L2-sized elsewhere.
         nbits_block_bytes: if spec.bare_metal { 16 << 10 } else { 512 << 10 },

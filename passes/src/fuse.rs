@@ -41,8 +41,13 @@ impl Pass for Fuse {
 }
 
 /// Ops whose result a backend computes into its output buffer, so an epilogue can follow.
+/// An int8 fully connected layer is one when it writes f32 (`dequantize = 1`; see
+/// `fusable_anchor`).
 fn is_anchor(kind: OpKind) -> bool {
-    matches!(kind, OpKind::Conv | OpKind::ConvTranspose | OpKind::MatMul | OpKind::Gemm)
+    matches!(
+        kind,
+        OpKind::Conv | OpKind::ConvTranspose | OpKind::MatMul | OpKind::Gemm | OpKind::QFullyConnected
+    )
 }
 
 fn is_half(s: ScalarType) -> bool {

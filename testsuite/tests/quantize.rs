@@ -431,3 +431,65 @@ fn q_quantize_and_dequantize_are_bit_exact_with_the_interpreter() {
         }
     }
 }
+
+/// A table that is both a `q.gather` lookup and a `q.fully_connected` weight (a tied LM head and
+/// its token embedding) is stored once, in the int8 GEMM's packed layout, and the lookup reads
+/// rows from the panels. N = 100 rows leave a partial last panel on every target and K = 38 a
+/// partial last k group; the lookups hit the first and last rows and negative indices. The same
+/// weights also feed a layer that writes f32 (`dequantize = 1`) with a fused residual add.
+#[test]
+fn tied_int8_table_is_stored_once_and_looked_up_in_packed_form() {
+    let (n, k, rows) = (100usize, 38usize, 3usize);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let w: Vec<u8> = (0..n * k).map(|_| rng.range(-127, 127) as i8 as u8).collect();
+    // f32 scales, as quantized files store them (the per-row scale table is f32).
+    let scales: Vec<String> =
+        (0..n).map(|_| format!("{}:0", (0.002 + rng.range(0, 1000) as f64 * 1e-5) as f32 as f64)).collect();
+    let wty = format!("tensor<{n}x{k}x!q.uniform<i8:f32:0, {{{}}}>>", scales.join(", "));
+    let (s_x, zp_x, s_y, zp_y) = (0.05, 3, 0.375, -5);
+    let xty = format!("tensor<{rows}x{k}x!q.uniform<i8:f32, {s_x}, {zp_x}>>");
+    let yty = format!("tensor<{rows}x{n}x!q.uniform<i8:f32, {s_y}, {zp_y}>>");
+    let ids = [0i64, 99, -1, 42, -100, 7, 63, 64];
+    let text = format!(
+        "func @main(%x: {xty}, %ids: tensor<{}xi64>, %r: tensor<{rows}x{n}xf32>) -> (\"y\": {yty}, \"e\": tensor<{}x{k}xf32>, \"z\": tensor<{rows}x{n}xf32>) {{\n\
+         \x20 %0 = builtin.constant {{value = dense<0x{}> : {wty}}} : {wty} loc(unknown)\n\
+         \x20 %1 = q.fully_connected %x, %0 {{scale = {s_y}, zero_point = {zp_y}}} : {yty} loc(\"head\")\n\
+         \x20 %2 = q.gather %0, %ids : tensor<{}x{k}xf32> loc(\"embed\")\n\
+         \x20 %3 = q.fully_connected %x, %0 {{dequantize = 1, scale = {s_y}, zero_point = {zp_y}}} : tensor<{rows}x{n}xf32> loc(\"head_f32\")\n\
+         \x20 %4 = math.add %3, %r : tensor<{rows}x{n}xf32> loc(\"residual\")\n\
+         \x20 func.return %1, %2, %4 loc(unknown)\n}}\n",
+        ids.len(),
+        ids.len(),
+        hex(&w),
+        ids.len()
+    );
+    let module = edgec_ir::parser::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let session = Session::from_module(module).unwrap();
+    let xv: Vec<f64> = (0..rows * k).map(|_| rng.range(-128, 127) as f64).collect();
+    let inputs = vec![
+        Tensor::from_f64(edgec_ir::ScalarType::I8, &[rows, k], &xv).unwrap(),
+        Tensor::from_f64(edgec_ir::ScalarType::I64, &[ids.len()], &ids.map(|i| i as f64)).unwrap(),
+        Tensor::from_f64(
+            edgec_ir::ScalarType::F32,
+            &[rows, n],
+            &(0..rows * n).map(|i| (i % 7) as f64 * 0.25).collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    ];
+    // The dequantized layer is the anchor of a fused kernel with the add as its epilogue.
+    let optimized = edgec_ir::printer::print_module(&session.optimize().unwrap().module);
+    assert!(optimized.contains("fully_connected+add"), "{optimized}");
+    let want = session.run(inputs.clone()).unwrap();
+    for target in ["host", "cortex-m7", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"] {
+        let t = Target::parse(target).unwrap();
+        let compiled = session.compile(&t, "model", false).unwrap_or_else(|e| panic!("{target}: {e}"));
+        // One packed copy (panels padded to the tile, plus int32 sums per row), not two.
+        let weights = compiled.program.weights_bytes() as usize;
+        assert!(weights < 2 * n * k, "{target}: {weights} bytes of weights for a {n}x{k} table");
+        let (got, _) = session.execute(&compiled, &inputs).unwrap_or_else(|e| panic!("{target}: {e}"));
+        for (name, w, g) in [("y", &want[0], &got[0]), ("e", &want[1], &got[1]), ("z", &want[2], &got[2])] {
+            assert_eq!(w.to_f64_vec(), g.to_f64_vec(), "{target}: {name} differs from the interpreter");
+        }
+        println!("{target}: tied table in {weights} bytes ({} unpacked), lookups and head bit-exact", n * k);
+    }
+}

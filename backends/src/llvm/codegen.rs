@@ -93,6 +93,11 @@ pub fn qgemm_pack_fn(tile: QTile) -> crate::lower::QGemmPackFn {
     })
 }
 
+/// Where [`qgemm_pack_fn`] puts each weight of a `prepacked` [`kir::QGemmSpec`].
+pub fn qgemm_layout_fn(tile: QTile) -> crate::lower::QGemmLayoutFn {
+    std::sync::Arc::new(move |s: &kir::QGemmSpec| qgemm::packed_layout(&s.desc(false), tile))
+}
+
 fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {
     GemmDesc {
         m: s.m,

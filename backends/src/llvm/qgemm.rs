@@ -366,6 +366,17 @@ fn packed_geometry(desc: &QGemmDesc, p: &QPlan) -> (usize, usize, usize) {
     (panels, panel_bytes, round_up(panels * panel_bytes, 64))
 }
 
+/// Where [`pack_weights`] stores each weight (the panel geometry of `desc`'s weight operand).
+pub fn packed_layout(desc: &QGemmDesc, tile: QTile) -> QPackedLayout {
+    let p = qplan(desc, tile);
+    let (_, panel_bytes, _) = packed_geometry(desc, &p);
+    let width = match desc.weights {
+        QWeights::A => p.mr,
+        QWeights::B => p.nr,
+    };
+    QPackedLayout { width, kg: p.kg, panel_bytes }
+}
+
 /// Length in bytes of [`pack_weights`]'s result.
 pub fn qgemm_packed_len(desc: &QGemmDesc, tile: QTile) -> usize {
     let p = qplan(desc, tile);
@@ -1238,8 +1249,19 @@ impl<'ctx> Emitter<'ctx> {
         let hi = self.kv32(d.act_max as i64, w);
         let y = self.sel(b.build_int_compare(IntPredicate::SLT, y, lo, "")?, lo, y)?;
         let y = self.sel(b.build_int_compare(IntPredicate::SGT, y, hi, "")?, hi, y)?;
+        let at = self.add(self.mulc(i, d.ldc)?, j)?;
+        if let QOut::F32 { scale_bits } = d.out {
+            // The int8 value, dequantized in registers instead of through an int8 C.
+            let centered = b.build_int_sub(y, self.kv32(d.c_zp as i64, w), "")?;
+            let f32v = self.ctx.f32_type().vec_type(w as u32);
+            let f = b.build_signed_int_to_float(centered, f32v, "")?;
+            let sc = self.ctx.f32_type().const_float(f32::from_bits(scale_bits) as f64);
+            let scv = VectorType::const_vector(&vec![sc; w]);
+            let v = b.build_float_mul(f, scv, "")?;
+            return self.store(self.gep32(ptrs.c, at)?, v, 4);
+        }
         let y = b.build_int_truncate(y, self.i8t.vec_type(w as u32), "")?;
-        let cp = self.gep8(ptrs.c, self.add(self.mulc(i, d.ldc)?, j)?)?;
+        let cp = self.gep8(ptrs.c, at)?;
         self.store(cp, y, 1)
     }
 

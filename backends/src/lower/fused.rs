@@ -61,10 +61,12 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                 gemm_scratch: cx.gemm_scratch.clone(),
                 gemm_pack_b: cx.gemm_pack_b.clone(),
                 qgemm: cx.qgemm.clone(),
+                qgemm_layout: cx.qgemm_layout.clone(),
                 nbits_block_bytes: cx.nbits_block_bytes,
                 gemm_nr: cx.gemm_nr,
                 region: None,
                 shared: map.iter().map(|&i| cx.shared.get(i).copied().unwrap_or(false)).collect(),
+                packed: map.iter().map(|&i| cx.packed.get(i).copied().unwrap_or(false)).collect(),
             };
             let Lowered::Calls(inner_calls) = lower_op(&mut inner)? else {
                 return Err(format!("{} lowered to a view", d.kind.name()));

@@ -24,9 +24,10 @@ mod schedule;
 
 use crate::kir::{Access, Kernel, Ty};
 use edgec_ir::entity::{EntityRef, SecondaryMap, Value};
+use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{EvalCtx, OpKind, Traits};
 use edgec_ir::{Attrs, Function, Loc, ScalarType, Tensor, TensorType};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use plan::{memory_svg, ArenaPlan};
 
@@ -108,6 +109,9 @@ pub type GemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec, &[f32]) -> Ve
 pub type QGemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool) -> u64 + Send + Sync>;
 /// Packs constant int8 weights (in the spec's layout) for a `prepacked` int8 GEMM.
 pub type QGemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool, &[i8]) -> Vec<i8> + Send + Sync>;
+/// Where [`QGemmPackFn`] puts each weight, for ops that read a packed constant directly.
+pub type QGemmLayoutFn =
+    std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec) -> crate::quant::QPackedLayout + Send + Sync>;
 
 /// Options that shape lowering.
 #[derive(Clone)]
@@ -119,6 +123,10 @@ pub struct LowerOptions {
     /// The int8 GEMM's scratch size and weight packing; `None` lowers int8 products to plain
     /// loops.
     pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
+    /// Where the int8 GEMM's packing puts each weight. With it, a constant that is only ever an
+    /// int8 fully connected layer's weight or a `q.gather` table (a tied LM head and its token
+    /// embedding) is stored once, packed, and the lookup reads the packed panels.
+    pub qgemm_layout: Option<QGemmLayoutFn>,
     /// Alignment of every arena slot, in bytes.
     pub align: u64,
     /// Constants larger than this many elements are not produced by compile-time folding.
@@ -137,12 +145,52 @@ impl Default for LowerOptions {
             gemm_scratch: std::sync::Arc::new(|_| 0),
             gemm_pack_b: None,
             qgemm: None,
+            qgemm_layout: None,
             align: 64,
             fold_limit: 1 << 22,
             nbits_block_bytes: 512 << 10,
             gemm_nr: 16,
         }
     }
+}
+
+/// Constants that every user reads as an int8 weight matrix: a `q.fully_connected` weight
+/// (operand 1) whose other uses are further fully connected weights or `q.gather` tables. Packing
+/// depends only on the matrix (`[N, K]`), so all these users can share one packed copy and the
+/// original layout is never stored: a tied LM head and its token embedding cost one table.
+fn packed_weight_tables(f: &Function) -> HashSet<Value> {
+    // Each use as (op kind, operand index); a use by a fused kernel is the uses of its region
+    // argument inside (an int8 layer anchoring a fused epilogue reads its weights there).
+    let mut uses: HashMap<Value, Vec<(OpKind, usize)>> = HashMap::new();
+    for &op in f.body_ops() {
+        let d = &f.ops[op];
+        let region_args = d.regions.first().and_then(|r| r.blocks.first()).map(|&b| &f.blocks[b]);
+        for (i, &o) in d.operands.iter().enumerate() {
+            let entry = uses.entry(o).or_default();
+            match region_args.and_then(|b| b.args.get(i).map(|&a| (a, &b.ops))) {
+                Some((arg, inner)) => {
+                    for &iop in inner {
+                        for (j, &io) in f.ops[iop].operands.iter().enumerate() {
+                            if io == arg {
+                                entry.push((f.ops[iop].kind, j));
+                            }
+                        }
+                    }
+                }
+                None => entry.push((d.kind, i)),
+            }
+        }
+    }
+    let is_constant = |v: Value| matches!(f.values[v].def, ValueDef::Result { op, .. } if f.ops[op].kind == OpKind::Constant);
+    uses.into_iter()
+        .filter(|&(v, ref us)| {
+            is_constant(v)
+                && f.values[v].ty.rank() == 2
+                && us.contains(&(OpKind::QFullyConnected, 1))
+                && us.iter().all(|u| matches!(u, (OpKind::QFullyConnected, 1) | (OpKind::QGather, 0)))
+        })
+        .map(|(v, _)| v)
+        .collect()
 }
 
 /// What an op lowering produces.
@@ -177,6 +225,7 @@ pub(crate) struct OpCx<'a> {
     pub gemm_scratch: GemmScratchFn,
     pub gemm_pack_b: Option<GemmPackFn>,
     pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
+    pub qgemm_layout: Option<QGemmLayoutFn>,
     /// See [`LowerOptions::nbits_block_bytes`].
     pub nbits_block_bytes: u64,
     pub gemm_nr: usize,
@@ -185,6 +234,9 @@ pub(crate) struct OpCx<'a> {
     /// Whether each operand is also used by another op (so a compile-time rearranged copy of a
     /// constant would be stored beside the original instead of replacing it).
     pub shared: Vec<bool>,
+    /// Whether each operand is a constant stored once in the int8 GEMM's packed layout and read
+    /// from it by every user (see [`LowerOptions::qgemm_layout`] and [`packed_weight_tables`]).
+    pub packed: Vec<bool>,
 }
 
 impl OpCx<'_> {
@@ -343,6 +395,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             use_count.set(o, use_count.get(o) + 1);
         }
     }
+    let packed = if opts.qgemm_layout.is_some() { packed_weight_tables(f) } else { HashSet::new() };
     for &op in f.body_ops() {
         let d = &f.ops[op];
         let name = d.kind.name();
@@ -395,10 +448,12 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             gemm_scratch: opts.gemm_scratch.clone(),
             gemm_pack_b: opts.gemm_pack_b.clone(),
             qgemm: opts.qgemm.clone(),
+            qgemm_layout: opts.qgemm_layout.clone(),
             nbits_block_bytes: opts.nbits_block_bytes,
             gemm_nr: opts.gemm_nr,
             region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
             shared: d.operands.iter().map(|&v| *use_count.get(v) > 1).collect(),
+            packed: d.operands.iter().map(|v| packed.contains(v)).collect(),
         };
         let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
         let label = match &d.loc {

@@ -241,10 +241,20 @@ fn qadd(cx: &mut OpCx) -> Result<Lowered, String> {
 /// q.conv, q.conv_transpose and q.fully_connected: int32 accumulation of `w · (x − zp_x)` over
 /// the input positions that exist (padding contributes 0, as TFLite skips it), plus the bias,
 /// then per-channel requantization.
+/// A layer's output quantization and whether it is dequantized to f32 in the same kernel
+/// (`q.fully_connected {dequantize = 1}`: the result type is f32, the parameters are attributes).
+fn layer_out(cx: &OpCx) -> Result<(f64, i64, bool), String> {
+    if cx.int("dequantize", 0) == 1 {
+        return Ok((cx.float("scale", 1.0), cx.int("zero_point", 0), true));
+    }
+    let (s, zp) = per_tensor_i8(&cx.results[0], "y")?;
+    Ok((s, zp, false))
+}
+
 fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let (xs, ws, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
-    let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
+    let (s_y, zp_y, dequant) = layer_out(cx)?;
     let w_axis = if cx.kind == OpKind::QConvTranspose { 1 } else { 0 };
     let channels = ws[w_axis];
     let s_w = weight_scales(&cx.operands[1], w_axis, Some(channels), "w")?;
@@ -352,11 +362,13 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         }
         let (rs, y) = requant(k, Expr::Var(acc), load(tm, ch.clone()), load(tl, ch.clone()), load(tr, ch));
         s.extend(rs);
-        s.push(Stmt::Store {
-            buf: yb,
-            index: linear(ix, &ystr),
-            value: clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi),
-        });
+        let mut value = clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi);
+        if dequant {
+            // (q − zp) · scale in f32 is q.dequantize's f64 product rounded (an f32 scale).
+            let centered = cast(Ty::F32, bin(BinOp::Sub, cast(Ty::I32, value), i32c(zp_y)));
+            value = bin(BinOp::Mul, centered, fc(s_y as f32 as f64, Ty::F32));
+        }
+        s.push(Stmt::Store { buf: yb, index: linear(ix, &ystr), value });
         Ok(s)
     })?;
     k.body = body;
@@ -426,6 +438,31 @@ fn i32_table(cx: &mut OpCx, k: &mut Kernel, binds: &mut Vec<Bind>, vals: &[i32])
     k.param(Ty::I32, vals.len() as u64, Access::Read)
 }
 
+/// The int8 GEMM of a fully connected layer with `n` outputs over `k` inputs, weights `[n, k]`
+/// prepacked as B. Its packed weights do not depend on the row count or requantization, so a
+/// `q.gather` of the same table packs it with this spec and gets the layer's bytes.
+fn fc_weight_spec(n: usize, k: usize) -> QGemmSpec {
+    QGemmSpec {
+        m: 1,
+        n,
+        k,
+        a_trans: false,
+        b_trans: true,
+        lda: k,
+        ldb: k,
+        ldc: n,
+        a_zp: 0,
+        b_zp: 0,
+        c_zp: 0,
+        act_min: -128,
+        act_max: 127,
+        channel: QChannel::PerCol,
+        weights: QWeights::B,
+        prepacked: true,
+        out: QOut::I8,
+    }
+}
+
 /// q.fully_connected and q.conv through the backend's int8 GEMM ([`Stmt::QGemm`]): the weights
 /// are packed at compile time; a conv's input patches are gathered (im2col, padding with the
 /// input's zero point so that it contributes 0) unless the conv is a plain 1×1.
@@ -433,7 +470,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let (scratch_fn, pack_fn) = cx.qgemm.clone().ok_or("no int8 GEMM")?;
     let (xs, ws) = (cx.shape(0), cx.shape(1));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
-    let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
+    let (s_y, zp_y, dequant) = layer_out(cx)?;
     let channels = ws[0];
     let s_w = weight_scales(&cx.operands[1], 0, Some(channels), "w")?;
     let (lo, hi) = (cx.int("act_min", -128) as i32, cx.int("act_max", 127) as i32);
@@ -466,7 +503,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         channel: QChannel::PerRow,
         weights: QWeights::A,
         prepacked: true,
-        out: QOut::I8,
+        out: if dequant { QOut::F32 { scale_bits: (s_y as f32).to_bits() } } else { QOut::I8 },
     };
     let scratch_param = |k: &mut Kernel, binds: &mut Vec<Bind>, bytes: u64| -> Option<BufId> {
         (bytes > 0).then(|| {
@@ -478,19 +515,25 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         // Y[rows × N] = X[rows × K] · Wᵀ, W stored N × K: the weights are B, per column.
         let kk = xs[xs.len() - 1];
         let rows: usize = xs[..xs.len() - 1].iter().product();
-        let mut spec = base(rows, channels, kk);
-        spec.b_trans = true;
-        spec.lda = kk;
-        spec.ldb = kk;
-        spec.ldc = channels;
-        spec.a_zp = zp_x as i32;
-        spec.channel = QChannel::PerCol;
-        spec.weights = QWeights::B;
-        if cx.shared.get(1).copied().unwrap_or(false) && w.len() >= SHARED_WEIGHTS_UNPACKED_BYTES {
-            // The weights are read elsewhere too (a tied embedding's lookup): packing a copy
-            // would store them twice, so the routine packs panels at run time instead. That
-            // costs time (45M GPT-2: 9.3 ms instead of 5.3 ms per run), so small tables, whose
-            // second copy costs little, are still packed at compile time.
+        let base = base(rows, channels, kk);
+        let mut spec = QGemmSpec {
+            m: rows,
+            a_zp: zp_x as i32,
+            c_zp: base.c_zp,
+            act_min: base.act_min,
+            act_max: base.act_max,
+            out: base.out,
+            ..fc_weight_spec(channels, kk)
+        };
+        let packed_for_all = cx.packed.get(1).copied().unwrap_or(false);
+        if !packed_for_all
+            && cx.shared.get(1).copied().unwrap_or(false)
+            && w.len() >= SHARED_WEIGHTS_UNPACKED_BYTES
+        {
+            // The weights are read in their own layout elsewhere too: packing a copy would store
+            // them twice, so the routine packs panels at run time instead. That costs time (45M
+            // GPT-2 before its lookup read packed tables: 9.3 ms instead of 5.3 ms per run), so
+            // small tables, whose second copy costs little, are still packed at compile time.
             spec.prepacked = false;
         } else {
             let packed = pack_fn(&spec, has_bias, &w);
@@ -731,6 +774,29 @@ fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
     let rows = ts[0];
     let row: usize = ts[1..].iter().product();
     let (mut k, mut binds) = io_kernel(cx, "qgather")?;
+    // A table that is also an int8 fully connected layer's weight is stored once, in the GEMM's
+    // packed layout (see `packed_weight_tables`): pack it exactly as `gemm_layer` does (the
+    // interned table is then the same bytes) and read each row from its panel.
+    let packed_layout = match (
+        cx.packed.first().copied().unwrap_or(false),
+        cx.qgemm.clone(),
+        cx.qgemm_layout.clone(),
+        cx.konst(0),
+    ) {
+        (true, Some((_, pack_fn)), Some(layout_fn), Some(edgec_ir::Tensor::I8(a))) => {
+            let spec = fc_weight_spec(rows, row);
+            let w: Vec<i8> = a.iter().copied().collect();
+            let packed = pack_fn(&spec, false, &w);
+            let t = cx.add_table(ConstData {
+                ty: Ty::I8,
+                bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+            });
+            k.params[0].len = packed.len() as u64;
+            binds[0] = Bind::Table(t);
+            Some(layout_fn(&spec))
+        }
+        _ => None,
+    };
     let params = match &q.params {
         QuantParams::PerTensor { scale, zero_point } => Err((*scale, *zero_point)),
         QuantParams::PerAxis { scales, zero_points, .. } => {
@@ -758,7 +824,22 @@ fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
                 (cast(Ty::F64, load(ps, Expr::Var(r))), pz.map_or(i32c(0), |pz| load(pz, Expr::Var(r))))
             }
         };
-        let src = add(mul(Expr::Var(r), idx(row as i64)), Expr::Var(j));
+        let src = match packed_layout {
+            None => add(mul(Expr::Var(r), idx(row as i64)), Expr::Var(j)),
+            // (r / width)·panel + (r % width)·kg + (j / kg)·width·kg + j % kg.
+            Some(l) => {
+                let (wd, kg) = (idx(l.width as i64), idx(l.kg as i64));
+                let row_base = add(
+                    mul(bin(BinOp::Div, Expr::Var(r), wd.clone()), idx(l.panel_bytes as i64)),
+                    mul(bin(BinOp::Rem, Expr::Var(r), wd), kg.clone()),
+                );
+                let in_row = add(
+                    mul(bin(BinOp::Div, Expr::Var(j), kg.clone()), idx((l.width * l.kg) as i64)),
+                    bin(BinOp::Rem, Expr::Var(j), kg),
+                );
+                add(row_base, in_row)
+            }
+        };
         let dst = add(mul(linear(ix, &ist), idx(row as i64)), Expr::Var(j));
         let centered = cast(Ty::F64, bin(BinOp::Sub, cast(Ty::I32, load(0, src)), zp));
         vec![

@@ -276,14 +276,20 @@ pub static QCONV_TRANSPOSE: OpDef = OpDef {
     eval: eval_qconv_transpose,
 };
 
+/// q.fully_connected's attributes: the output's, plus `dequantize`.
+const FC_ATTRS: [AttrDef; 5] =
+    [OUT_ATTRS[0], OUT_ATTRS[1], OUT_ATTRS[2], OUT_ATTRS[3], AttrDef::opt("dequantize", AttrKind::Int, "0")];
+
 pub static QFULLY_CONNECTED: OpDef = OpDef {
     name: "q.fully_connected",
     summary: "Integer matrix product with constant weights (TFLite FULLY_CONNECTED int8): x \
               `[..., K]` i8, w `[N, K]` symmetric i8 per tensor or per row, i32 bias `[N]`; result \
-              `[..., N]` requantized like q.conv.",
+              `[..., N]` requantized like q.conv. With `dequantize = 1` the result is that int8 \
+              value dequantized to f32 (exactly `q.dequantize` of it; `scale` must be an f32 \
+              value), so a float consumer reads it without an int8 round trip through memory.",
     operands: &["x", "w", "bias?"],
     results: &["y"],
-    attrs: &OUT_ATTRS,
+    attrs: &FC_ATTRS,
     traits: Traits::PURE,
     infer: infer_fully_connected,
     eval: eval_fully_connected,
@@ -490,7 +496,22 @@ fn infer_fully_connected(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     act_range(ctx.attrs)?;
     let mut dims = x.dims.clone();
     *dims.last_mut().unwrap() = w.dims[0].clone();
+    if dequantized(ctx.attrs)? {
+        if s as f32 as f64 != s {
+            return Err(format!("a dequantized result needs an f32 scale, found {s}"));
+        }
+        return Ok(vec![TensorType::new(dims, ScalarType::F32)]);
+    }
     Ok(vec![TensorType::new(dims, i8_type(s, zp))])
+}
+
+/// Whether q.fully_connected's `dequantize` attribute asks for an f32 result.
+fn dequantized(attrs: &Attrs) -> OpResult<bool> {
+    match attrs.int("dequantize").unwrap_or(0) {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(format!("dequantize must be 0 or 1, found {v}")),
+    }
 }
 
 fn infer_qgather(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
@@ -732,7 +753,13 @@ fn eval_fully_connected(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let mut shape = li.x.shape().to_vec();
     *shape.last_mut().unwrap() = n;
     let acc = ArrayD::from_shape_vec(IxDyn(&shape), acc).map_err(|e| e.to_string())?;
-    Ok(vec![requantize_all(&acc, &li, |i| i % n.max(1))?])
+    let y = requantize_all(&acc, &li, |i| i % n.max(1))?;
+    if !dequantized(ctx.attrs)? {
+        return Ok(vec![y]);
+    }
+    let (s, zp) = out_params(ctx.attrs)?;
+    let vals: Vec<f32> = i8_values(&y, "y")?.iter().map(|&q| dequantize_value(q, s, zp as i32)).collect();
+    Ok(vec![Tensor::F32(ArrayD::from_shape_vec(IxDyn(&shape), vals).map_err(|e| e.to_string())?)])
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use edgec_ir::{
     ScalarType, Tensor, TensorType, Value,
 };
 use ndarray::{ArrayD, IxDyn};
+use std::collections::HashMap;
 
 /// Settings of `--quantize int8`.
 #[derive(Clone, Debug)]
@@ -240,7 +241,46 @@ pub fn quantize_int8(
     }
     rewrite(f, &layers, &qlayers, &chosen, &params_of)?;
     quantize_gathers(f, opts, &mut report)?;
+    fold_dequantize_into_layers(f);
     Ok(report)
+}
+
+/// `q.dequantize(q.fully_connected(..))` → `q.fully_connected {dequantize = 1}` when the layer's
+/// int8 result has no other use: the GEMM's epilogue then writes f32 directly, which saves a
+/// kernel and an int8 buffer per float consumer, and lets `fuse` attach the float epilogue that
+/// follows (bias-free activations, residual adds) to the layer as it does for f32 products.
+/// Exact: the op computes the same int8 value and dequantizes it with the same arithmetic.
+pub fn fold_dequantize_into_layers(f: &mut Function) {
+    let body = f.body;
+    let ops = f.blocks[body].ops.clone();
+    let mut uses: HashMap<Value, usize> = HashMap::new();
+    for &op in &ops {
+        for &o in &f.ops[op].operands {
+            *uses.entry(o).or_default() += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let d = &f.ops[op];
+        if d.kind == OpKind::QDequantize {
+            let src = defining_op(f, d.operands[0]).filter(|&p| {
+                let l = &f.ops[p];
+                l.kind == OpKind::QFullyConnected
+                    && l.attrs.int("dequantize").unwrap_or(0) == 0
+                    && uses.get(&l.results[0]) == Some(&1)
+                    && l.attrs.float("scale").is_some_and(|s| s as f32 as f64 == s)
+            });
+            if let Some(layer) = src {
+                let (r, y) = (d.results[0], f.ops[layer].results[0]);
+                f.values[y].ty = f.values[r].ty.clone();
+                f.ops[layer].attrs.set("dequantize", Attr::Int(1));
+                f.replace_all_uses(r, y);
+                continue;
+            }
+        }
+        out.push(op);
+    }
+    f.blocks[body].ops = out;
 }
 
 fn sqnr_db(signal: f64, noise: f64) -> f64 {
