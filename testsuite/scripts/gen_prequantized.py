@@ -19,7 +19,9 @@ two activations, a small CNN and an MLP) and zoo models (`testsuite/zoo/<m>/mode
   QOperator forms are standard ONNX), uint8 activations;
 - `dyn`: quantize_dynamic (DynamicQuantizeLinear + MatMulInteger / ConvInteger), int8 weights;
 - `int4`: MatMulNBitsQuantizer in QDQ format (blocked int4 DequantizeLinear -> MatMul),
-  symmetric, block 32.
+  symmetric, block 32;
+- `raw`: hand-built ONNX integer ops in forms that stay ONNX ops (run-time B, u8 weights with
+  per-channel zero points, per-row/per-column matmul parameters), compared exactly.
 Calibration uses 8 seeded random samples shaped like the test input (for zoo models, the test
 input with shuffled elements). Everything is seeded; the test caches the output directory.
 """
@@ -116,6 +118,47 @@ def hand_built():
         [init("m1", w(64, 128) * 0.5), init("a1", w(128)), init("m2", w(128, 64) * 0.4), init("a2", w(64)),
          init("m3", w(64, 16))]),
         {"x": rng.standard_normal((8, 64)).astype(np.float32)}))
+    return out
+
+
+def raw_integer_ops():
+    """(name, model, inputs) of ONNX integer ops in forms fold-quantized leaves alone (the backends
+    compile them with ONNX's numerics): run-time B, u8 weights with per-channel zero points,
+    per-row / per-column matmul parameters. Outputs are integers, compared exactly (1 LSB = 1)."""
+    rng = np.random.default_rng(11)
+    u8 = lambda *s: rng.integers(0, 256, s, dtype=np.uint8)  # noqa: E731
+    i8 = lambda *s: rng.integers(-128, 128, s, dtype=np.int8)  # noqa: E731
+    t = numpy_helper.from_array
+    ti = lambda n, ty, s: helper.make_tensor_value_info(n, ty, s)  # noqa: E731
+    U8, I8, I32 = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
+    out = []
+    # QLinearMatMul of two run-time u8 operands, per-column b scales (ONNX Runtime
+    # wants the rest per tensor).
+    nodes = [helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])]
+    inits = [t(np.array(0.013, np.float32), "sa"),
+             t(np.array(120, np.uint8), "za"), t(np.linspace(0.02, 0.05, 5).astype(np.float32).reshape(1, 5), "sb"),
+             t(np.array(133, np.uint8), "zb"), t(np.array(0.9, np.float32), "sy"), t(np.array(131, np.uint8), "zy")]
+    out.append(("raw_qlinear_matmul", graph_model("m", nodes, [ti("a", U8, [2, 6, 16]), ti("b", U8, [16, 5])],
+                                                  [ti("y", U8, [2, 6, 5])], inits),
+                {"a": u8(2, 6, 16), "b": u8(16, 5)}))
+    # QLinearConv with u8 weights and per-channel zero points (not int8 after centring), bias.
+    nodes = [helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "bias"], ["y"],
+                              pads=[1, 1, 1, 1], strides=[2, 1], group=2)]
+    inits = [t(np.array(0.02, np.float32), "sx"), t(np.array(100, np.uint8), "zx"), t(u8(6, 2, 3, 3), "w"),
+             t(np.linspace(0.005, 0.01, 6).astype(np.float32), "sw"), t(u8(6), "zw"),
+             t(np.array(0.5, np.float32), "sy"), t(np.array(7, np.uint8), "zy"),
+             t(rng.integers(-5000, 5000, 6).astype(np.int32), "bias")]
+    out.append(("raw_qlinear_conv", graph_model("c", nodes, [ti("x", U8, [1, 4, 7, 6])], [ti("y", U8, [1, 6, 4, 6])],
+                                                inits), {"x": u8(1, 4, 7, 6)}))
+    # MatMulInteger with a run-time B and ConvInteger with a constant i8 weight and run-time zp.
+    nodes = [helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])]
+    out.append(("raw_matmul_integer", graph_model("mi", nodes, [ti("a", U8, [3, 8]), ti("b", I8, [8, 4])],
+                                                  [ti("y", I32, [3, 4])], [t(np.array(77, np.uint8), "za")]),
+                {"a": u8(3, 8), "b": i8(8, 4)}))
+    nodes = [helper.make_node("ConvInteger", ["x", "w", "zx"], ["y"], pads=[0, 1, 2, 1])]
+    out.append(("raw_conv_integer", graph_model("ci", nodes, [ti("x", U8, [2, 3, 5, 5]), ti("zx", U8, [])],
+                                                [ti("y", I32, [2, 4, 5, 5])], [t(i8(4, 3, 3, 3), "w")]),
+                {"x": u8(2, 3, 5, 5), "zx": np.array(90, np.uint8)}))
     return out
 
 
@@ -237,6 +280,19 @@ def main():
         inputs = dict(np.load(os.path.join(d, "inputs.npz")))
         sources.append((name, "model", onnx.load(os.path.join(d, "model.onnx")), inputs, modes))
     done = []
+    for name, model, inputs in raw_integer_ops():
+        if only and name not in only:
+            continue
+        d = os.path.join(out_dir, name)
+        os.makedirs(d, exist_ok=True)
+        mpath = os.path.join(d, "model.onnx")
+        onnx.save(model, mpath)
+        np.savez(os.path.join(d, "inputs.npz"), **inputs)
+        np.savez(os.path.join(d, "ref.npz"), **run_ort(mpath, inputs))
+        with open(os.path.join(d, "meta.json"), "w") as f:
+            json.dump({"source": name, "kind": "op", "mode": "raw", "lsb": 1.0, "onnx_ops": op_counts(model)},
+                      f, indent=1, sort_keys=True)
+        done.append(name)
     with tempfile.TemporaryDirectory() as tmp:
         for si, (name, kind, model, inputs, modes) in enumerate(sources):
             src = os.path.join(tmp, f"{name}.onnx")

@@ -78,8 +78,15 @@ fn param_load(buf: BufId, at: ParamAt, i: &Expr, j: &Expr) -> Expr {
     }
 }
 
-/// The QLinear requantization of `acc` with run-time scales: `ts` is the scales' type.
+/// The QLinear requantization of `acc` with run-time scales (`ts`: the scales' type): new
+/// statements and the stored value.
+///
+/// Round half to even is written out with a truncating conversion and compares instead of the
+/// `roundeven` intrinsic, which LLVM cannot select for f64 on Cortex-M7 (fpv5-d16): the value
+/// is first clamped to `[lo − 1, hi + 1]`, so the i32 conversion is exact and in range.
+#[allow(clippy::too_many_arguments)]
 fn qlinear_requant(
+    k: &mut Kernel,
     acc: Expr,
     sa: Expr,
     sb: Expr,
@@ -87,20 +94,38 @@ fn qlinear_requant(
     zp: Expr,
     ts: Ty,
     out: Ty,
-) -> Result<Expr, String> {
+) -> Result<(Vec<Stmt>, Expr), String> {
     let (lo, hi) = match out {
-        Ty::I8 => (-128.0, 127.0),
-        Ty::U8 => (0.0, 255.0),
+        Ty::I8 => (-128i64, 127i64),
+        Ty::U8 => (0, 255),
         t => return Err(format!("a QLinear result of type {} is not supported", t.name())),
     };
     let f = Ty::F64;
     let prod = cast(f, cast(ts, bin(BinOp::Mul, cast(f, sa), cast(f, sb))));
     let mult = cast(f, cast(ts, bin(BinOp::Div, prod, cast(f, sy))));
-    let v = bin(BinOp::Add, bin(BinOp::Mul, cast(f, acc), mult), cast(f, zp.clone()));
-    let r = un(UnOp::Round, v);
-    // NaN (only from NaN scales) gives the zero point, as the interpreter's rounding does.
-    let r = select(un(UnOp::IsNan, r.clone()), cast(f, zp), r);
-    Ok(cast(out, bin(BinOp::Min, bin(BinOp::Max, r, fc(lo, f)), fc(hi, f))))
+    let (v, t, fl, d) = (k.var(f), k.var(Ty::I32), k.var(Ty::I32), k.var(f));
+    let var = Expr::Var;
+    let raw = bin(BinOp::Add, bin(BinOp::Mul, cast(f, acc), mult), cast(f, zp.clone()));
+    let clamped = bin(BinOp::Min, bin(BinOp::Max, raw, fc((lo - 1) as f64, f)), fc((hi + 1) as f64, f));
+    let stmts = vec![
+        // NaN (only from NaN scales) gives the zero point, as the interpreter's rounding does.
+        Stmt::Let { var: v, value: select(un(UnOp::IsNan, clamped.clone()), cast(f, zp), clamped) },
+        Stmt::Let { var: t, value: cast(Ty::I32, var(v)) },
+        // floor(v): truncation rounds negative values up.
+        Stmt::Let {
+            var: fl,
+            value: bin(BinOp::Sub, var(t), select(cmp(CmpOp::Lt, var(v), cast(f, var(t))), i32c(1), i32c(0))),
+        },
+        Stmt::Let { var: d, value: bin(BinOp::Sub, var(v), cast(f, var(fl))) },
+    ];
+    // Up when the fraction exceeds one half, or equals it and floor(v) is odd.
+    let up = select(
+        cmp(CmpOp::Gt, var(d), fc(0.5, f)),
+        i32c(1),
+        select(cmp(CmpOp::Eq, var(d), fc(0.5, f)), bin(BinOp::And, var(fl), i32c(1)), i32c(0)),
+    );
+    let r = bin(BinOp::Add, var(fl), up);
+    Ok((stmts, cast(out, bin(BinOp::Min, bin(BinOp::Max, r, i32c(lo)), i32c(hi)))))
 }
 
 /// Numpy-matmul geometry: batch dims of A, B and the output, M, K, N.
@@ -190,7 +215,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     dims.extend([m, n]);
     let ystr = strides(&dims);
     let nbatch = g.batch.len();
-    let body = k_.try_nest(&dims, |_, ix| -> Result<Vec<Stmt>, String> {
+    let body = k_.try_nest(&dims, |kn, ix| -> Result<Vec<Stmt>, String> {
         let (bix, i, j) = (&ix[..nbatch], &ix[nbatch], &ix[nbatch + 1]);
         let kv = Expr::Var(r);
         let mut av = cast(Ty::I32, load(ai, bcast_index(&a_batch, &[m, k], bix, &[i.clone(), kv.clone()])));
@@ -216,7 +241,8 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
             None => Expr::Var(acc),
             Some((sa, sb, ts)) => {
                 let zp = if has_yzp { cast(Ty::I32, load(7, idx(0))) } else { i32c(0) };
-                qlinear_requant(
+                let (st, v) = qlinear_requant(
+                    kn,
                     Expr::Var(acc),
                     param_load(1, sa, i, j),
                     param_load(4, sb, i, j),
@@ -224,7 +250,9 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
                     zp,
                     ts,
                     out,
-                )?
+                )?;
+                s.extend(st);
+                v
             }
         };
         s.push(Stmt::Store { buf: yb, index: linear(ix, &ystr), value });
@@ -297,7 +325,8 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
             None => Expr::Var(acc),
             Some((sw, _, ts)) => {
                 let zp = if has_yzp { cast(Ty::I32, load(7, idx(0))) } else { i32c(0) };
-                qlinear_requant(
+                let (st, v) = qlinear_requant(
+                    k,
                     Expr::Var(acc),
                     load(1, idx(0)),
                     param_load(4, sw, &ch, &ch),
@@ -305,7 +334,9 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
                     zp,
                     ts,
                     out,
-                )?
+                )?;
+                s.extend(st);
+                v
             }
         };
         s.push(Stmt::Store { buf: yb, index: linear(ix, &ystr), value });
