@@ -194,8 +194,14 @@ fn check(fx: &Fixture, target: &str) -> Result<String, String> {
     } else {
         let t = Target::parse(target).map_err(|e| e.to_string())?;
         let c = session.compile(&t, "model", false).map_err(|e| format!("compile: {e}"))?;
-        // quantize_dynamic's MatMulInteger layers (constant B) run on the int8 GEMM.
-        let gemms = c.program.kernels.iter().filter(|k| k.name.starts_with("matmul_integer_gemm")).count();
+        // quantize_dynamic's MatMulInteger / ConvInteger layers (constant weights) run on the
+        // int8 GEMM.
+        let gemms = c
+            .program
+            .kernels
+            .iter()
+            .filter(|k| k.name.starts_with("matmul_integer_gemm") || k.name.starts_with("conv_integer_gemm"))
+            .count();
         let (opt, _) = session.optimized().map_err(|e| format!("optimize: {e}"))?;
         let f = main_fn(&opt);
         let const_b = f
@@ -203,18 +209,21 @@ fn check(fx: &Fixture, target: &str) -> Result<String, String> {
             .iter()
             .filter(|&&op| {
                 let d = &f.ops[op];
-                d.kind == OpKind::MatMulInteger
-                    && f.values[d.operands[1]].ty.rank() == 2
-                    && f.values[d.operands[0]].ty.rank() >= 2
+                (d.kind == OpKind::ConvInteger
+                    || d.kind == OpKind::MatMulInteger
+                        && f.values[d.operands[1]].ty.rank() == 2
+                        && f.values[d.operands[0]].ty.rank() >= 2)
                     && matches!(f.values[d.operands[1]].def,
                         edgec_ir::module::ValueDef::Result { op, .. } if f.ops[op].kind == OpKind::Constant)
             })
             .count();
         if gemms < const_b.min(1) {
-            return Err(format!("{const_b} MatMulInteger with constant B but {gemms} int8 GEMM kernels"));
+            return Err(format!(
+                "{const_b} integer layers with constant weights but {gemms} int8 GEMM kernels"
+            ));
         }
         if const_b > 0 {
-            note = format!("{gemms} MatMulInteger on the int8 GEMM");
+            note = format!("{gemms} of {const_b} MatMulInteger/ConvInteger on the int8 GEMM");
         }
         session.execute(&c, &inputs).map_err(|e| format!("execute: {e}"))?.0
     };

@@ -14,7 +14,9 @@
 //! int8) is packed at compile time, a u8 A is shifted to i8 (`a − 128`, zero point `z − 128`,
 //! the same differences), the GEMM stores `Σ a·w'` as i32 ([`QOut::I32`]), and
 //! `a_zp · Σ_k w'[k][j]` (column sums computed at compile time, the zero point read at run time)
-//! is subtracted — the identical wrapping i32 result. Everything else is plain loops.
+//! is subtracted — the identical wrapping i32 result. `ConvInteger` with a constant weight does
+//! the same per image and group over an im2col of the input ([`gemm_conv_integer`]).
+//! Everything else is plain loops.
 
 use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
 use crate::kir::*;
@@ -29,7 +31,11 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
             None => matmul(cx)?,
         },
         OpKind::QLinearMatMul => matmul(cx)?,
-        OpKind::ConvInteger | OpKind::QLinearConv => conv(cx)?,
+        OpKind::ConvInteger => match gemm_conv_integer(cx)? {
+            Some(l) => l,
+            None => conv(cx)?,
+        },
+        OpKind::QLinearConv => conv(cx)?,
         _ => return Ok(None),
     }))
 }
@@ -468,6 +474,161 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
             vec![Stmt::Store { buf: yb, index: i.clone(), value: bin(BinOp::Add, load(yb, i), corr) }]
         }));
     }
+    k.body = body;
+    Ok(Some(Lowered::Calls(vec![(k, binds)])))
+}
+
+/// ConvInteger with a constant weight on the int8 GEMM, like `q.conv`'s lowering: per image and
+/// group, `Y_g[mg × P] = W'_g[mg × cg·K] · col[cg·K × P]` stored as i32 ([`QOut::I32`]) with
+/// `w' = w − w_zp` packed at compile time (it must fit in int8). The patches are gathered
+/// (im2col) as i8 — a u8 input shifted by −128 — with padding holding the (shifted) run-time
+/// input zero point `z`, so that `Σ w'·(col − z) = Σ w'·col − z · Σ w'` over every tap; the
+/// second term (row sums of w' computed at compile time) is subtracted afterwards. The result
+/// equals ONNX's wrapping i32 sums.
+fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+    let Some((scratch_fn, pack_fn)) = cx.qgemm.clone() else { return Ok(None) };
+    let (xs, ws) = (cx.shape(0), cx.shape(1));
+    let x_ty = cx.ty(0)?;
+    if xs.len() < 3 || ws.len() != xs.len() || !matches!(x_ty, Ty::I8 | Ty::U8) {
+        return Ok(None);
+    }
+    if cx.has(2) && cx.operands[2].num_elements() != Some(1) {
+        return Ok(None);
+    }
+    let Some(wt) = cx.konst(1) else { return Ok(None) };
+    let raw: Vec<i64> = match wt {
+        Tensor::I8(a) => a.iter().map(|&v| v as i64).collect(),
+        Tensor::U8(a) => a.iter().map(|&v| v as i64).collect(),
+        _ => return Ok(None),
+    };
+    let mch = ws[0];
+    let per_m: usize = ws[1..].iter().product();
+    let wz: Vec<i64> = if cx.has(3) {
+        match cx.konst(3).and_then(|t| t.to_i64_vec()) {
+            Some(z) if z.len() == 1 || z.len() == mch => z,
+            _ => return Ok(None),
+        }
+    } else {
+        vec![0]
+    };
+    let mut w = Vec::with_capacity(raw.len());
+    for (i, &v) in raw.iter().enumerate() {
+        let c = v - if wz.len() == 1 { wz[0] } else { wz[i / per_m.max(1)] };
+        if !(-128..=127).contains(&c) {
+            return Ok(None);
+        }
+        w.push(c as i8);
+    }
+    let g = conv_geometry(cx.attrs, &ws, &xs[2..])?;
+    let group = cx.int("group", 1).max(1) as usize;
+    let (nb, c) = (xs[0], xs[1]);
+    let (cg, mg) = (c / group, mch / group);
+    let kprod: usize = g.kernel.iter().product();
+    let oprod: usize = g.out.iter().product();
+    let rows = cg * kprod;
+    if nb * mch * oprod * rows == 0 {
+        return Ok(None);
+    }
+    let rowsum: Vec<i32> = (0..mch)
+        .map(|m| w[m * per_m..(m + 1) * per_m].iter().fold(0i32, |s, &v| s.wrapping_add(v as i32)))
+        .collect();
+    let spec = QGemmSpec {
+        m: mg,
+        n: oprod,
+        k: rows,
+        a_trans: false,
+        b_trans: false,
+        lda: rows,
+        ldb: oprod,
+        ldc: oprod,
+        a_zp: 0,
+        b_zp: 0,
+        c_zp: 0,
+        act_min: -128,
+        act_max: 127,
+        channel: QChannel::PerRow,
+        weights: QWeights::A,
+        prepacked: true,
+        out: QOut::I32,
+    };
+    let (mut k, mut binds) = io_kernel(cx, "conv_integer_gemm")?;
+    let yb = cx.operands.len();
+    let mut packed = Vec::new();
+    let mut group_len = 0;
+    for gi in 0..group {
+        let p = pack_fn(&spec, false, &w[gi * mg * rows..(gi + 1) * mg * rows]);
+        group_len = p.len();
+        packed.extend(p);
+    }
+    let t = cx.add_table(ConstData {
+        ty: Ty::I8,
+        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+    });
+    k.params[1].len = packed.len() as u64;
+    binds[1] = Bind::Table(t);
+    let sb: Vec<u8> = rowsum.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let ts = cx.add_table(ConstData { ty: Ty::I32, bytes: sb.into() });
+    binds.push(Bind::Table(ts));
+    let rs = k.param(Ty::I32, mch as u64, Access::Read);
+    binds.push(Bind::Scratch);
+    let colb = k.param(Ty::I8, (rows * oprod) as u64, Access::Scratch);
+    let qbytes = scratch_fn(&spec, false);
+    let scratch = (qbytes > 0).then(|| {
+        binds.push(Bind::Scratch);
+        k.param(Ty::I32, qbytes.div_ceil(4), Access::Scratch)
+    });
+    // The input zero point in the i8 domain (u8 values are shifted by −128).
+    let shift = if x_ty == Ty::U8 { 128 } else { 0 };
+    let zp = k.var(Ty::I32);
+    let zval = if cx.has(2) { cast(Ty::I32, load(2, idx(0))) } else { i32c(0) };
+    let mut body = vec![Stmt::Let { var: zp, value: bin(BinOp::Sub, zval, i32c(shift)) }];
+    let xst = strides(&xs);
+    let nd = g.kernel.len();
+    let inner = k.nest(&[nb, group], |k, ix| {
+        let (n, gi) = (&ix[0], &ix[1]);
+        let mut dims = vec![cg];
+        dims.extend(&g.kernel);
+        dims.extend(&g.out);
+        let mut s = k.nest(&dims, |_, ix| {
+            let (ci, kv, ov) = (&ix[0], &ix[1..1 + nd], &ix[1 + nd..]);
+            let mut xix = vec![n.clone(), add(mul(gi.clone(), idx(cg as i64)), ci.clone())];
+            let (pos, cond) = super::qint8::conv_positions(&g, ov, kv, &xs[2..]);
+            xix.extend(pos);
+            let ci_k = add(mul(ci.clone(), idx(kprod as i64)), linear(kv, &strides(&g.kernel)));
+            let at = add(mul(ci_k, idx(oprod as i64)), linear(ov, &strides(&g.out)));
+            let value =
+                cast(Ty::I8, bin(BinOp::Sub, cast(Ty::I32, load(0, linear(&xix, &xst))), i32c(shift)));
+            let store = |v| Stmt::Store { buf: colb, index: at.clone(), value: v };
+            match cond {
+                None => vec![store(value)],
+                Some(cond) => vec![Stmt::If {
+                    cond,
+                    then: vec![store(value)],
+                    els: vec![store(cast(Ty::I8, Expr::Var(zp)))],
+                }],
+            }
+        });
+        let ch0 = mul(gi.clone(), idx(mg as i64));
+        let y0 = add(mul(n.clone(), idx((mch * oprod) as i64)), mul(ch0.clone(), idx(oprod as i64)));
+        s.push(Stmt::QGemm {
+            spec: spec.clone(),
+            a: View { buf: 1, offset: mul(gi.clone(), idx(group_len as i64)) },
+            b: View { buf: colb, offset: idx(0) },
+            c: View { buf: yb, offset: y0.clone() },
+            bias: None,
+            // Not read in the int32 mode.
+            mult: View { buf: rs, offset: ch0.clone() },
+            shift: View { buf: rs, offset: ch0.clone() },
+            scratch,
+        });
+        s.extend(k.nest(&[mg, oprod], |_, ix| {
+            let i = add(y0.clone(), linear(ix, &[oprod, 1]));
+            let corr = bin(BinOp::Mul, Expr::Var(zp), load(rs, add(ch0.clone(), ix[0].clone())));
+            vec![Stmt::Store { buf: yb, index: i.clone(), value: bin(BinOp::Sub, load(yb, i), corr) }]
+        }));
+        s
+    });
+    body.extend(inner);
     k.body = body;
     Ok(Some(Lowered::Calls(vec![(k, binds)])))
 }
