@@ -97,9 +97,9 @@ pub static PASSES: &[PassInfo] = &[
     PassInfo {
         name: "fold-quantized",
         summary: "Pre-quantized ONNX into integer kernels (the session runs it first when a model holds \
-                  ONNX quantization ops): `DequantizeLinear` → `nn.conv`/`nn.matmul`/`nn.gemm` (constant \
+                  ONNX quantization ops): `DequantizeLinear` → `nn.conv`/`nn.conv_transpose`/`nn.matmul`/`nn.gemm` (constant \
                   int8 weights per tensor or per output channel, optional constant or dequantized bias, \
-                  optional ReLU/Clip) → `QuantizeLinear` becomes `q.conv`/`q.fully_connected`; \
+                  optional ReLU/Clip) → `QuantizeLinear` becomes `q.conv`/`q.conv_transpose`/`q.fully_connected`; \
                   DQ, DQ → `math.add` → Q becomes `q.add`; `QLinearConv` and `QLinearMatMul` with a \
                   constant B become `q.conv`/`q.fully_connected`; a blocked int4 `DequantizeLinear` \
                   (axis 0) of a constant feeding `nn.matmul` becomes `q.matmul_nbits`; other per-tensor \

@@ -253,6 +253,7 @@ def op_counts(model):
 ZOO_CASES = [
     ("vae_mlp", ["qdq_s8", "qdq_u8", "dyn"]),
     ("vocoder", ["qdq_s8", "qop_u8"]),
+    ("dcgan", ["qdq_s8", "qdq_u8"]),
     ("gpt2", ["dyn", "int4"]),
 ]
 HAND_MODES = {

@@ -5,8 +5,8 @@
 //! output of the *same quantized model*:
 //!
 //! - the `fold-quantized` pass must fold every quantized layer: each float Conv / MatMul / Gemm
-//!   with a dequantized constant weight and each QLinearConv / QLinearMatMul with a constant
-//!   weight becomes a `q.conv` / `q.fully_connected`, each blocked int4 weight a
+//!   (and ConvTranspose) with a dequantized constant weight and each QLinearConv / QLinearMatMul with a constant
+//!   weight becomes a `q.conv` / `q.conv_transpose` / `q.fully_connected`, each blocked int4 weight a
 //!   `q.matmul_nbits` — no float layer is left reading a dequantized weight (asserted on the
 //!   optimized IR);
 //! - interpreter, host and Cortex-M7 (qemu) outputs: one-op fixtures within one LSB of the int8
@@ -108,11 +108,13 @@ fn quantized_layers(f: &Function) -> (usize, usize) {
     for &op in f.body_ops() {
         let d = &f.ops[op];
         match d.kind {
-            OpKind::Conv | OpKind::MatMul | OpKind::Gemm => match dq_of_const(d.operands[1]) {
-                Some(false) => int8 += 1,
-                Some(true) => blocked += 1,
-                None => {}
-            },
+            OpKind::Conv | OpKind::MatMul | OpKind::Gemm | OpKind::ConvTranspose => {
+                match dq_of_const(d.operands[1]) {
+                    Some(false) => int8 += 1,
+                    Some(true) => blocked += 1,
+                    None => {}
+                }
+            }
             OpKind::QLinearConv | OpKind::QLinearMatMul if is_const(d.operands[3]) => int8 += 1,
             _ => {}
         }
@@ -148,7 +150,7 @@ fn check_fold(fx: &Fixture, session: &Session) -> Result<String, String> {
         }
         return Ok(format!("kept as ONNX ops: {c:?}"));
     }
-    let folded = get("q.conv") + get("q.fully_connected");
+    let folded = get("q.conv") + get("q.conv_transpose") + get("q.fully_connected");
     if folded != int8 {
         return Err(format!("{int8} int8 layers, {folded} folded: {c:?}"));
     }
@@ -170,8 +172,9 @@ fn check_fold(fx: &Fixture, session: &Session) -> Result<String, String> {
         .map(|k| get(k))
         .sum();
     Ok(format!(
-        "folded conv {} fc {} add {} nbits {} | q/dq {}/{} | onnx quant ops left {onnx_q} (int {})",
+        "folded conv {} convT {} fc {} add {} nbits {} | q/dq {}/{} | onnx quant ops left {onnx_q} (int {})",
         get("q.conv"),
+        get("q.conv_transpose"),
         get("q.fully_connected"),
         get("q.add"),
         get("q.matmul_nbits"),

@@ -6,8 +6,9 @@
 //! the groups whose arithmetic the `q.*` kernels of `edgec_ir::ops::qint8` represent into those
 //! kernels, so the backends emit the int8 GEMM:
 //!
-//! - `DQ(x) , DQ(w const) [, DQ(bias const) | f32 bias] → Conv | MatMul | Gemm [→ Relu | Clip] →
-//!   Q(y)` ⇒ `q.conv` / `q.fully_connected` with y's parameters;
+//! - `DQ(x) , DQ(w const) [, DQ(bias const) | f32 bias] → Conv | ConvTranspose | MatMul | Gemm
+//!   [→ Relu | Clip] → Q(y)` ⇒ `q.conv` / `q.conv_transpose` (group 1) / `q.fully_connected` with
+//!   y's parameters;
 //! - `DQ(a), DQ(b) → Add [→ Relu] → Q` ⇒ `q.add`;
 //! - `QLinearConv` ⇒ `q.conv`; `QLinearMatMul` with a constant B ⇒ `q.fully_connected`;
 //! - `DQ(w const int4/uint4, block_size B, axis 0) → MatMul` ⇒ `q.matmul_nbits` (ONNX Runtime's
@@ -149,7 +150,9 @@ fn fold_function(f: &mut Function) {
         cx.reps.rewrite_op(cx.f, op);
         let kind = cx.f.ops[op].kind;
         let done = match kind {
-            OpKind::Conv | OpKind::MatMul | OpKind::Gemm => cx.linear(op) || cx.matmul_nbits(op),
+            OpKind::Conv | OpKind::ConvTranspose | OpKind::MatMul | OpKind::Gemm => {
+                cx.linear(op) || cx.matmul_nbits(op)
+            }
             OpKind::Add => cx.add(op),
             OpKind::QLinearConv | OpKind::QLinearMatMul => cx.qlinear(op),
             OpKind::QuantizeLinear => cx.quantize(op),
@@ -264,9 +267,11 @@ fn place(f: &mut Function, ops: &[Op], before: &SecondaryMap<Op, Vec<Op>>) {
 
 /// A quantized weight in the integer op's layout, with one scale per output channel.
 struct Weights {
-    /// `w − w_zp`, row-major, output channel first.
+    /// `w − w_zp`, row-major, in the integer op's layout.
     values: Vec<i8>,
     shape: Vec<usize>,
+    /// The output-channel axis of `shape` (0, or 1 for a transposed convolution).
+    axis: usize,
     scales: Vec<f64>,
 }
 
@@ -279,7 +284,7 @@ impl Weights {
                 storage: ScalarType::I8,
                 expressed: ScalarType::F32,
                 params: QuantParams::PerAxis {
-                    axis: 0,
+                    axis: self.axis,
                     scales: self.scales.clone(),
                     zero_points: vec![0; self.scales.len()],
                 },
@@ -335,7 +340,7 @@ fn weights(
         }
         centred.push(v as i8);
     }
-    let (values, shape) = if transpose {
+    let (values, shape, out_axis) = if transpose {
         let (k, n) = (shape[0], shape[1]);
         let mut t = vec![0i8; k * n];
         for r in 0..k {
@@ -343,12 +348,12 @@ fn weights(
                 t[c * k + r] = centred[r * n + c];
             }
         }
-        (t, vec![n, k])
+        (t, vec![n, k], 0)
     } else {
-        (centred, shape)
+        (centred, shape, ch_axis)
     };
     let scales = if sv.len() == 1 { vec![sv[0]; channels] } else { sv };
-    Some(Weights { values, shape, scales })
+    Some(Weights { values, shape, axis: out_axis, scales })
 }
 
 /// The weights read by a DequantizeLinear of a constant (axis normalized).
@@ -590,6 +595,28 @@ impl Cx<'_> {
                 }
                 (dq_weights(f, wv, 0, false)?, has_operand(f, op, 2).then(|| d.operands[2]), a)
             }
+            OpKind::ConvTranspose => {
+                // q.conv_transpose: group 1, weights [C, M, k...] per output channel (axis 1).
+                if d.attrs.int("group").unwrap_or(1) != 1 {
+                    return None;
+                }
+                let mut a = Attrs::new();
+                for n in [
+                    "auto_pad",
+                    "dilations",
+                    "group",
+                    "kernel_shape",
+                    "output_padding",
+                    "output_shape",
+                    "pads",
+                    "strides",
+                ] {
+                    if let Some(v) = d.attrs.get(n) {
+                        a.set(n, v.clone());
+                    }
+                }
+                (dq_weights(f, wv, 1, false)?, has_operand(f, op, 2).then(|| d.operands[2]), a)
+            }
             OpKind::MatMul => {
                 if f.values[wv].ty.rank() != 2 || xrank < 1 || f.values[y].ty.rank() != xrank {
                     return None;
@@ -613,7 +640,7 @@ impl Cx<'_> {
                 (w, has_operand(f, op, 2).then(|| d.operands[2]), Attrs::new())
             }
         };
-        let channels = w.shape[0];
+        let channels = w.shape[w.axis];
         let bias = match bias_v {
             Some(b) => Some(real_bias(f, b, channels)?),
             None => None,
@@ -644,7 +671,11 @@ impl Cx<'_> {
         attrs.set("zero_point", Attr::Int(ep.params.1));
         attrs.set("act_min", Attr::Int(ep.act.0));
         attrs.set("act_max", Attr::Int(ep.act.1));
-        let qk = if kind == OpKind::Conv { OpKind::QConv } else { OpKind::QFullyConnected };
+        let qk = match kind {
+            OpKind::Conv => OpKind::QConv,
+            OpKind::ConvTranspose => OpKind::QConvTranspose,
+            _ => OpKind::QFullyConnected,
+        };
         let qop = new_op(self.f, qk, operands, attrs, loc)?;
         let r = self.f.ops[qop].results[0];
         // The integer op must produce exactly the Q's shape.
