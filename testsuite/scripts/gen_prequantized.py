@@ -159,6 +159,16 @@ def raw_integer_ops():
     out.append(("raw_conv_integer", graph_model("ci", nodes, [ti("x", U8, [2, 3, 5, 5]), ti("zx", U8, [])],
                                                 [ti("y", I32, [2, 4, 5, 5])], [t(i8(4, 3, 3, 3), "w")]),
                 {"x": u8(2, 3, 5, 5), "zx": np.array(90, np.uint8)}))
+    # Bad input for the backends: per-row parameters that also vary along a batch dim. The
+    # interpreter evaluates it; compiling must fail with a one-line error naming the node (no
+    # ORT reference: ONNX Runtime refuses non-scalar QLinearMatMul zero points altogether).
+    nodes = [helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"],
+                              name="qmm_batched_rows")]
+    inits = [t(np.array(0.1, np.float32), "sa"), t(np.full((2, 3, 1), 5, np.uint8), "za"),
+             t(np.array(0.1, np.float32), "sb"), t(np.array(3, np.uint8), "zb"), t(np.array(0.5, np.float32), "sy"),
+             t(np.array(1, np.uint8), "zy")]
+    out.append(("bad_qlinear_matmul", graph_model("bad", nodes, [ti("a", U8, [2, 3, 4]), ti("b", U8, [4, 5])],
+                                                  [ti("y", U8, [2, 3, 5])], inits), {"a": u8(2, 3, 4), "b": u8(4, 5)}))
     return out
 
 
@@ -289,10 +299,11 @@ def main():
         mpath = os.path.join(d, "model.onnx")
         onnx.save(model, mpath)
         np.savez(os.path.join(d, "inputs.npz"), **inputs)
-        np.savez(os.path.join(d, "ref.npz"), **run_ort(mpath, inputs))
+        bad = name.startswith("bad_")
+        np.savez(os.path.join(d, "ref.npz"), **({} if bad else run_ort(mpath, inputs)))
         with open(os.path.join(d, "meta.json"), "w") as f:
-            json.dump({"source": name, "kind": "op", "mode": "raw", "lsb": 1.0, "onnx_ops": op_counts(model)},
-                      f, indent=1, sort_keys=True)
+            json.dump({"source": name, "kind": "error" if bad else "op", "mode": "raw", "lsb": 1.0,
+                       "onnx_ops": op_counts(model)}, f, indent=1, sort_keys=True)
         done.append(name)
     with tempfile.TemporaryDirectory() as tmp:
         for si, (name, kind, model, inputs, modes) in enumerate(sources):
