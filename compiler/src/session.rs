@@ -226,6 +226,13 @@ impl Session {
             if let (true, Quantize::Int4Weights { group_size }) = (first, &self.quantize) {
                 pm.prepend(Box::new(edgec_passes::quant::QuantizeInt4Weights { group_size: *group_size }));
             }
+            // A pre-quantized model states its integer arithmetic as ONNX quantization ops; they
+            // fold into the integer kernels before anything else (constant folding would turn the
+            // weights' DequantizeLinear into float constants).
+            let prequantized = module.functions.iter().any(edgec_passes::quant::has_onnx_quant_ops);
+            if first && prequantized && !names.is_empty() && !names.contains(&"fold-quantized") {
+                pm.prepend(Box::new(edgec_passes::quant::FoldQuantized));
+            }
             pm.print_after = self.pipeline.print_after.clone();
             pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
             pm.run(module)?;

@@ -94,6 +94,22 @@ pub static PASSES: &[PassInfo] = &[
                   `--group-size` sets it for `compile`/`run`/`bench`. Run `dce` after it.",
         create: || Box::new(crate::quant::QuantizeInt4Weights::default()),
     },
+    PassInfo {
+        name: "fold-quantized",
+        summary: "Pre-quantized ONNX into integer kernels (the session runs it first when a model holds \
+                  ONNX quantization ops): `DequantizeLinear` → `nn.conv`/`nn.conv_transpose`/`nn.matmul`/`nn.gemm` (constant \
+                  int8 weights per tensor or per output channel, optional constant or dequantized bias, \
+                  optional ReLU/Clip) → `QuantizeLinear` becomes `q.conv`/`q.conv_transpose`/`q.fully_connected`; \
+                  DQ, DQ → `math.add` → Q becomes `q.add`; `QLinearConv` and `QLinearMatMul` with a \
+                  constant B become `q.conv`/`q.fully_connected`; a blocked int4 `DequantizeLinear` \
+                  (axis 0) of a constant feeding `nn.matmul` becomes `q.matmul_nbits`; other per-tensor \
+                  `QuantizeLinear`/`DequantizeLinear` become `q.quantize`/`q.dequantize` (a DQ → Q pair \
+                  cancels or becomes `q.requantize`). u8 tensors become i8 with zero point z − 128. \
+                  Only per-tensor activations with constant parameters and weights whose `w − zp` fits \
+                  in int8 fold; the rest stays as ONNX ops. Requantization follows TFLite's fixed-point \
+                  rule (within one LSB of ONNX's float rounding).",
+        create: || Box::new(crate::quant::FoldQuantized),
+    },
 ];
 
 pub fn pass_info(name: &str) -> Option<&'static PassInfo> {

@@ -18,6 +18,7 @@ mod norm;
 mod plan;
 mod qint8;
 mod quant;
+mod quant_int;
 mod reduce;
 mod scan;
 mod schedule;
@@ -334,6 +335,9 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
                 return Ok(l);
             }
             if let Some(l) = nbits::lower(cx)? {
+                return Ok(l);
+            }
+            if let Some(l) = quant_int::lower(cx)? {
                 return Ok(l);
             }
             if let Some(l) = quant::lower(cx)? {

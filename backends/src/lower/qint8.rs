@@ -377,7 +377,7 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
 
 /// `for c in 0..channels { for k... in kernel { if cond { update } } }`: the accumulation loops
 /// of the direct (reference-speed) convolutions.
-fn window_sum(
+pub(super) fn window_sum(
     c: VarId,
     channels: usize,
     kv: &[VarId],
@@ -397,7 +397,7 @@ fn window_sum(
 
 /// A conv's input position per spatial dim, `o·s + k·d − pad`, and the condition that all of
 /// them are inside the input (`None` when there are no spatial dims).
-fn conv_positions(
+pub(super) fn conv_positions(
     g: &edgec_ir::ops::ConvGeometry,
     out: &[Expr],
     kernel: &[Expr],

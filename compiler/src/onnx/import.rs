@@ -840,6 +840,11 @@ impl Importer {
         if !traits.contains(Traits::PURE) || traits.intersects(Traits::CONSTANT_LIKE | Traits::HAS_REGIONS) {
             return None;
         }
+        // A dequantized constant is a quantized weight: `fold-quantized` needs its integers and
+        // parameters to build integer kernels (`fold-constants` still folds whatever it leaves).
+        if kind == OpKind::DequantizeLinear {
+            return None;
+        }
         let total =
             types.iter().try_fold(0u64, |acc, t| t.num_elements().and_then(|n| acc.checked_add(n)))?;
         if total > FOLD_MAX_ELEMENTS {

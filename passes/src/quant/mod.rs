@@ -2,12 +2,16 @@
 //! - post-training static int8 quantization with calibration data ([`int8::quantize_int8`]).
 //!   It needs data the IR does not hold (calibration samples), so it is a function the compiler
 //!   driver calls between the pipeline's canonicalization and `fuse`;
-//! - int4 weight-only quantization, a registry pass ([`QuantizeInt4Weights`]).
+//! - int4 weight-only quantization, a registry pass ([`QuantizeInt4Weights`]);
+//! - folding of pre-quantized ONNX (QDQ pairs, QLinear ops) into the `q.*` integer kernels, a
+//!   registry pass ([`FoldQuantized`]).
 
+pub mod fold;
 pub mod int4_weights;
 pub mod int8;
 pub mod observer;
 
+pub use fold::{has_onnx_quant_ops, FoldQuantized};
 pub use int4_weights::{QuantizeInt4Weights, DEFAULT_GROUP_SIZE};
 pub use int8::{quantize_int8, Int8Options, LayerReport, QuantReport};
 pub use observer::Observer;
