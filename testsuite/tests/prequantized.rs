@@ -85,10 +85,18 @@ fn main_fn(m: &Module) -> &Function {
     m.main().unwrap()
 }
 
+/// Ops by name, counting the members of fused kernels too (a layer that writes f32 can anchor a
+/// fused float epilogue).
 fn count(f: &Function) -> BTreeMap<&'static str, usize> {
     let mut c = BTreeMap::new();
-    for &op in f.body_ops() {
+    let mut ops: Vec<edgec_ir::Op> = f.body_ops().to_vec();
+    while let Some(op) = ops.pop() {
         *c.entry(f.ops[op].kind.name()).or_insert(0) += 1;
+        for r in &f.ops[op].regions {
+            for &b in &r.blocks {
+                ops.extend(&f.blocks[b].ops);
+            }
+        }
     }
     c
 }

@@ -53,6 +53,8 @@ impl Pass for FoldQuantized {
     fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
         for f in &mut module.functions {
             fold_function(f);
+            // As after edgec's own quantization: a layer whose only consumer dequantizes writes f32.
+            super::int8::fold_dequantize_into_layers(f);
         }
         Ok(())
     }
