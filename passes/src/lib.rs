@@ -12,6 +12,8 @@ pub mod fuse;
 pub mod manager;
 pub mod quant;
 pub mod registry;
+pub mod target;
 
 pub use manager::{Pass, PassError, PassManager, PassTiming, PrintAfter};
 pub use registry::{pass_info, PassInfo, PASSES};
+pub use target::{CostWeights, TargetInfo};
