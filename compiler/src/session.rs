@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// The passes `compile` runs before lowering, in order (see `docs/passes.md`).
 pub const DEFAULT_PIPELINE: &str =
-    "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,egraph-kernels,fuse";
+    "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,egraph-kernels,fuse,choose-layout";
 
 /// The graph optimization pipeline and what to show of it.
 #[derive(Clone, Debug)]

@@ -101,7 +101,9 @@ impl Target {
                 } else {
                     TargetInfo::application_core(&name, isa.vector_bits / 8, isa.has_fma)
                 };
-                info.gemm_nr = Some(edgec_backends::llvm::codegen::gemm_nr(isa) as u32);
+                let (lanes, vectors) = edgec_backends::llvm::codegen::gemm_panel(isa);
+                info.gemm_panel =
+                    Some(edgec_passes::GemmPanel { lanes: lanes as u32, max_vectors: vectors as u32 });
                 return info;
             }
         }
@@ -151,6 +153,6 @@ mod tests {
         assert!(x86.weights().flop < m7.weights().flop);
         assert_eq!(Target::Interp.pass_target(), TargetInfo::generic());
         #[cfg(feature = "llvm")]
-        assert_eq!((m7.gemm_nr, x86.gemm_nr), (Some(4), Some(16)));
+        assert_eq!((m7.gemm_panel_width(1000), x86.gemm_panel_width(1000)), (Some(4), Some(16)));
     }
 }

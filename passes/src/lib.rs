@@ -9,6 +9,7 @@ pub mod canon;
 pub mod dce;
 pub mod egraph;
 pub mod fuse;
+pub mod layout;
 pub mod manager;
 pub mod quant;
 pub mod registry;
@@ -16,4 +17,4 @@ pub mod target;
 
 pub use manager::{Pass, PassError, PassManager, PassTiming, PrintAfter};
 pub use registry::{pass_info, PassInfo, PASSES};
-pub use target::{CostWeights, TargetInfo};
+pub use target::{CostWeights, GemmPanel, TargetInfo};

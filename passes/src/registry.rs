@@ -100,6 +100,18 @@ pub static PASSES: &[PassInfo] = &[
         create: |_| Box::new(crate::fuse::Fuse),
     },
     PassInfo {
+        name: "choose-layout",
+        summary: "Chooses data layouts for the target's kernels and makes them explicit: the constant \
+                  f32 B operand of `nn.matmul` (`[K, N]`) and `nn.gemm` (a `transB` weight is \
+                  transposed and `transB` cleared), at the top level or anchoring a `fused.kernel`, \
+                  becomes a constant in the backend GEMM micro-kernel's panel layout (`[ceil(N/nr), K, \
+                  nr]`, nr from the target's vector registers and N) read through \
+                  `layout.from_panels`, so the backend binds it without packing. Does nothing without \
+                  a target that has a GEMM backend. Run it last: `fold-constants` would fold the \
+                  layout back.",
+        create: |t| Box::new(crate::layout::ChooseLayout { target: t.clone() }),
+    },
+    PassInfo {
         name: "quantize-int4-weights",
         summary: "Group-wise int4 weight-only quantization (`--quantize int4-weights`): `nn.matmul`/`nn.gemm` \
                   whose weight is a 2-D f32 constant (or a `[1, 0]` transpose of one) with an even reduction \

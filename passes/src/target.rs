@@ -31,11 +31,18 @@ pub struct TargetInfo {
     /// Fixed cycles of one kernel call: the call through the runtime's per-kernel hook, loop
     /// setup, and the pipeline and prefetcher ramp of a new loop nest.
     pub launch_cycles: f64,
-    /// The panel width (`nr`, in f32 columns) of the backend's f32 GEMM micro-kernel: a
-    /// multiple of the vector lanes, or 4 on a scalar FPU. `choose-layout` packs constant GEMM
-    /// weights in panels of this width. The backend's tile table decides it (`docs/gemm.md`);
-    /// `None` means the pipeline does not know the backend, and no weight is pre-packed.
-    pub gemm_nr: Option<u32>,
+    /// The backend f32 GEMM micro-kernel's B panels (`docs/gemm.md`): `choose-layout` stores
+    /// constant weights in panels of [`TargetInfo::gemm_panel_width`] columns. `None`: the
+    /// pipeline does not serve that backend, and no weight is re-laid out.
+    pub gemm_panel: Option<GemmPanel>,
+}
+
+/// The shape of the backend GEMM's B panels: `max_vectors` vectors of `lanes` f32 columns,
+/// fewer when the product has fewer columns (the backend's `plan` shrinks the tile to N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmPanel {
+    pub lanes: u32,
+    pub max_vectors: u32,
 }
 
 /// The cost model's weights, in byte-equivalents (one byte of memory traffic costs 1).
@@ -64,11 +71,7 @@ impl TargetInfo {
     /// streaming, so a flop weighs a quarter of a byte, and a kernel call 256 cycles = 4096
     /// byte-equivalents). No GEMM panel width: without a backend nothing is pre-packed.
     pub fn generic() -> TargetInfo {
-        TargetInfo {
-            name: "generic".into(),
-            gemm_nr: None,
-            ..TargetInfo::application_core("generic", 64, true)
-        }
+        TargetInfo { name: "generic".into(), ..TargetInfo::application_core("generic", 64, true) }
     }
 
     /// An application processor (Linux, caches): `vector_bytes` wide f32 vectors (4 for a
@@ -83,7 +86,7 @@ impl TargetInfo {
             data_cache_bytes: Some(1 << 20),
             bytes_per_cycle: 16.0,
             launch_cycles: 256.0,
-            gemm_nr: None,
+            gemm_panel: None,
         }
     }
 
@@ -100,8 +103,16 @@ impl TargetInfo {
             data_cache_bytes: None,
             bytes_per_cycle: 4.0,
             launch_cycles: 64.0,
-            gemm_nr: None,
+            gemm_panel: None,
         }
+    }
+
+    /// The panel width the backend's GEMM uses for a product with `n` columns:
+    /// `lanes × min(max_vectors, ceil(n / lanes))`.
+    pub fn gemm_panel_width(&self, n: usize) -> Option<usize> {
+        let p = self.gemm_panel?;
+        let lanes = p.lanes.max(1) as usize;
+        Some(lanes * (p.max_vectors.max(1) as usize).min(n.div_ceil(lanes)).max(1))
     }
 
     /// f32 lanes of one vector.
@@ -143,5 +154,20 @@ mod tests {
         let m7 = TargetInfo::microcontroller("cortex-m7", true).weights();
         assert_eq!((m7.launch, m7.flop, m7.cached), (256.0, 2.0, false));
         assert!(m7.flop > 4.0 * host.flop && m7.launch < host.launch / 8.0);
+    }
+}
+
+#[cfg(test)]
+mod panel_tests {
+    use super::*;
+
+    #[test]
+    fn panel_width_follows_the_product() {
+        let mut t = TargetInfo::application_core("host", 64, true);
+        assert_eq!(t.gemm_panel_width(100), None);
+        t.gemm_panel = Some(GemmPanel { lanes: 16, max_vectors: 4 });
+        assert_eq!(t.gemm_panel_width(1000), Some(64));
+        assert_eq!(t.gemm_panel_width(20), Some(32));
+        assert_eq!(t.gemm_panel_width(3), Some(16));
     }
 }
