@@ -375,3 +375,76 @@ fn gemm_cross_run_riscv64_qemu() {
         "rv64gcv",
     );
 }
+
+/// `choose-layout` stores constant weights with `edgec_ir::ops::layout::to_panels` in the width
+/// `TargetInfo::gemm_panel_width` computes from `codegen::gemm_panel`; the backend binds those
+/// panels as its packed B when `codegen::gemm_panel_fn` agrees on the width. Both must equal
+/// what `pack_b` would have produced, for every ISA and for N with and without a partial panel.
+#[test]
+fn choose_layout_panels_are_the_packed_b() {
+    use edgec_backends::llvm::codegen::{gemm_panel, gemm_panel_fn};
+    for isa in [VectorIsa::AVX512, VectorIsa::AVX2, VectorIsa::NEON, VectorIsa::SSE, VectorIsa::SCALAR32] {
+        for (k, n) in [(7, 5), (16, 64), (33, 100), (3, 1)] {
+            let b = fill(k * n, (k * 131 + n) as u64);
+            let desc = GemmDesc { b_prepacked: true, ..GemmDesc::new(4, n, k) };
+            let packed = pack_b(&desc, isa, &b);
+            let (lanes, vectors) = gemm_panel(isa);
+            let nr = lanes * vectors.min(n.div_ceil(lanes)).max(1);
+            let spec = edgec_backends::kir::GemmSpec {
+                m: 4,
+                n,
+                k,
+                a_trans: false,
+                b_trans: false,
+                lda: k,
+                ldb: n,
+                ldc: n,
+                accumulate: false,
+                b_prepacked: true,
+            };
+            assert_eq!(gemm_panel_fn(isa)(&spec), nr, "{isa:?} {k}x{n}");
+            let m = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[k, n]), b).unwrap();
+            let panels = edgec_ir::ops::layout::to_panels(&m, nr);
+            assert_eq!(panels.iter().copied().collect::<Vec<f32>>(), packed, "{isa:?} {k}x{n}");
+        }
+    }
+}
+
+/// A matmul whose B is `layout.from_panels` of a constant in this target's panel width is
+/// lowered with the panels as its packed B: the packing callback is never called. With panels
+/// of another width it packs the matrix they mean, as for any constant.
+#[test]
+fn lowering_binds_chosen_panels_without_packing() {
+    use edgec_backends::llvm::codegen::gemm_panel_fn;
+    use edgec_backends::lower::{lower, LowerOptions};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let isa = VectorIsa::AVX2;
+    for (nr, packs) in [(16, 0), (8, 1)] {
+        let b = fill(3 * 20, 7);
+        let m = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[3, 20]), b).unwrap();
+        let p = edgec_ir::ops::layout::to_panels(&m, nr);
+        let hex: String = p.iter().flat_map(|v| v.to_le_bytes()).map(|b| format!("{b:02X}")).collect();
+        let src = format!(
+            "func @f(%x: tensor<4x3xf32>) -> (\"y\": tensor<4x20xf32>) {{\n  %0 = builtin.constant {{value = dense<0x{hex}> : tensor<{}x3x{nr}xf32>}} : tensor<{}x3x{nr}xf32> loc(\"w\")\n  %1 = layout.from_panels %0 {{cols = 20}} : tensor<3x20xf32> loc(\"w\")\n  %2 = nn.matmul %x, %1 : tensor<4x20xf32> loc(\"mm\")\n  func.return %2 loc(unknown)\n}}\n",
+            p.shape()[0],
+            p.shape()[0]
+        );
+        let module = edgec_ir::parser::parse_module(&src).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let opts = LowerOptions {
+            gemm_pack_b: Some(Arc::new(move |s: &edgec_backends::kir::GemmSpec, b: &[f32]| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let desc = GemmDesc { b_prepacked: true, ..GemmDesc::new(s.m, s.n, s.k) };
+                pack_b(&desc, isa, b)
+            })),
+            gemm_panel: Some(gemm_panel_fn(isa)),
+            ..LowerOptions::default()
+        };
+        let program = lower(&module.functions[0], &opts).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), packs, "panels of {nr}");
+        // Either way the stored weight is the packed B (16-wide on AVX2), not the plain matrix.
+        assert_eq!(program.weights_bytes(), 2 * 3 * 16 * 4, "panels of {nr}");
+    }
+}

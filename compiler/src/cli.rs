@@ -51,6 +51,10 @@ pub enum Command {
         /// Print how long each pass took (to standard error).
         #[arg(long)]
         time_passes: bool,
+        /// The target the passes optimize for (cost model, layouts): `host`, a triple or an
+        /// alias; `interp` means no particular machine.
+        #[arg(long, default_value = "host")]
+        target: String,
     },
     /// Compile a model for a target into DIR (object, header, report.json).
     Compile {
@@ -253,12 +257,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             );
             emit_text(output.as_deref(), &text)
         }
-        Command::Opt { input, passes, output, print_after_all, print_after, time_passes } => {
+        Command::Opt { input, passes, output, print_after_all, print_after, time_passes, target } => {
+            let target = Target::parse(&target)?.pass_target();
             let text = std::fs::read_to_string(&input)
                 .map_err(|e| Error::Usage(format!("{}: {e}", input.display())))?;
             let mut module = edgec_ir::parser::parse_module(&text)?;
             edgec_ir::verify::verify_module(&module)?;
-            let mut pm = PassManager::parse(&passes)?;
+            let mut pm = PassManager::parse_for(&passes, &target)?;
             pm.verify_each = true;
             pm.print_after = if print_after_all {
                 PrintAfter::All

@@ -5,8 +5,8 @@
 use crate::error::Error;
 use crate::target::Target;
 use edgec_backends::llvm::codegen::{
-    emit_object, gemm_nr, gemm_pack_fn, gemm_scratch_fn, onnx_dtype, qgemm_layout_fn, qgemm_pack_fn,
-    qgemm_scratch_fn, MachineSpec,
+    emit_object, gemm_nr, gemm_pack_fn, gemm_panel_fn, gemm_scratch_fn, onnx_dtype, qgemm_layout_fn,
+    qgemm_pack_fn, qgemm_scratch_fn, MachineSpec,
 };
 use edgec_backends::lower::{lower, LowerOptions, Program};
 use edgec_ir::{Function, Tensor};
@@ -104,6 +104,7 @@ pub fn compile_with(
         // Dequantized int4 weight blocks: a few KiB of SRAM on a microcontroller, L2-sized elsewhere.
         nbits_block_bytes: if spec.bare_metal { 16 << 10 } else { 512 << 10 },
         gemm_nr: gemm_nr(isa),
+        gemm_panel: Some(gemm_panel_fn(isa)),
         ..LowerOptions::default()
     };
     let program = lower(f, &opts).map_err(|e| Error::Usage(e.to_string()))?;

@@ -13,12 +13,13 @@ use crate::onnx::{import_model, ImportOptions};
 use crate::target::Target;
 use edgec_ir::{Module, Tensor};
 use edgec_passes::quant::{Int8Options, QuantReport};
-use edgec_passes::{PassError, PassManager, PassTiming, PrintAfter};
+use edgec_passes::{PassError, PassManager, PassTiming, PrintAfter, TargetInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The passes `compile` runs before lowering, in order (see `docs/passes.md`).
-pub const DEFAULT_PIPELINE: &str = "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,fuse";
+pub const DEFAULT_PIPELINE: &str =
+    "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,egraph-kernels,fuse,choose-layout";
 
 /// The graph optimization pipeline and what to show of it.
 #[derive(Clone, Debug)]
@@ -111,6 +112,8 @@ pub struct Session {
     onnx_nodes: Option<usize>,
     pipeline: Pipeline,
     quantize: Quantize,
+    /// What the passes optimize for (from `CompileOptions::target`; `compile` uses its own).
+    target: TargetInfo,
 }
 
 impl Session {
@@ -132,13 +135,20 @@ impl Session {
             onnx_nodes,
             pipeline: options.pipeline.clone(),
             quantize: options.quantize.clone(),
+            target: options.target.pass_target(),
         })
     }
 
     /// Wraps an existing module (verifying it).
     pub fn from_module(module: Module) -> Result<Session, Error> {
         edgec_ir::verify::verify_module(&module)?;
-        Ok(Session { module, onnx_nodes: None, pipeline: Pipeline::default(), quantize: Quantize::None })
+        Ok(Session {
+            module,
+            onnx_nodes: None,
+            pipeline: Pipeline::default(),
+            quantize: Quantize::None,
+            target: TargetInfo::generic(),
+        })
     }
 
     pub fn module(&self) -> &Module {
@@ -194,6 +204,17 @@ impl Session {
         self.pipeline = pipeline;
     }
 
+    /// Sets the target the passes optimize for in [`Session::optimize`] (`compile` optimizes
+    /// for the target it is given).
+    pub fn set_target(&mut self, target: TargetInfo) {
+        self.target = target;
+    }
+
+    /// The target the passes optimize for.
+    pub fn target(&self) -> &TargetInfo {
+        &self.target
+    }
+
     /// Sets the quantization `compile` (and the quantized interpreter run) applies.
     pub fn set_quantize(&mut self, quantize: Quantize) {
         self.quantize = quantize;
@@ -210,19 +231,26 @@ impl Session {
         &self.quantize
     }
 
-    /// The pipeline with quantization: the passes before the first `fuse`, then quantization,
-    /// then the rest (quantization must see the layers before they are fused). The result is
-    /// verified.
+    /// The pipeline with quantization, for the session's target: the passes before the first
+    /// kernel-forming pass (`egraph-kernels` or `fuse`), then quantization, then the rest
+    /// (quantization must see the layers before they are fused). The result is verified.
     pub fn optimize(&self) -> Result<Optimized, Error> {
+        self.optimize_for(&self.target)
+    }
+
+    /// [`Session::optimize`] with the passes built for `target`.
+    pub fn optimize_for(&self, target: &TargetInfo) -> Result<Optimized, Error> {
         let names: Vec<&str> =
             self.pipeline.passes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         let split = match self.quantize {
-            Quantize::Int8 { .. } => names.iter().position(|&n| n == "fuse").unwrap_or(names.len()),
+            Quantize::Int8 { .. } => {
+                names.iter().position(|&n| n == "fuse" || n == "egraph-kernels").unwrap_or(names.len())
+            }
             _ => names.len(),
         };
         let mut module = self.module.clone();
         let run_part = |module: &mut Module, names: &[&str], first: bool| -> Result<PassManager, Error> {
-            let mut pm = PassManager::parse(&names.join(","))?;
+            let mut pm = PassManager::parse_for(&names.join(","), target)?;
             if let (true, Quantize::Int4Weights { group_size }) = (first, &self.quantize) {
                 pm.prepend(Box::new(edgec_passes::quant::QuantizeInt4Weights { group_size: *group_size }));
             }
@@ -280,7 +308,7 @@ impl Session {
     ) -> Result<crate::machine::Compiled, Error> {
         target.check_available()?;
         let start = std::time::Instant::now();
-        let opt = self.optimize()?;
+        let opt = self.optimize_for(&target.pass_target())?;
         let f = opt.module.main().expect("a verified module has an entry function");
         let pass_seconds = start.elapsed().as_secs_f64();
         let mut c = crate::machine::compile(f, target, symbol, want_llvm_ir)?;

@@ -5,6 +5,7 @@
 //! cargo feature; asking for such a target in a build without it is a clear error, never a link
 //! failure.
 
+use edgec_passes::TargetInfo;
 use std::fmt;
 use std::str::FromStr;
 use target_lexicon::{Architecture, Triple};
@@ -84,6 +85,38 @@ impl Target {
     }
 }
 
+impl Target {
+    /// What the passes know about this target ([`TargetInfo`]): vector width and FMA from the
+    /// backend's own ISA detection (the same the GEMM tiles follow), a microcontroller model
+    /// for bare-metal Arm, the backend's GEMM panel width. The interpreter gets
+    /// [`TargetInfo::generic`].
+    pub fn pass_target(&self) -> TargetInfo {
+        let Target::Machine { triple, .. } = self else { return TargetInfo::generic() };
+        let name = self.to_string();
+        #[cfg(feature = "llvm")]
+        if let Ok((spec, _)) = crate::machine::machine_of(self) {
+            if let Ok(isa) = spec.isa() {
+                let mut info = if spec.bare_metal {
+                    TargetInfo::microcontroller(&name, isa.has_fma)
+                } else {
+                    TargetInfo::application_core(&name, isa.vector_bits / 8, isa.has_fma)
+                };
+                let (lanes, vectors) = edgec_backends::llvm::codegen::gemm_panel(isa);
+                info.gemm_panel =
+                    Some(edgec_passes::GemmPanel { lanes: lanes as u32, max_vectors: vectors as u32 });
+                return info;
+            }
+        }
+        // Without the backend: the architectures' defaults (x86-64-v3 is AVX2).
+        match triple.architecture {
+            Architecture::Arm(_) => TargetInfo::microcontroller(&name, true),
+            Architecture::X86_64 => TargetInfo::application_core(&name, 32, true),
+            Architecture::Aarch64(_) => TargetInfo::application_core(&name, 16, true),
+            _ => TargetInfo::application_core(&name, 4, true),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -109,5 +142,17 @@ mod tests {
         assert!(Target::parse("riscv64gc-unknown-linux-gnu").is_ok());
         assert!(matches!(Target::parse("nonsense-target"), Err(TargetError::Unknown(_))));
         assert!(matches!(Target::parse("wasm32-unknown-unknown"), Err(TargetError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn pass_targets_differ_by_machine() {
+        let m7 = Target::parse("cortex-m7").unwrap().pass_target();
+        assert_eq!((m7.name.as_str(), m7.vector_bytes, m7.data_cache_bytes), ("cortex-m7", 4, None));
+        let x86 = Target::parse("x86_64-unknown-linux-gnu").unwrap().pass_target();
+        assert_eq!(x86.vector_bytes, 32);
+        assert!(x86.weights().flop < m7.weights().flop);
+        assert_eq!(Target::Interp.pass_target(), TargetInfo::generic());
+        #[cfg(feature = "llvm")]
+        assert_eq!((m7.gemm_panel_width(1000), x86.gemm_panel_width(1000)), (Some(4), Some(16)));
     }
 }

@@ -54,7 +54,9 @@ fn is_half(s: ScalarType) -> bool {
     matches!(s, ScalarType::F16 | ScalarType::BF16)
 }
 
-fn fusable_elementwise(f: &Function, op: Op) -> bool {
+/// Whether `op` may be a member of a kernel: pure, elementwise, one result, no regions, no
+/// half-precision value.
+pub(crate) fn fusable_elementwise(f: &Function, op: Op) -> bool {
     let d = &f.ops[op];
     d.kind.traits().contains(Traits::ELEMENTWISE | Traits::PURE)
         && d.regions.is_empty()
@@ -62,7 +64,8 @@ fn fusable_elementwise(f: &Function, op: Op) -> bool {
         && d.results.iter().chain(&d.operands).all(|&v| !is_half(f.values[v].ty.scalar()))
 }
 
-fn fusable_anchor(f: &Function, op: Op) -> bool {
+/// Whether `op` may anchor a kernel: conv, conv_transpose, matmul or gemm with one f32 result.
+pub(crate) fn fusable_anchor(f: &Function, op: Op) -> bool {
     let d = &f.ops[op];
     is_anchor(d.kind)
         && d.results.len() == 1
@@ -204,26 +207,45 @@ fn delays_anchor(
 /// the root's uses at it. The members themselves are left for the caller to unlink.
 fn build_fused(f: &mut Function, members: Vec<Op>) -> Op {
     let root = *members.last().expect("non-empty");
+    let fused = fused_kernel_op(f, &members, &mut |_, v| v);
+    let root_result = f.ops[root].results[0];
+    let out = f.ops[fused].results[0];
+    f.replace_all_uses(root_result, out);
+    fused
+}
+
+/// Creates (without placing it in a block) the `fused.kernel` op computing what `members` (in
+/// execution order, the last one the root) compute: its operands are the members' operands that
+/// no member defines, in order of first use, each passed through `external` (which may return
+/// a replacement value of the same type); its region holds copies of the members (same kinds,
+/// attributes and locations); `pattern` names them; its location is `fused[...]` of theirs.
+pub(crate) fn fused_kernel_op(
+    f: &mut Function,
+    members: &[Op],
+    external: &mut dyn FnMut(&mut Function, Value) -> Value,
+) -> Op {
+    let root = *members.last().expect("non-empty");
     let inside: BTreeSet<Op> = members.iter().copied().collect();
-    let mut external: Vec<Value> = Vec::new();
-    for &m in &members {
+    let mut originals: Vec<Value> = Vec::new();
+    for &m in members {
         for &o in &f.ops[m].operands {
             let internal = matches!(f.values[o].def, ValueDef::Result { op, .. } if inside.contains(&op));
-            if !internal && !external.contains(&o) {
-                external.push(o);
+            if !internal && !originals.contains(&o) {
+                originals.push(o);
             }
         }
     }
+    let operands: Vec<Value> = originals.iter().map(|&v| external(f, v)).collect();
     let block = f.blocks.push(BlockData::default());
     let mut map: HashMap<Value, Value> = HashMap::new();
-    for &v in &external {
+    for &v in &originals {
         let ty = f.values[v].ty.clone();
         let a = f.add_block_arg(block, ty, None);
         map.insert(v, a);
     }
     let mut names = Vec::new();
     let mut pattern = Vec::new();
-    for &m in &members {
+    for &m in members {
         let d = f.ops[m].clone();
         let operands = d.operands.iter().map(|o| map[o]).collect();
         let tys = d.results.iter().map(|&r| f.values[r].ty.clone()).collect();
@@ -245,9 +267,7 @@ fn build_fused(f: &mut Function, members: Vec<Op>) -> Op {
     let ty = f.values[root_result].ty.clone();
     let loc = if names.is_empty() { Loc::Unknown } else { Loc::Fused(names) };
     let attrs = Attrs::new().with("pattern", Attr::Str(pattern.join("+")));
-    let fused = f.create_op(OpKind::FusedKernel, external, vec![ty], attrs, loc);
+    let fused = f.create_op(OpKind::FusedKernel, operands, vec![ty], attrs, loc);
     f.ops[fused].regions.push(Region { blocks: vec![block] });
-    let out = f.ops[fused].results[0];
-    f.replace_all_uses(root_result, out);
     fused
 }

@@ -9,9 +9,12 @@ pub mod canon;
 pub mod dce;
 pub mod egraph;
 pub mod fuse;
+pub mod layout;
 pub mod manager;
 pub mod quant;
 pub mod registry;
+pub mod target;
 
 pub use manager::{Pass, PassError, PassManager, PassTiming, PrintAfter};
 pub use registry::{pass_info, PassInfo, PASSES};
+pub use target::{CostWeights, GemmPanel, TargetInfo};

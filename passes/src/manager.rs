@@ -1,5 +1,6 @@
 //! The pass manager.
 
+use crate::target::TargetInfo;
 use edgec_ir::verify::verify_module;
 use edgec_ir::{IrError, Module};
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct PassManager {
     /// Receives `(pass name, printed IR)` when `print_after` selects a pass.
     pub printer: Option<Box<dyn FnMut(&str, &str)>>,
     pub timings: Vec<PassTiming>,
+    /// The target the passes were built for ([`PassManager::parse_for`]).
+    pub target: TargetInfo,
 }
 
 impl Default for PassManager {
@@ -59,6 +62,7 @@ impl Default for PassManager {
             print_after: PrintAfter::None,
             printer: None,
             timings: Vec::new(),
+            target: TargetInfo::generic(),
         }
     }
 }
@@ -68,15 +72,21 @@ impl PassManager {
         Self::default()
     }
 
-    /// Builds a pipeline from comma-separated pass names.
+    /// Builds a pipeline from comma-separated pass names, for no particular target
+    /// ([`TargetInfo::generic`]).
     pub fn parse(pipeline: &str) -> Result<PassManager, PassError> {
-        let mut pm = PassManager::new();
+        PassManager::parse_for(pipeline, &TargetInfo::generic())
+    }
+
+    /// Builds a pipeline from comma-separated pass names, each pass made for `target`.
+    pub fn parse_for(pipeline: &str, target: &TargetInfo) -> Result<PassManager, PassError> {
+        let mut pm = PassManager { target: target.clone(), ..PassManager::new() };
         for name in pipeline.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let info = crate::registry::pass_info(name).ok_or_else(|| PassError::UnknownPass {
                 name: name.to_string(),
                 available: crate::registry::PASSES.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
             })?;
-            pm.add((info.create)());
+            pm.add((info.create)(target));
         }
         Ok(pm)
     }

@@ -1,12 +1,14 @@
 //! Every pass, declared once: name, summary, constructor. `docs/passes.md` lists them.
 
 use crate::manager::{Pass, PassError};
+use crate::target::TargetInfo;
 use edgec_ir::Module;
 
 pub struct PassInfo {
     pub name: &'static str,
     pub summary: &'static str,
-    pub create: fn() -> Box<dyn Pass>,
+    /// Builds the pass for a target (most passes ignore it; see [`TargetInfo`]).
+    pub create: fn(&TargetInfo) -> Box<dyn Pass>,
 }
 
 pub static PASSES: &[PassInfo] = &[
@@ -14,17 +16,17 @@ pub static PASSES: &[PassInfo] = &[
         name: "verify",
         summary:
             "Checks every IR invariant (see `edgec_ir::verify`); fails the pipeline on the first violation.",
-        create: || Box::new(Verify),
+        create: |_| Box::new(Verify),
     },
     PassInfo {
         name: "print",
         summary: "Prints the IR to standard error at this point of the pipeline.",
-        create: || Box::new(Print),
+        create: |_| Box::new(Print),
     },
     PassInfo {
         name: "dce",
         summary: "Removes pure ops whose results are never used, and unused constants.",
-        create: || Box::new(crate::dce::Dce),
+        create: |_| Box::new(crate::dce::Dce),
     },
     PassInfo {
         name: "fold-constants",
@@ -32,7 +34,7 @@ pub static PASSES: &[PassInfo] = &[
                   statically shaped values) with the op's reference semantics and replaces their results \
                   by constants, keeping the op's location. A result folds only if it has at most 65536 \
                   elements or no more than the largest operand; ops whose evaluation fails are left.",
-        create: || Box::new(crate::canon::fold_constants::FoldConstants),
+        create: |_| Box::new(crate::canon::fold_constants::FoldConstants),
     },
     PassInfo {
         name: "cse",
@@ -40,7 +42,7 @@ pub static PASSES: &[PassInfo] = &[
                   kind, operands (either order for commutative ops), bit-identical attributes and result \
                   types as an earlier op is replaced by it; constants with equal types and bytes are merged. \
                   The first occurrence is kept.",
-        create: || Box::new(crate::canon::cse::Cse),
+        create: |_| Box::new(crate::canon::cse::Cse),
     },
     PassInfo {
         name: "simplify",
@@ -49,7 +51,7 @@ pub static PASSES: &[PassInfo] = &[
                   x*1, 1*x, x/1, x^1, same-type cast, neg(neg x), identity transpose, transpose of transpose \
                   (composed), reshape/flatten/squeeze/unsqueeze chains (one reshape), reshape or expand to the \
                   operand's own type, a slice selecting everything, inference dropout.",
-        create: || Box::new(crate::canon::simplify::Simplify),
+        create: |_| Box::new(crate::canon::simplify::Simplify),
     },
     PassInfo {
         name: "fold-batchnorm",
@@ -58,7 +60,7 @@ pub static PASSES: &[PassInfo] = &[
                   weight is constant and its output channel is the batch norm's axis: w' = w * s, \
                   b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps), computed in f64 (a missing \
                   conv bias is added; matmul gets a `math.add`).",
-        create: || Box::new(crate::canon::fold_batchnorm::FoldBatchNorm),
+        create: |_| Box::new(crate::canon::fold_batchnorm::FoldBatchNorm),
     },
     PassInfo {
         name: "egraph",
@@ -71,15 +73,43 @@ pub static PASSES: &[PassInfo] = &[
                   scale multiplied, divided or split over q and k, the additive mask optional). \
                   `EDGEC_LOG_EGRAPH=1` prints \
                   the runner's stop reason and what was recognized.",
-        create: || Box::new(crate::egraph::EgraphPass::default()),
+        create: |t| Box::new(crate::egraph::EgraphPass::for_target(t)),
+    },
+    PassInfo {
+        name: "egraph-kernels",
+        summary: "Kernel formation by equality saturation: the rule groups `elementwise` (a chain of \
+                  elementwise ops becomes one loop nest) and `epilogue` (an anchor, i.e. conv, \
+                  conv_transpose, matmul or gemm with an f32 result, takes the elementwise ops after \
+                  it as its epilogue: bias, activation, residual) add `fused` e-nodes, and extraction \
+                  with the target's cost model (one launch, the external operands read once, one \
+                  write, the members' FLOPs) decides; chosen ones become `fused.kernel`. A value joins \
+                  a kernel only if it has the result's type, all its uses are members, the anchor \
+                  does not use it and it is not half precision (as for `fuse`). Runs after `egraph` \
+                  and `dce`, when uses are exact. `EDGEC_LOG_EGRAPH=1` prints the runner's stop \
+                  reason and the kernels formed.",
+        create: |t| Box::new(crate::egraph::EgraphPass::kernels_for_target(t)),
     },
     PassInfo {
         name: "fuse",
-        summary: "Forms kernels: an anchor (conv, conv_transpose, matmul, gemm) with the elementwise \
-                  epilogue after it (bias, activation, residual), or a chain of elementwise ops, \
-                  becomes one `fused.kernel` when no intermediate escapes and every member has the \
-                  result's type (each element computed once, nothing broadcast or recomputed).",
-        create: || Box::new(crate::fuse::Fuse),
+        summary: "Forms kernels greedily: an anchor (conv, conv_transpose, matmul, gemm) with the \
+                  elementwise epilogue after it (bias, activation, residual), or a chain of elementwise \
+                  ops, becomes one `fused.kernel` when no intermediate escapes and every member has the \
+                  result's type (each element computed once, nothing broadcast or recomputed). In the \
+                  default pipeline it only cleans up after `egraph-kernels`: the ops that pass does not \
+                  model (quantized element types).",
+        create: |_| Box::new(crate::fuse::Fuse),
+    },
+    PassInfo {
+        name: "choose-layout",
+        summary: "Chooses data layouts for the target's kernels and makes them explicit: the constant \
+                  f32 B operand of `nn.matmul` (`[K, N]`) and `nn.gemm` (a `transB` weight is \
+                  transposed and `transB` cleared), at the top level or anchoring a `fused.kernel`, \
+                  becomes a constant in the backend GEMM micro-kernel's panel layout (`[ceil(N/nr), K, \
+                  nr]`, nr from the target's vector registers and N) read through \
+                  `layout.from_panels`, so the backend binds it without packing. Does nothing without \
+                  a target that has a GEMM backend. Run it last: `fold-constants` would fold the \
+                  layout back.",
+        create: |t| Box::new(crate::layout::ChooseLayout { target: t.clone() }),
     },
     PassInfo {
         name: "quantize-int4-weights",
@@ -92,7 +122,7 @@ pub static PASSES: &[PassInfo] = &[
                   becomes `q.gather_nbits`, sharing the int4 table of a product that uses the same constant \
                   or its exact transpose (tied embeddings are stored once). Group size 64 here; \
                   `--group-size` sets it for `compile`/`run`/`bench`. Run `dce` after it.",
-        create: || Box::new(crate::quant::QuantizeInt4Weights::default()),
+        create: |_| Box::new(crate::quant::QuantizeInt4Weights::default()),
     },
     PassInfo {
         name: "fold-quantized",
@@ -108,7 +138,7 @@ pub static PASSES: &[PassInfo] = &[
                   Only per-tensor activations with constant parameters and weights whose `w − zp` fits \
                   in int8 fold; the rest stays as ONNX ops. Requantization follows TFLite's fixed-point \
                   rule (within one LSB of ONNX's float rounding).",
-        create: || Box::new(crate::quant::FoldQuantized),
+        create: |_| Box::new(crate::quant::FoldQuantized),
     },
 ];
 

@@ -27,6 +27,10 @@
 //!   before and after the pipeline on deterministic pseudo-random inputs, and the outputs must
 //!   agree (to 1e-5 relative, since recognized ops may round differently).
 //!
+//! A header line `// target: T` (`cortex-m7`, a triple, `interp`; default: none, the passes'
+//! generic target) builds the `passes=` pipeline for that target (`edgec::Target::pass_target`),
+//! for passes whose choices depend on the machine.
+//!
 //! Every file that parses is also checked for print → parse → print stability. With
 //! `EDGEC_BLESS=1`, `print` blocks and `roundtrip` texts are rewritten from the actual output
 //! instead of being compared.
@@ -41,6 +45,8 @@ use std::path::{Path, PathBuf};
 pub const EXPECTED_MARKER: &str = "// ---- expected ----";
 /// The prefix of a header line naming a test kind.
 pub const KIND_PREFIX: &str = "// test:";
+/// The prefix of a header line naming the target a `passes=` pipeline is built for.
+pub const TARGET_PREFIX: &str = "// target:";
 /// The prefix of an expected-error annotation.
 pub const ERROR_PREFIX: &str = "// expected-error:";
 
@@ -184,7 +190,14 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
     // The header: comment and blank lines before the first code line.
     let header_len = lines.iter().position(|l| is_code(l)).unwrap_or(lines.len());
     let mut kinds = Vec::new();
+    let mut target = edgec_passes::TargetInfo::generic();
     for (i, l) in lines[..header_len].iter().enumerate() {
+        if let Some(t) = l.trim().strip_prefix(TARGET_PREFIX) {
+            match edgec::Target::parse(t.trim()) {
+                Ok(t) => target = t.pass_target(),
+                Err(e) => failures.push(format!("line {}: {e}", i + 1)),
+            }
+        }
         if let Some(k) = l.trim().strip_prefix(KIND_PREFIX) {
             match Kind::from_name(k.trim()) {
                 Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
@@ -284,7 +297,7 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
                 let p = match kind {
                     Kind::Passes(pipeline) => {
                         let module = &parsed.as_ref().expect("printed implies parsed").0;
-                        match run_pipeline(module, pipeline) {
+                        match run_pipeline(module, pipeline, &target) {
                             Ok(out) => {
                                 after = out;
                                 &after
@@ -329,8 +342,12 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
 
 /// Runs `pipeline` over a copy of `module` (verifying after each pass) and checks it against the
 /// interpreter; returns the printed result.
-fn run_pipeline(module: &Module, pipeline: &str) -> Result<String, String> {
-    let mut pm = edgec_passes::PassManager::parse(pipeline).map_err(|e| e.to_string())?;
+fn run_pipeline(
+    module: &Module,
+    pipeline: &str,
+    target: &edgec_passes::TargetInfo,
+) -> Result<String, String> {
+    let mut pm = edgec_passes::PassManager::parse_for(pipeline, target).map_err(|e| e.to_string())?;
     pm.verify_each = true;
     let mut after = module.clone();
     pm.run(&mut after).map_err(|e| e.to_string())?;

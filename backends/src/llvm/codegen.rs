@@ -126,6 +126,19 @@ pub fn gemm_nr(isa: VectorIsa) -> usize {
     t.nv * t.lanes
 }
 
+/// The B panel shape of the f32 GEMM on this ISA: (lanes, vectors per panel at most); a
+/// product's panel width is `lanes × min(vectors, ceil(n / lanes))` (`gemm::plan`).
+pub fn gemm_panel(isa: VectorIsa) -> (usize, usize) {
+    let t = gemm::GemmTile::for_isa(isa);
+    (t.lanes, t.nv)
+}
+
+/// The panel width (`nr`) of a `b_prepacked` GEMM: a B already in panels of this width is the
+/// packed B as it is.
+pub fn gemm_panel_fn(isa: VectorIsa) -> crate::lower::GemmPanelFn {
+    std::sync::Arc::new(move |s: &kir::GemmSpec| gemm::plan(&gemm_desc(s), isa).nr)
+}
+
 /// Packs constant B operands at compile time for [`gemm::emit_sgemm`] with `b_prepacked`.
 pub fn gemm_pack_fn(isa: VectorIsa) -> crate::lower::GemmPackFn {
     std::sync::Arc::new(move |s: &kir::GemmSpec, b: &[f32]| gemm::pack_b(&gemm_desc(s), isa, b))

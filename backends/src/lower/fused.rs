@@ -64,6 +64,8 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                 qgemm_layout: cx.qgemm_layout.clone(),
                 nbits_block_bytes: cx.nbits_block_bytes,
                 gemm_nr: cx.gemm_nr,
+                gemm_panel: cx.gemm_panel.clone(),
+                panels: map.iter().map(|&i| cx.panels[i]).collect(),
                 region: None,
                 shared: map.iter().map(|&i| cx.shared.get(i).copied().unwrap_or(false)).collect(),
                 packed: map.iter().map(|&i| cx.packed.get(i).copied().unwrap_or(false)).collect(),

@@ -39,20 +39,32 @@ fn gemm_scratch(bytes: u64, k: &mut Kernel, binds: &mut Vec<Bind>, extra: &mut O
 
 /// When operand 1 (B) is an f32 compile-time constant and the backend packs constants, binds
 /// parameter 1 to B packed at compile time and marks the product `b_prepacked`: the kernel then
-/// skips packing B on every call. Returns whether it did.
+/// skips packing B on every call. A B that `choose-layout` already stored in the kernel's panel
+/// layout (`layout.from_panels` of panels as wide as this product's) is bound as it is. Returns
+/// whether it did.
 fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bind]) -> bool {
     let Some(pack) = cx.gemm_pack_b.clone() else { return false };
     let Some(b) = cx.konst(1) else { return false };
-    if cx.ty(1) != Ok(Ty::F32) {
-        return false;
-    }
-    let vals: Vec<f32> = b.to_f64_vec().into_iter().map(|v| v as f32).collect();
-    if spec.m * spec.n * spec.k == 0 || vals.len() < spec.k * spec.n {
+    if cx.ty(1) != Ok(Ty::F32) || spec.m * spec.n * spec.k == 0 || b.len() < spec.k * spec.n {
         return false;
     }
     let mut packed_spec = spec.clone();
     packed_spec.b_prepacked = true;
-    let packed = pack(&packed_spec, &vals);
+    let chosen = match (cx.panels.get(1).copied().flatten(), &cx.gemm_panel) {
+        (Some(p), Some(nr_of)) if !spec.b_trans && spec.ldb == spec.n => {
+            let nr = nr_of(&packed_spec);
+            (p.shape() == [spec.n.div_ceil(nr), spec.k, nr])
+                .then(|| p.to_f64_vec().into_iter().map(|v| v as f32).collect())
+        }
+        _ => None,
+    };
+    let packed: Vec<f32> = match chosen {
+        Some(p) => p,
+        None => {
+            let vals: Vec<f32> = b.to_f64_vec().into_iter().map(|v| v as f32).collect();
+            pack(&packed_spec, &vals)
+        }
+    };
     let bytes: Vec<u8> = packed.iter().flat_map(|v| v.to_le_bytes()).collect();
     let t = cx.add_table(ConstData { ty: Ty::F32, bytes: bytes::Bytes::from(bytes) });
     k.params[1].len = packed.len() as u64;

@@ -105,6 +105,8 @@ pub struct LowerError {
 pub type GemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> u64 + Send + Sync>;
 /// Packs a constant f32 B (in the spec's `b_trans`/`ldb` layout) for a `b_prepacked` GEMM.
 pub type GemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec, &[f32]) -> Vec<f32> + Send + Sync>;
+/// The panel width (`nr`) a `b_prepacked` GEMM reads its packed B in.
+pub type GemmPanelFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> usize + Send + Sync>;
 
 /// Bytes of scratch the backend's int8 GEMM routine needs (spec, has bias).
 pub type QGemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool) -> u64 + Send + Sync>;
@@ -138,6 +140,9 @@ pub struct LowerOptions {
     /// Columns of the backend GEMM's register tile (a row-major B with a multiple of this many
     /// columns is read without packing).
     pub gemm_nr: usize,
+    /// The panel width a `b_prepacked` GEMM reads: a constant B that `choose-layout` already
+    /// stored as `layout.from_panels` of panels this wide is bound as it is, not packed again.
+    pub gemm_panel: Option<GemmPanelFn>,
 }
 
 impl Default for LowerOptions {
@@ -151,6 +156,7 @@ impl Default for LowerOptions {
             fold_limit: 1 << 22,
             nbits_block_bytes: 512 << 10,
             gemm_nr: 16,
+            gemm_panel: None,
         }
     }
 }
@@ -230,6 +236,11 @@ pub(crate) struct OpCx<'a> {
     /// See [`LowerOptions::nbits_block_bytes`].
     pub nbits_block_bytes: u64,
     pub gemm_nr: usize,
+    /// See [`LowerOptions::gemm_panel`].
+    pub gemm_panel: Option<GemmPanelFn>,
+    /// The panels of operands that are `layout.from_panels` of a constant (`consts` holds the
+    /// matrix they mean).
+    pub panels: Vec<Option<&'a Tensor>>,
     /// The function and region block of a region-holding op (`fused.kernel`).
     pub region: Option<(&'a Function, edgec_ir::Block)>,
     /// Whether each operand is also used by another op (so a compile-time rearranged copy of a
@@ -393,6 +404,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
         b.storage.insert(p, Slot::Input(i));
     }
     let mut graph_ops = 0;
+    let mut panels: HashMap<Value, Tensor> = HashMap::new();
     let mut use_count: SecondaryMap<Value, u32> = SecondaryMap::with_default(0);
     for &op in f.body_ops() {
         for &o in &f.ops[op].operands {
@@ -416,6 +428,22 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
         for &r in &d.results {
             if !f.values[r].ty.is_static() {
                 return Err(err(name, &d.loc, format!("result type {} is not static", f.values[r].ty)));
+            }
+        }
+        // A constant in panel layout: the matrix it means is known (for any consumer), and the
+        // panels themselves are kept for the GEMMs that read B in exactly that layout.
+        if d.kind == OpKind::FromPanels {
+            if let Some(p) = known.get(d.operands[0]).clone() {
+                let ecx = EvalCtx {
+                    attrs: &d.attrs,
+                    inputs: std::slice::from_ref(&p),
+                    operand_types: &[f.values[d.operands[0]].ty.clone()],
+                    result_types: &[f.values[d.results[0]].ty.clone()],
+                };
+                let out = (d.kind.def().eval)(&ecx).map_err(|m| err(name, &d.loc, m))?;
+                known.set(d.results[0], out.into_iter().next());
+                panels.insert(d.results[0], p);
+                continue;
             }
         }
         // Fold ops whose operands are all known.
@@ -455,6 +483,8 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             qgemm_layout: opts.qgemm_layout.clone(),
             nbits_block_bytes: opts.nbits_block_bytes,
             gemm_nr: opts.gemm_nr,
+            gemm_panel: opts.gemm_panel.clone(),
+            panels: d.operands.iter().map(|v| panels.get(v)).collect(),
             region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
             shared: d.operands.iter().map(|&v| *use_count.get(v) > 1).collect(),
             packed: d.operands.iter().map(|v| packed.contains(v)).collect(),

@@ -30,7 +30,8 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         | K::Gather
         | K::GatherElements
         | K::GatherNd
-        | K::Pad => index_mapped(cx, 0)?,
+        | K::Pad
+        | K::FromPanels => index_mapped(cx, 0)?,
         K::Resize if cx.attrs.str("mode").unwrap_or("nearest") == "nearest" => index_mapped(cx, 0)?,
         _ => return Ok(None),
     }))

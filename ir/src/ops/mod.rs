@@ -15,6 +15,7 @@
 pub mod builtin;
 pub mod elementwise;
 pub mod elementwise_kernels;
+pub mod layout;
 pub mod linalg;
 mod linalg_attention;
 mod linalg_conv;
@@ -349,6 +350,7 @@ op_table! {
     // shape: data movement and shape computation
     Reshape => shape::RESHAPE,
     Transpose => shape::TRANSPOSE,
+    FromPanels => layout::FROM_PANELS,
     Concat => shape::CONCAT,
     Split => shape::SPLIT,
     Slice => shape::SLICE,

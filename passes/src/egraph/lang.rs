@@ -176,13 +176,75 @@ impl FromStr for Perm {
     }
 }
 
+/// An IR op kept whole, by the index of the value it defines: the ops kernel formation needs to
+/// see that the rules have no vocabulary for (convolutions, gemm, relu, clip, ...). Its kind and
+/// attributes are the original op's, its type the original value's. Text: `op%12`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IrValue(pub u32);
+
+impl fmt::Display for IrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op%{}", self.0)
+    }
+}
+
+impl FromStr for IrValue {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        s.strip_prefix("op%").ok_or(())?.parse().map(IrValue).map_err(|_| ())
+    }
+}
+
+/// Children of a template step at or above this index name an earlier step (`STEP_BASE + j`);
+/// below it, an operand of the fused node.
+pub const STEP_BASE: usize = 1 << 24;
+
+/// The expression a `fused` node computes over its operands: one loop nest (or an anchor's
+/// kernel with the rest as its epilogue). Each step is a node of the language whose children
+/// are slots: `Id(i)` is the fused node's operand `i`, `Id(STEP_BASE + j)` step `j`'s value.
+/// The anchor, if any, is step 0 and reads only operands; the last step is the result. Every
+/// step computes a value of the result's type (nothing is broadcast or recomputed).
+///
+/// `members` are the IR values (by index) the steps stand for, in step order: kernel formation
+/// only groups ops that exist in the input, and legality (no intermediate escapes) is decided
+/// on their uses. Text: `fused[%3,%5,%6]` (patterns never spell a fused node; the appliers
+/// build them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Template {
+    pub steps: Vec<Kernel>,
+    pub members: Vec<u32>,
+    pub anchor: bool,
+}
+
+impl Template {
+    /// The IR value the template's result stands for.
+    pub fn root(&self) -> u32 {
+        *self.members.last().expect("a template has steps")
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m: Vec<String> = self.members.iter().map(|v| format!("%{v}")).collect();
+        write!(f, "fused[{}]", m.join(","))
+    }
+}
+
+impl FromStr for Template {
+    type Err = ();
+    fn from_str(_: &str) -> Result<Self, ()> {
+        Err(())
+    }
+}
+
 define_language! {
     /// Kernel-level ops. Children are operands in IR order; `layer_norm` is
     /// `(layer_norm x scale bias epsilon)` and `rms_norm` is `(rms_norm x scale epsilon)`, always
     /// over the last axis; a bias equal to the scalar 0 means "no bias". `attention` is
     /// `(attention q k v scale)` and `attention_mask` is `(attention_mask q k v mask scale)`
     /// (`nn.attention` on 4-D operands with an additive mask); the scale is a child for the same
-    /// reason as epsilon.
+    /// reason as epsilon. `Op` is an IR op kept whole and `Fused` a kernel formed from several
+    /// (see [`IrValue`] and [`Template`]); only the kernel-formation phase adds them.
     pub enum Kernel {
         "add" = Add([Id; 2]),
         "sub" = Sub([Id; 2]),
@@ -208,6 +270,8 @@ define_language! {
         Mean(MeanSpec, [Id; 1]),
         Softmax(SoftmaxAxis, [Id; 1]),
         Cast(CastTo, [Id; 1]),
+        Op(IrValue, Vec<Id>),
+        Fused(Template, Vec<Id>),
         Num(Scalar),
         Opaque(Leaf),
     }
@@ -263,7 +327,7 @@ pub fn ir_op(node: &Kernel) -> Option<(OpKind, Attrs)> {
         }
         Kernel::Softmax(axis, _) => Some((OpKind::Softmax, Attrs::new().with("axis", Attr::Int(axis.0)))),
         Kernel::Cast(to, _) => Some((OpKind::Cast, Attrs::new().with("to", Attr::Type(to.0)))),
-        Kernel::Num(_) | Kernel::Opaque(_) => None,
+        Kernel::Num(_) | Kernel::Opaque(_) | Kernel::Op(..) | Kernel::Fused(..) => None,
     }
 }
 
@@ -302,33 +366,64 @@ pub fn node_type(node: &Kernel, child: impl Fn(Id) -> Option<TensorType>) -> Opt
 /// type; rules check types so that this holds), and the types of the opaque leaves.
 #[derive(Default)]
 pub struct TypeInfo {
+    /// Types of IR values by index: the opaque leaves, and the values `Op` and `Fused` nodes
+    /// stand for.
     pub leaf_types: HashMap<u32, TensorType>,
+    /// The kind of the op defining each value an `Op` node stands for.
+    pub op_kinds: HashMap<u32, OpKind>,
 }
 
 pub type KGraph = EGraph<Kernel, TypeInfo>;
 
+/// What the analysis knows of a class.
+#[derive(Clone, Debug, Default)]
+pub struct ClassData {
+    pub ty: Option<TensorType>,
+    /// The IR value (by index) the class was built from, set by the kernel-formation phase so
+    /// its rules can go from a class back to the op and its uses.
+    pub origin: Option<u32>,
+}
+
+/// The type of a node from the analysis: `Op` and `Fused` nodes have the type of the value they
+/// stand for, leaves theirs, everything else follows its op's shape rule.
+pub fn node_type_in(egraph: &KGraph, node: &Kernel) -> Option<TensorType> {
+    match node {
+        Kernel::Opaque(leaf) => egraph.analysis.leaf_types.get(&leaf.0).cloned(),
+        Kernel::Op(v, _) => egraph.analysis.leaf_types.get(&v.0).cloned(),
+        Kernel::Fused(t, _) => egraph.analysis.leaf_types.get(&t.root()).cloned(),
+        Kernel::Num(s) => Some(s.ty()),
+        n => node_type(n, |c| egraph[c].data.ty.clone()),
+    }
+}
+
 impl Analysis<Kernel> for TypeInfo {
-    type Data = Option<TensorType>;
+    type Data = ClassData;
 
     fn make(egraph: &mut KGraph, enode: &Kernel) -> Self::Data {
-        match enode {
-            Kernel::Opaque(leaf) => egraph.analysis.leaf_types.get(&leaf.0).cloned(),
-            Kernel::Num(s) => Some(s.ty()),
-            n => node_type(n, |c| egraph[c].data.clone()),
-        }
+        ClassData { ty: node_type_in(egraph, enode), origin: None }
     }
 
     fn merge(&mut self, a: &mut Self::Data, b: Self::Data) -> DidMerge {
         // Rules only union terms of equal types; a class first built without a type (a shape
-        // rule that failed) takes the other side's.
-        match (a.is_some(), b.is_some()) {
+        // rule that failed) takes the other side's. Likewise for the origin.
+        let mut changed = (false, false);
+        match (a.ty.is_some(), b.ty.is_some()) {
             (false, true) => {
-                *a = b;
-                DidMerge(true, false)
+                a.ty = b.ty;
+                changed.0 = true;
             }
-            (true, false) => DidMerge(false, true),
-            _ => DidMerge(false, false),
+            (true, false) => changed.1 = true,
+            _ => {}
         }
+        match (a.origin.is_some(), b.origin.is_some()) {
+            (false, true) => {
+                a.origin = b.origin;
+                changed.0 = true;
+            }
+            (true, false) => changed.1 = true,
+            _ => {}
+        }
+        DidMerge(changed.0, changed.1)
     }
 }
 
@@ -342,5 +437,5 @@ pub fn scalar_of(egraph: &KGraph, id: Id) -> Option<Scalar> {
 
 /// The type of a class.
 pub fn type_of(egraph: &KGraph, id: Id) -> Option<&TensorType> {
-    egraph[id].data.as_ref()
+    egraph[id].data.ty.as_ref()
 }

@@ -21,21 +21,25 @@
 //! runs differ.
 
 pub mod cost;
+pub mod kernels;
 pub mod lang;
 pub mod rules;
 
 use crate::manager::{Pass, PassError};
+use crate::target::{CostWeights, TargetInfo};
 use edgec_ir::entity::{Block, EntityRef, SecondaryMap};
 use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{InferCtx, OpKind, Traits};
 use edgec_ir::verify::constant_value;
 use edgec_ir::{Attr, Attrs, ConstTensor, Function, Loc, Module, Op, ScalarType, Tensor, TensorType, Value};
-use egg::{Extractor, Id, Language, Runner, StopReason};
+use egg::{Extractor, Id, Language, Runner, SimpleScheduler, StopReason};
+use kernels::{Role, ValueInfo, OUTSIDE};
 use lang::{
-    ir_op, is_fused, mean_axes_tensor, CastTo, KGraph, Kernel, Leaf, MeanSpec, Perm, Scalar, SoftmaxAxis,
-    TypeInfo,
+    ir_op, is_fused, mean_axes_tensor, CastTo, IrValue, KGraph, Kernel, Leaf, MeanSpec, Perm, Scalar,
+    SoftmaxAxis, TypeInfo,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Limits of one saturation run.
@@ -59,6 +63,8 @@ impl Default for Limits {
 /// What one function's run did.
 #[derive(Clone, Debug, Default)]
 pub struct FunctionReport {
+    /// `egraph` or `egraph-kernels`.
+    pub pass: String,
     pub function: String,
     pub input_nodes: usize,
     pub final_nodes: usize,
@@ -74,7 +80,8 @@ impl std::fmt::Display for FunctionReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "egraph @{}: {} -> {} e-nodes, {} iterations, stop: {}; {} roots rebuilt; recognized:",
+            "{} @{}: {} -> {} e-nodes, {} iterations, stop: {}; {} roots rebuilt; recognized:",
+            self.pass,
             self.function,
             self.input_nodes,
             self.final_nodes,
@@ -92,15 +99,43 @@ impl std::fmt::Display for FunctionReport {
     }
 }
 
+/// Which rule groups a run saturates with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// `algebra`, `activation`, `normalization`, `attention`: recover fused ops from decomposed
+    /// graphs (the `egraph` pass).
+    #[default]
+    Recognize,
+    /// `elementwise`, `epilogue`: form kernels (`fused.kernel`) from the recognized ops (the
+    /// `egraph-kernels` pass). A separate saturation, after the first one's rebuild and dead
+    /// code elimination, because whether a value may join a kernel depends on its uses, and
+    /// those are only exact once the decomposed chains are gone (`x` has three uses in
+    /// decomposed GELU and one in `gelu(x)`).
+    Kernels,
+}
+
 /// The pass. `last_report` describes the last run (one line per function); with
 /// `EDGEC_LOG_EGRAPH=1` in the environment it is also printed to standard error.
 #[derive(Default)]
 pub struct EgraphPass {
     pub limits: Limits,
     pub reports: Vec<FunctionReport>,
+    /// Whose cost model extraction uses.
+    pub target: TargetInfo,
+    pub phase: Phase,
 }
 
 impl EgraphPass {
+    /// The `egraph` pass for `target`.
+    pub fn for_target(target: &TargetInfo) -> EgraphPass {
+        EgraphPass { target: target.clone(), ..EgraphPass::default() }
+    }
+
+    /// The `egraph-kernels` pass for `target`.
+    pub fn kernels_for_target(target: &TargetInfo) -> EgraphPass {
+        EgraphPass { target: target.clone(), phase: Phase::Kernels, ..EgraphPass::default() }
+    }
+
     pub fn last_report(&self) -> String {
         self.reports.iter().map(|r| format!("{r}\n")).collect()
     }
@@ -108,13 +143,17 @@ impl EgraphPass {
 
 impl Pass for EgraphPass {
     fn name(&self) -> &'static str {
-        "egraph"
+        match self.phase {
+            Phase::Recognize => "egraph",
+            Phase::Kernels => "egraph-kernels",
+        }
     }
     fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
         self.reports.clear();
+        let weights = self.target.weights();
         for f in &mut module.functions {
-            let report = optimize_function(f, &self.limits)
-                .map_err(|message| PassError::Failed { pass: "egraph".into(), message })?;
+            let report = optimize_function_with(f, &self.limits, self.phase, &weights)
+                .map_err(|message| PassError::Failed { pass: self.name().into(), message })?;
             self.reports.push(report);
         }
         if std::env::var("EDGEC_LOG_EGRAPH").is_ok_and(|v| v == "1") {
@@ -141,6 +180,18 @@ struct Model {
     index_of: HashMap<Value, usize>,
     /// The first constant value holding each scalar, for reuse when a term needs it.
     scalar_values: HashMap<Scalar, Value>,
+    /// The class of every value that entered as a leaf.
+    leaf_class: HashMap<Value, Id>,
+}
+
+/// Whether kernel formation may model `op`: one result and operands of plain (not quantized)
+/// element types, like the language's own ops.
+fn modelable(f: &Function, op: Op) -> bool {
+    let d = &f.ops[op];
+    d.results.len() == 1
+        && d.regions.is_empty()
+        && is_plain(&f.values[d.results[0]].ty)
+        && d.operands.iter().all(|&o| is_plain(&f.values[o].ty))
 }
 
 fn is_plain(t: &TensorType) -> bool {
@@ -266,48 +317,145 @@ fn to_node(f: &Function, op: Op, child: &mut dyn FnMut(Value) -> Id) -> Option<(
 }
 
 impl Model {
+    #[cfg(test)]
     fn build(f: &Function) -> Model {
+        Model::build_phase(f, Phase::Recognize).0
+    }
+
+    /// The e-graph of `f` for `phase`. Kernel formation models only the ops a kernel may hold
+    /// (elementwise ops and anchors; those outside the rules' vocabulary as `Op` nodes) and
+    /// returns what its rules need to know about them.
+    fn build_phase(f: &Function, phase: Phase) -> (Model, kernels::Context) {
         let mut m = Model {
             egraph: KGraph::new(TypeInfo::default()),
             class_of: HashMap::new(),
             originals: Vec::new(),
             index_of: HashMap::new(),
             scalar_values: HashMap::new(),
+            leaf_class: HashMap::new(),
         };
+        let mut ctx = kernels::Context::default();
         let mut identity_casts = Vec::new();
-        for &op in f.body_ops() {
+        let mut duplicates = Vec::new();
+        for (pos, &op) in f.body_ops().iter().enumerate() {
+            let d = &f.ops[op];
+            if phase == Phase::Kernels && d.kind != OpKind::Constant {
+                for &r in &d.results {
+                    ctx.def_pos.insert(r.index() as u32, pos);
+                }
+            }
+            let role = match phase {
+                Phase::Recognize => Role::Other,
+                Phase::Kernels if !modelable(f, op) => continue,
+                Phase::Kernels if crate::fuse::fusable_elementwise(f, op) => Role::Elementwise,
+                Phase::Kernels if crate::fuse::fusable_anchor(f, op) => Role::Anchor,
+                Phase::Kernels => continue,
+            };
             let mut child = |v: Value| m.leaf_or_class(f, v);
-            let Some((node, children)) = to_node(f, op, &mut child) else { continue };
+            let covered = to_node(f, op, &mut child);
+            let (node, children) = match (covered, phase) {
+                (Some(nc), _) => nc,
+                (None, Phase::Kernels) => {
+                    let operands = d.operands.clone();
+                    let ids = operands.iter().map(|&v| m.leaf_or_class(f, v)).collect();
+                    (Kernel::Op(IrValue(d.results[0].index() as u32), ids), operands)
+                }
+                (None, Phase::Recognize) => continue,
+            };
             let value = f.ops[op].results[0];
+            if phase == Phase::Kernels {
+                let v = value.index() as u32;
+                m.egraph.analysis.leaf_types.insert(v, f.values[value].ty.clone());
+                m.egraph.analysis.op_kinds.insert(v, d.kind);
+            }
             let id = m.egraph.add(node.clone());
             if let Kernel::Cast(CastTo(to), [x]) = node {
                 if f.values[children[0]].ty.elem.as_scalar() == Some(to) {
                     identity_casts.push((id, x));
                 }
             }
+            if phase == Phase::Kernels {
+                // Two identical ops share a class; the rules would not know whose uses count,
+                // so neither joins a kernel (`cse` normally merged them already).
+                match m.egraph[id].data.origin {
+                    Some(first) => duplicates.extend([first, value.index() as u32]),
+                    None => m.egraph[id].data.origin = Some(value.index() as u32),
+                }
+                let operands = children.iter().map(|c| c.index() as u32).collect();
+                let info = ValueInfo {
+                    role,
+                    node: node.clone(),
+                    operands,
+                    users: Vec::new(),
+                    ty: f.values[value].ty.clone(),
+                    pos,
+                };
+                ctx.values.insert(value.index() as u32, info);
+            }
             m.class_of.insert(value, id);
             m.index_of.insert(value, m.originals.len());
             m.originals.push(Original { value, op, node, children });
         }
-        // A cast to the type its operand already has is the identity.
-        for (a, b) in identity_casts {
-            m.egraph.union(a, b);
+        // A cast to the type its operand already has is the identity. (Kernel formation keeps
+        // one value per class; `simplify` removes such casts.)
+        if phase == Phase::Recognize {
+            for (a, b) in identity_casts {
+                m.egraph.union(a, b);
+            }
         }
         m.egraph.rebuild();
-        m
+        if phase == Phase::Kernels {
+            for v in duplicates {
+                if let Some(info) = ctx.values.get_mut(&v) {
+                    info.role = Role::Other;
+                }
+            }
+            // Users, as modeled values (a use inside a region is a use by the region's op,
+            // which is never modeled).
+            let mut blocks = Vec::new();
+            all_blocks(f, f.body, &mut blocks);
+            for &b in &blocks {
+                for &op in &f.blocks[b].ops {
+                    let user = match f.ops[op].results.first() {
+                        Some(r) if b == f.body && m.class_of.contains_key(r) => r.index() as u32,
+                        _ => OUTSIDE,
+                    };
+                    let mut stack = vec![op];
+                    while let Some(o) = stack.pop() {
+                        for &v in &f.ops[o].operands {
+                            if let Some(info) = ctx.values.get_mut(&(v.index() as u32)) {
+                                info.users.push(if o == op { user } else { OUTSIDE });
+                            }
+                        }
+                        for r in &f.ops[o].regions {
+                            for &rb in &r.blocks {
+                                stack.extend(f.blocks[rb].ops.iter().copied());
+                            }
+                        }
+                    }
+                }
+            }
+            for (&v, &id) in m.class_of.iter().chain(m.leaf_class.iter()) {
+                ctx.class_of.insert(v.index() as u32, id);
+            }
+        }
+        (m, ctx)
     }
 
     fn leaf_or_class(&mut self, f: &Function, v: Value) -> Id {
         if let Some(&id) = self.class_of.get(&v) {
             return id;
         }
-        if let Some(s) = scalar_const(f, v) {
+        let id = if let Some(s) = scalar_const(f, v) {
             self.scalar_values.entry(s).or_insert(v);
-            return self.egraph.add(Kernel::Num(s));
-        }
-        let leaf = Leaf(v.index() as u32);
-        self.egraph.analysis.leaf_types.insert(leaf.0, f.values[v].ty.clone());
-        self.egraph.add(Kernel::Opaque(leaf))
+            self.egraph.add(Kernel::Num(s))
+        } else {
+            let leaf = Leaf(v.index() as u32);
+            self.egraph.analysis.leaf_types.insert(leaf.0, f.values[v].ty.clone());
+            self.egraph.add(Kernel::Opaque(leaf))
+        };
+        self.leaf_class.insert(v, id);
+        id
     }
 }
 
@@ -326,6 +474,9 @@ struct Rebuild<'a> {
     memo: HashMap<(Id, Option<Value>), Value>,
     /// Ops created (not yet placed in a block).
     created: Vec<Op>,
+    /// Created kernels, each to be placed where the op computing its result was (as `fuse`
+    /// does), not merely before its first user: the memory-aware schedule of the input stays.
+    pinned: HashMap<Op, Op>,
     recognized: BTreeMap<String, usize>,
 }
 
@@ -420,7 +571,75 @@ impl Rebuild<'_> {
         f.ops[op].results[0]
     }
 
+    /// An op kept whole (`Kernel::Op`) over new operands: a copy of the original.
+    fn build_whole(&mut self, f: &mut Function, v: IrValue, children: &[Id]) -> Result<Value, String> {
+        let orig = Value::new(v.0 as usize);
+        let ValueDef::Result { op: o, .. } = f.values[orig].def else {
+            return Err("op node without op".into());
+        };
+        let d = f.ops[o].clone();
+        let mut operands = Vec::with_capacity(children.len());
+        for (&c, &hint) in children.iter().zip(&d.operands) {
+            operands.push(self.value(f, c, Some(hint))?);
+        }
+        let ty = f.values[orig].ty.clone();
+        let op = f.create_op(d.kind, operands, vec![ty], d.attrs.clone(), d.loc.clone());
+        self.created.push(op);
+        Ok(f.ops[op].results[0])
+    }
+
+    /// A `fused` node as a `fused.kernel` holding copies of its members, placed where its root
+    /// was.
+    fn build_kernel(
+        &mut self,
+        f: &mut Function,
+        t: &lang::Template,
+        children: &[Id],
+    ) -> Result<Value, String> {
+        let mut members = Vec::with_capacity(t.members.len());
+        for &m in &t.members {
+            match f.values[Value::new(m as usize)].def {
+                ValueDef::Result { op, .. } => members.push(op),
+                _ => return Err("a kernel member is not an op result".into()),
+            }
+        }
+        let mut err = None;
+        let mut seen = 0usize;
+        let class_of = &self.model.class_of;
+        let mut operand_classes: Vec<(Value, Option<Id>)> = Vec::new();
+        let op = crate::fuse::fused_kernel_op(f, &members, &mut |_, v| {
+            operand_classes.push((v, class_of.get(&v).copied()));
+            v
+        });
+        // The operands are the external values of the original ops; point those whose class
+        // was rebuilt at the new values.
+        for (i, (v, class)) in operand_classes.into_iter().enumerate() {
+            seen += 1;
+            if let Some(c) = class {
+                match self.value(f, c, Some(v)) {
+                    Ok(nv) => f.ops[op].operands[i] = nv,
+                    Err(e) => err = Some(e),
+                }
+            }
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if seen != children.len() {
+            return Err(format!("kernel of {} operands rebuilt with {seen}", children.len()));
+        }
+        self.created.push(op);
+        self.pinned.insert(op, *members.last().expect("a kernel has members"));
+        *self.recognized.entry("fused.kernel".into()).or_default() += 1;
+        Ok(f.ops[op].results[0])
+    }
+
     fn build_op(&mut self, f: &mut Function, id: Id, best: &Kernel) -> Result<Value, String> {
+        match best {
+            Kernel::Op(v, children) => return self.build_whole(f, *v, &children.clone()),
+            Kernel::Fused(t, children) => return self.build_kernel(f, &t.clone(), &children.clone()),
+            _ => {}
+        }
         let (kind, mut attrs) = ir_op(best).ok_or("a leaf has no op")?;
         let eg = &self.model.egraph;
         let mut operands = Vec::new();
@@ -548,10 +767,24 @@ fn all_blocks(f: &Function, b: Block, out: &mut Vec<Block>) {
     }
 }
 
-/// Runs the pass on one function.
+/// Runs the `egraph` pass on one function with the generic target's cost model.
 pub fn optimize_function(f: &mut Function, limits: &Limits) -> Result<FunctionReport, String> {
-    let model = Model::build(f);
-    let mut report = FunctionReport { function: f.name.clone(), ..Default::default() };
+    optimize_function_with(f, limits, Phase::Recognize, &TargetInfo::generic().weights())
+}
+
+/// Runs one phase on one function, extracting with `weights`.
+pub fn optimize_function_with(
+    f: &mut Function,
+    limits: &Limits,
+    phase: Phase,
+    weights: &CostWeights,
+) -> Result<FunctionReport, String> {
+    let (model, ctx) = Model::build_phase(f, phase);
+    let pass = match phase {
+        Phase::Recognize => "egraph",
+        Phase::Kernels => "egraph-kernels",
+    };
+    let mut report = FunctionReport { pass: pass.into(), function: f.name.clone(), ..Default::default() };
     report.input_nodes = model.egraph.total_number_of_nodes();
     if model.originals.is_empty() {
         report.stop_reason = "nothing to model".into();
@@ -573,16 +806,27 @@ pub fn optimize_function(f: &mut Function, limits: &Limits) -> Result<FunctionRe
     let roots: Vec<Value> = model.originals.iter().map(|o| o.value).filter(|v| is_root.contains(v)).collect();
 
     let node_limit = (report.input_nodes * limits.nodes_per_input_node).max(limits.min_nodes);
-    let Model { egraph, class_of, originals, index_of, scalar_values } = model;
+    let Model { egraph, class_of, originals, index_of, scalar_values, leaf_class } = model;
     let runner = Runner::<Kernel, TypeInfo, ()>::new(TypeInfo::default())
         .with_egraph(egraph)
         .with_iter_limit(limits.iterations)
         .with_node_limit(node_limit)
-        .with_time_limit(limits.time)
-        .run(&rules::all());
+        .with_time_limit(limits.time);
+    let runner = match phase {
+        Phase::Recognize => runner.run(&rules::all()),
+        Phase::Kernels => {
+            // Every class with an elementwise op matches on every iteration until its kernel
+            // stops growing; egg's default back-off would ban the rules for that and only
+            // delay saturation.
+            let ctx = Arc::new(ctx);
+            let mut rules = kernels::elementwise(&ctx);
+            rules.extend(kernels::epilogue(&ctx));
+            runner.with_scheduler(SimpleScheduler).run(&rules)
+        }
+    };
     report.iterations = runner.iterations.len();
     report.stop_reason = stop_reason(runner.stop_reason.as_ref().expect("the runner ran"));
-    let model = Model { egraph: runner.egraph, class_of, originals, index_of, scalar_values };
+    let model = Model { egraph: runner.egraph, class_of, originals, index_of, scalar_values, leaf_class };
     report.final_nodes = model.egraph.total_number_of_nodes();
 
     // Extraction, ties going to the input's nodes.
@@ -594,7 +838,7 @@ pub fn optimize_function(f: &mut Function, limits: &Limits) -> Result<FunctionRe
         .chain(eg.classes().flat_map(|c| c.nodes.iter()).filter(|n| matches!(n, Kernel::Opaque(_))).cloned())
         .chain(model.scalar_values.keys().map(|&s| Kernel::Num(s)))
         .collect();
-    let extractor = Extractor::new(eg, cost::CostModel { egraph: eg, originals });
+    let extractor = Extractor::new(eg, cost::CostModel { egraph: eg, weights: *weights, originals });
     let mut best = HashMap::new();
     for &v in &roots {
         collect_best(&extractor, eg, model.class_of[&v], &mut best);
@@ -605,6 +849,7 @@ pub fn optimize_function(f: &mut Function, limits: &Limits) -> Result<FunctionRe
         best,
         memo: HashMap::new(),
         created: Vec::new(),
+        pinned: HashMap::new(),
         recognized: BTreeMap::new(),
     };
     let mut replace = Vec::new();
@@ -623,13 +868,14 @@ pub fn optimize_function(f: &mut Function, limits: &Limits) -> Result<FunctionRe
     report.rewritten_roots = replace.len();
     report.recognized = std::mem::take(&mut rb.recognized);
     let created = std::mem::take(&mut rb.created);
+    let pinned = std::mem::take(&mut rb.pinned);
     if replace.is_empty() {
         return Ok(report);
     }
     for &(from, to) in &replace {
         f.replace_all_uses(from, to);
     }
-    place_created(f, &created);
+    place_created(f, &created, &pinned);
     crate::dce::eliminate_dead_ops(f);
     Ok(report)
 }
@@ -652,9 +898,16 @@ fn collect_best(
     }
 }
 
-/// Places the created ops in the body, each right before its first user, keeping the order of
-/// the existing ops. Created ops nobody uses are left out.
-fn place_created(f: &mut Function, created: &[Op]) {
+/// Places the created ops in the body, each right before its first user (a `pinned` one at the
+/// position of the original op it replaces, if that comes first), keeping the order of the
+/// existing ops. Created ops nobody uses are left out.
+fn place_created(f: &mut Function, created: &[Op], pinned: &HashMap<Op, Op>) {
+    let mut pinned_at: HashMap<Op, Vec<Op>> = HashMap::new();
+    for &c in created {
+        if let Some(&at) = pinned.get(&c) {
+            pinned_at.entry(at).or_default().push(c);
+        }
+    }
     let pending: HashSet<Op> = created.iter().copied().collect();
     let mut placed: SecondaryMap<Op, bool> = SecondaryMap::with_default(false);
     let mut order = Vec::with_capacity(f.blocks[f.body].ops.len() + created.len());
@@ -697,6 +950,9 @@ fn place_created(f: &mut Function, created: &[Op]) {
                     }
                 }
             }
+        }
+        for &c in pinned_at.get(&op).into_iter().flatten() {
+            place(f, c, &pending, &mut placed, &mut order);
         }
         place(f, op, &pending, &mut placed, &mut order);
     }

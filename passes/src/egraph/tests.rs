@@ -3,7 +3,7 @@
 //! `testsuite/filetests/passes/egraph_*.eir` files pin the printed output.
 
 use super::*;
-use crate::PassManager;
+use crate::{PassManager, TargetInfo};
 use edgec_ir::interp::run_function;
 use edgec_ir::parser::parse_module;
 use edgec_ir::printer::print_module;
@@ -21,6 +21,10 @@ fn optimize(m: &Module) -> (Module, String) {
     pm.verify_each = true;
     pm.run(&mut out).expect("verifies");
     (out, pass.last_report())
+}
+
+fn generic() -> crate::CostWeights {
+    TargetInfo::generic().weights()
 }
 
 fn count(m: &Module, kind: OpKind) -> usize {
@@ -338,9 +342,9 @@ fn cost_model_prefers_one_fused_kernel() {
     let f = &m.functions[0];
     let model = Model::build(f);
     let eg = &model.egraph;
-    let decomposed: f64 = model.originals.iter().map(|o| node_cost(eg, &o.node)).sum();
+    let decomposed: f64 = model.originals.iter().map(|o| node_cost(eg, &o.node, &generic())).sum();
     let x = eg.lookup(Kernel::Opaque(Leaf(f.params()[0].index() as u32))).expect("x is a leaf");
-    let fused = node_cost(eg, &Kernel::Gelu(x));
+    let fused = node_cost(eg, &Kernel::Gelu(x), &generic());
     assert!(fused * 4.0 < decomposed, "{fused} vs {decomposed}");
 }
 
@@ -511,7 +515,8 @@ fn cost_model_prefers_attention() {
     let f = &m.functions[0];
     let model = Model::build(f);
     let eg = &model.egraph;
-    let decomposed: f64 = model.originals.iter().map(|o| super::cost::node_cost(eg, &o.node)).sum();
+    let decomposed: f64 =
+        model.originals.iter().map(|o| super::cost::node_cost(eg, &o.node, &generic())).sum();
     let mut g = KGraph::new(TypeInfo::default());
     for i in 0..4 {
         g.analysis.leaf_types.insert(f.params()[i].index() as u32, f.values[f.params()[i]].ty.clone());
@@ -522,6 +527,187 @@ fn cost_model_prefers_attention() {
     let a = Kernel::AttentionMask([ids[0], kt, ids[2], ids[3], s]);
     // The new op plus the key transpose it needs, against the six kernels it replaces.
     let k_node = g[kt].nodes[0].clone();
-    let fused = super::cost::node_cost(&g, &a) + super::cost::node_cost(&g, &k_node);
+    let fused = super::cost::node_cost(&g, &a, &generic()) + super::cost::node_cost(&g, &k_node, &generic());
     assert!(fused < decomposed, "{fused} vs {decomposed}");
+}
+
+/// Attention with a short sequence and wide heads (S = 4, D = 64): the scores are only 4×4 per
+/// head, while `nn.attention` copies scaled Q, K and V (3 × 2 KiB) and scales Q and K.
+const SHORT_WIDE_ATTENTION: &str = r#"
+func @f(%q: tensor<1x2x4x64xf32>, %k: tensor<1x2x4x64xf32>, %v: tensor<1x2x4x64xf32>) -> ("y": tensor<1x2x4x64xf32>) {
+  %0 = shape.transpose %k {perm = [0, 1, 3, 2]} : tensor<1x2x64x4xf32> loc("kT")
+  %1 = nn.matmul %q, %0 : tensor<1x2x4x4xf32> loc("qk")
+  %2 = builtin.constant {value = dense<[0.125]> : tensor<f32>} : tensor<f32> loc("scale")
+  %3 = math.mul %1, %2 : tensor<1x2x4x4xf32> loc("mul")
+  %4 = nn.softmax %3 {axis = -1} : tensor<1x2x4x4xf32> loc("softmax")
+  %5 = nn.matmul %4, %v : tensor<1x2x4x64xf32> loc("pv")
+  func.return %5 loc(unknown)
+}
+"#;
+
+fn optimize_for(m: &Module, target: &TargetInfo) -> Module {
+    let mut out = m.clone();
+    let mut pm = PassManager::parse_for("egraph,dce,verify", target).unwrap();
+    pm.verify_each = true;
+    pm.run(&mut out).expect("runs");
+    out
+}
+
+#[test]
+fn attention_choice_depends_on_the_target() {
+    let m = parse(SHORT_WIDE_ATTENTION);
+    // The host: five launches and the scores' round trips cost more than the copies.
+    let host = optimize_for(&m, &TargetInfo::application_core("host", 64, true));
+    assert_eq!(count(&host, OpKind::Attention), 1, "{}", print_module(&host));
+    assert_eq!(count(&optimize_for(&m, &TargetInfo::generic()), OpKind::Attention), 1);
+    // The microcontroller: launches are cheap and flops dear, so copying and scaling Q and K
+    // (2 × 512 multiplies, 6 KiB) costs more than the 32 scores it saves writing.
+    let m7 = optimize_for(&m, &TargetInfo::microcontroller("cortex-m7", true));
+    assert_eq!(count(&m7, OpKind::Attention), 0, "{}", print_module(&m7));
+    assert_eq!(print_module(&m7), print_module(&m));
+    assert_same_results(&m, &host);
+    // With a longer sequence the scores dominate and the microcontroller takes it too.
+    let long = parse(
+        &SHORT_WIDE_ATTENTION
+            .replace("1x2x4x64", "1x2x64x64")
+            .replace("1x2x64x4", "1x2x64x64")
+            .replace("1x2x4x4", "1x2x64x64"),
+    );
+    let m7_long = optimize_for(&long, &TargetInfo::microcontroller("cortex-m7", true));
+    assert_eq!(count(&m7_long, OpKind::Attention), 1, "{}", print_module(&m7_long));
+}
+
+/// Runs `passes` and verifies.
+fn run_passes(m: &Module, passes: &str) -> Module {
+    let mut out = m.clone();
+    let mut pm = PassManager::parse(passes).unwrap();
+    pm.verify_each = true;
+    pm.run(&mut out).unwrap_or_else(|e| panic!("{passes}: {e}"));
+    out
+}
+
+fn fused_patterns(m: &Module) -> Vec<String> {
+    let f = &m.functions[0];
+    f.body_ops()
+        .iter()
+        .filter(|&&o| f.ops[o].kind == OpKind::FusedKernel)
+        .map(|&o| f.ops[o].attrs.str("pattern").unwrap_or("").to_string())
+        .collect()
+}
+
+const EPILOGUE: &str = r#"
+func @f(%x: tensor<2x4xf32>, %w: tensor<4x4xf32>, %b: tensor<4xf32>, %r: tensor<2x4xf32>) -> ("y": tensor<2x4xf32>) {
+  %0 = nn.matmul %x, %w : tensor<2x4xf32> loc("mm")
+  %1 = math.add %0, %b : tensor<2x4xf32> loc("bias")
+  %2 = math.relu %1 : tensor<2x4xf32> loc("relu")
+  %3 = math.add %2, %r : tensor<2x4xf32> loc("residual")
+  func.return %3 loc(unknown)
+}
+"#;
+
+#[test]
+fn epilogue_joins_the_anchor() {
+    let m = parse(EPILOGUE);
+    let out = run_passes(&m, "egraph-kernels,verify");
+    assert_eq!(fused_patterns(&out), ["matmul+add+relu+add"], "{}", print_module(&out));
+    assert_eq!(count(&out, OpKind::MatMul), 0);
+    assert_same_results(&m, &out);
+    assert_eq!(print_module(&out), print_module(&run_passes(&m, "fuse")));
+}
+
+#[test]
+fn epilogue_near_misses_stay() {
+    // The matmul's output is also returned: it escapes, so only the chain after it fuses.
+    let escapes = EPILOGUE
+        .replace(r#"-> ("y": tensor<2x4xf32>)"#, r#"-> ("y": tensor<2x4xf32>, "mm": tensor<2x4xf32>)"#)
+        .replace("func.return %3", "func.return %3, %0");
+    let out = run_passes(&parse(&escapes), "egraph-kernels");
+    assert_eq!(fused_patterns(&out), ["add+relu+add"], "{}", print_module(&out));
+    assert_eq!(count(&out, OpKind::MatMul), 1);
+    // A bias that widens the result (a [2,1] matmul output broadcast by a [2,4] add): the
+    // matmul would be computed once per broadcast element, so it stays out.
+    let widening = r#"
+func @f(%x: tensor<2x4xf32>, %w: tensor<4x1xf32>, %b: tensor<2x4xf32>) -> ("y": tensor<2x4xf32>) {
+  %0 = nn.matmul %x, %w : tensor<2x1xf32> loc("mm")
+  %1 = math.add %0, %b : tensor<2x4xf32> loc("bias")
+  %2 = math.relu %1 : tensor<2x4xf32> loc("relu")
+  func.return %2 loc(unknown)
+}
+"#;
+    let out = run_passes(&parse(widening), "egraph-kernels");
+    assert_eq!(fused_patterns(&out), ["add+relu"], "{}", print_module(&out));
+    // Half precision: nothing fuses.
+    let half = EPILOGUE.replace("f32", "f16");
+    let m = parse(&half);
+    assert_eq!(print_module(&run_passes(&m, "egraph-kernels")), print_module(&m));
+}
+
+const CHAIN: &str = r#"
+func @f(%x: tensor<4x8xf32>, %y: tensor<4x8xf32>) -> ("z": tensor<4x8xf32>, "t": tensor<4x8xf32>) {
+  %0 = math.add %x, %y : tensor<4x8xf32> loc("add")
+  %1 = math.sigmoid %0 : tensor<4x8xf32> loc("sig")
+  %2 = math.mul %0, %1 : tensor<4x8xf32> loc("gate")
+  %3 = builtin.constant {value = dense<[2.0]> : tensor<f32>} : tensor<f32> loc("two")
+  %4 = math.mul %2, %3 : tensor<4x8xf32> loc("double")
+  %5 = math.tanh %x : tensor<4x8xf32> loc("tanh")
+  %6 = math.exp %5 : tensor<4x8xf32> loc("exp")
+  func.return %4, %5 loc(unknown)
+}
+"#;
+
+#[test]
+fn elementwise_chain_is_one_loop_nest() {
+    let m = parse(CHAIN);
+    let out = run_passes(&m, "egraph-kernels,verify");
+    // `%0` has two uses, both inside: it joins with them. `tanh` escapes (it is returned), so
+    // it stays, and `exp` alone (unused) is left for dce.
+    assert_eq!(fused_patterns(&out), ["add+sigmoid+mul+mul"], "{}", print_module(&out));
+    assert_eq!(count(&out, OpKind::Tanh), 1);
+    assert_same_results(&m, &out);
+    assert_eq!(
+        print_module(&run_passes(&m, "egraph-kernels,dce")),
+        print_module(&run_passes(&m, "fuse,dce"))
+    );
+    let report = {
+        let mut pass = EgraphPass::kernels_for_target(&TargetInfo::generic());
+        pass.run(&mut m.clone()).unwrap();
+        pass.last_report()
+    };
+    assert!(report.starts_with("egraph-kernels @f:") && report.contains("stop: saturated"), "{report}");
+    assert!(report.contains("1x fused.kernel"), "{report}");
+}
+
+fn kernels(m: &Module) -> usize {
+    let f = &m.functions[0];
+    f.body_ops().iter().filter(|&&o| !matches!(f.ops[o].kind, OpKind::Constant | OpKind::Return)).count()
+}
+
+#[test]
+fn kernel_formation_matches_fuse_on_its_filetests() {
+    for (name, src) in [
+        ("fuse_epilogue", include_str!("../../../testsuite/filetests/passes/fuse_epilogue.eir")),
+        ("fuse_boundaries", include_str!("../../../testsuite/filetests/passes/fuse_boundaries.eir")),
+        ("fuse_anchor_order", include_str!("../../../testsuite/filetests/passes/fuse_anchor_order.eir")),
+    ] {
+        let input = src.split("// ---- expected ----").next().unwrap();
+        let m = parse(input);
+        let egg = print_module(&run_passes(&m, "egraph-kernels,dce"));
+        let greedy = print_module(&run_passes(&m, "fuse,dce"));
+        assert_eq!(egg, greedy, "{name}");
+        // Deterministic.
+        assert_eq!(egg, print_module(&run_passes(&m, "egraph-kernels,dce")), "{name}");
+    }
+}
+
+#[test]
+fn kernel_formation_does_not_delay_an_anchor() {
+    // `fuse` attaches neither conv to the residual add (either would make it wait for the
+    // other conv) and fuses relu+add; the e-graph finds the other three-kernel form, conv1
+    // with its relu (which waits for nothing), and also leaves the shortcut alone.
+    let src = include_str!("../../../testsuite/filetests/passes/fuse_no_delay.eir");
+    let m = parse(src.split("// ---- expected ----").next().unwrap());
+    let egg = run_passes(&m, "egraph-kernels,dce");
+    assert_eq!(kernels(&egg), kernels(&run_passes(&m, "fuse,dce")));
+    assert_eq!(fused_patterns(&egg), ["conv+relu"], "{}", print_module(&egg));
+    assert_same_results(&m, &egg);
 }
