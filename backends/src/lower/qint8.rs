@@ -810,50 +810,67 @@ fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
             Ok((ps, pz))
         }
     };
-    let r = k.var(Ty::Idx);
-    let j = k.var(Ty::Idx);
+    let (r, base, j, g) = (k.var(Ty::Idx), k.var(Ty::Idx), k.var(Ty::Idx), k.var(Ty::Idx));
     let ist = strides(&is);
     let yb = 2;
+    // `f32(f64(scale) · (q − zp))` is the f32 product when the scale is an f32 value (q − zp is a
+    // small integer, so the f64 product is exact and rounding it is the f32 multiply): f32
+    // arithmetic is then exact and twice as wide per vector.
+    let f32_math = match &q.params {
+        QuantParams::PerTensor { scale, .. } => *scale as f32 as f64 == *scale,
+        QuantParams::PerAxis { .. } => true, // the table holds f32 scales
+    };
+    let mt = if f32_math { Ty::F32 } else { Ty::F64 };
     k.body = k.nest(&is, |_, ix| {
         let raw = cast(Ty::Idx, load(1, linear(ix, &ist)));
         let wrapped = select(cmp(CmpOp::Lt, raw.clone(), idx(0)), add(raw.clone(), idx(rows as i64)), raw);
         let clamped = bin(BinOp::Min, bin(BinOp::Max, wrapped, idx(0)), idx(rows.max(1) as i64 - 1));
         let (scale, zp) = match params {
-            Err((s, z)) => (fc(s, Ty::F64), i32c(z)),
+            Err((s, z)) => (fc(s, mt), i32c(z)),
             Ok((ps, pz)) => {
-                (cast(Ty::F64, load(ps, Expr::Var(r))), pz.map_or(i32c(0), |pz| load(pz, Expr::Var(r))))
+                (cast(mt, load(ps, Expr::Var(r))), pz.map_or(i32c(0), |pz| load(pz, Expr::Var(r))))
             }
         };
-        let src = match packed_layout {
-            None => add(mul(Expr::Var(r), idx(row as i64)), Expr::Var(j)),
-            // (r / width)·panel + (r % width)·kg + (j / kg)·width·kg + j % kg.
+        let out_row = mul(linear(ix, &ist), idx(row as i64));
+        // Element `col` of the row, read at `src`.
+        let store = |col: Expr, src: Expr| {
+            let centered = cast(mt, bin(BinOp::Sub, cast(Ty::I32, load(0, src)), zp.clone()));
+            let value = cast(Ty::F32, bin(BinOp::Mul, scale.clone(), centered));
+            Stmt::Store { buf: yb, index: add(out_row.clone(), col), value }
+        };
+        let mut s = vec![Stmt::Let { var: r, value: clamped }];
+        match packed_layout {
+            None => {
+                s.push(Stmt::Let { var: base, value: mul(Expr::Var(r), idx(row as i64)) });
+                let src = add(Expr::Var(base), Expr::Var(j));
+                s.push(Stmt::For { var: j, extent: row as u64, body: vec![store(Expr::Var(j), src)] });
+            }
             Some(l) => {
-                let (wd, kg) = (idx(l.width as i64), idx(l.kg as i64));
+                // The row starts at (r / width)·panel + (r % width)·kg; group q of `kg` columns is
+                // `width · kg` bytes further per group.
+                let (wd, kg) = (idx(l.width as i64), l.kg);
                 let row_base = add(
                     mul(bin(BinOp::Div, Expr::Var(r), wd.clone()), idx(l.panel_bytes as i64)),
-                    mul(bin(BinOp::Rem, Expr::Var(r), wd), kg.clone()),
+                    mul(bin(BinOp::Rem, Expr::Var(r), wd), idx(kg as i64)),
                 );
-                let in_row = add(
-                    mul(bin(BinOp::Div, Expr::Var(j), kg.clone()), idx((l.width * l.kg) as i64)),
-                    bin(BinOp::Rem, Expr::Var(j), kg),
-                );
-                add(row_base, in_row)
+                s.push(Stmt::Let { var: base, value: row_base });
+                let stride = idx((l.width * kg) as i64);
+                let group = |q: Expr, count: usize| Stmt::For {
+                    var: g,
+                    extent: count as u64,
+                    body: vec![store(
+                        add(mul(q.clone(), idx(kg as i64)), Expr::Var(g)),
+                        add(add(Expr::Var(base), mul(q.clone(), stride.clone())), Expr::Var(g)),
+                    )],
+                };
+                let (full, rest) = (row / kg, row % kg);
+                s.push(Stmt::For { var: j, extent: full as u64, body: vec![group(Expr::Var(j), kg)] });
+                if rest > 0 {
+                    s.push(group(idx(full as i64), rest));
+                }
             }
-        };
-        let dst = add(mul(linear(ix, &ist), idx(row as i64)), Expr::Var(j));
-        let centered = cast(Ty::F64, bin(BinOp::Sub, cast(Ty::I32, load(0, src)), zp));
-        vec![
-            Stmt::Let { var: r, value: clamped },
-            Stmt::For {
-                var: j,
-                extent: row as u64,
-                body: vec![Stmt::Store {
-                    buf: yb,
-                    index: dst,
-                    value: cast(Ty::F32, bin(BinOp::Mul, scale, centered)),
-                }],
-            },
-        ]
+        }
+        s
     });
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
