@@ -64,8 +64,9 @@ pub static PASSES: &[PassInfo] = &[
     },
     PassInfo {
         name: "egraph",
-        summary: "Equality saturation (egg) over the kernel-level ops, extracted with a memory-traffic, \
-                  FLOP and per-kernel cost model, to recover fused ops from decomposed graphs. Rule \
+        summary: "Equality saturation (egg) over the kernel-level ops, extracted with the target's \
+                  memory-traffic, FLOP and per-kernel cost model, to recover fused ops from decomposed \
+                  graphs. Rule \
                   groups: `algebra` (commutativity, x*1, x+0, x/c, 1/y, identity casts), `activation` \
                   (GELU erf and tanh forms, x*sigmoid(x) as swish), `normalization` (LayerNorm and \
                   RMSNorm over the last axis, with their scale and bias) and `attention` (4-D \

@@ -106,6 +106,17 @@ fn import_then_opt_round_trips_and_bench_prints_json() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("dce"));
     let o = edgec(&["opt", eir.to_str().unwrap(), "--passes=nope"]);
     assert_eq!(o.status.code(), Some(2));
+    // `--target` builds the passes for a machine: attention over a short sequence with wide
+    // heads stays decomposed under the Cortex-M7 cost model and is recognized for x86-64.
+    let cost = concat!(env!("CARGO_MANIFEST_DIR"), "/filetests/passes/egraph_cost_cortex_m7.eir");
+    let attention = |target: &str| {
+        let o = edgec(&["opt", cost, "--passes=egraph,dce", "--target", target]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).matches("nn.attention").count()
+    };
+    assert_eq!((attention("cortex-m7"), attention("x86_64-unknown-linux-gnu")), (1, 2));
+    let o = edgec(&["opt", cost, "--passes=egraph", "--target", "nonsense-target"]);
+    assert_eq!(o.status.code(), Some(2));
     // The IR text file runs like the ONNX model.
     let o = edgec(&[
         "bench",

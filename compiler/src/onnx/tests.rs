@@ -727,9 +727,12 @@ fn every_graph_level_op_is_mapped() {
         supported_op_types().filter_map(ops::lookup).map(|e| e.kind).collect();
     let missing: Vec<&str> = OpKind::ALL
         .iter()
-        // builtin/func are structural; fused.*, the TFLite-arithmetic integer kernels (qint8.rs)
-        // and the int4 weight-only ops (quant_nbits.rs) are formed by passes, never imported.
-        .filter(|k| !matches!(k.def().dialect(), "builtin" | "func" | "fused") && !mapped.contains(k))
+        // builtin/func are structural; fused.*, layout.* (choose-layout), the TFLite-arithmetic
+        // integer kernels (qint8.rs) and the int4 weight-only ops (quant_nbits.rs) are formed by
+        // passes, never imported.
+        .filter(|k| {
+            !matches!(k.def().dialect(), "builtin" | "func" | "fused" | "layout") && !mapped.contains(k)
+        })
         .filter(|k| !edgec_ir::ops::qint8::ALL.contains(k))
         .filter(|k| !matches!(k, OpKind::MatMulNBits | OpKind::GatherNBits))
         .map(|k| k.name())

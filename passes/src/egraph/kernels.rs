@@ -23,7 +23,7 @@
 //! - no value involved is half precision (the reference rounds each intermediate to half).
 
 use super::lang::{KGraph, Kernel, Template, TypeInfo, STEP_BASE};
-use edgec_ir::{ScalarType, TensorType};
+use edgec_ir::TensorType;
 use egg::{Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -266,9 +266,4 @@ pub fn elementwise(ctx: &Arc<Context>) -> Vec<Rewrite<Kernel, TypeInfo>> {
 pub fn epilogue(ctx: &Arc<Context>) -> Vec<Rewrite<Kernel, TypeInfo>> {
     let r = |mode| FormKernels { ctx: ctx.clone(), mode };
     vec![Rewrite::new("epilogue-anchor", r(Mode::Epilogue), r(Mode::Epilogue)).expect("valid rule")]
-}
-
-/// Whether values of this element type may be fused (not half precision).
-pub fn fusable_scalar(s: ScalarType) -> bool {
-    !matches!(s, ScalarType::F16 | ScalarType::BF16)
 }

@@ -15,6 +15,11 @@
 //!    and dead code elimination removes what the new ops replaced. A recognized op's location is
 //!    `Loc::Fused` of the ops it replaced.
 //!
+//! The same machinery runs a second time as `egraph-kernels` ([`Phase::Kernels`], rule groups
+//! in [`kernels`]): over the IR the first run left, the e-graph gets `fused` nodes for the
+//! kernels the ops may form, and extraction with the target's cost model decides which
+//! `fused.kernel`s to build.
+//!
 //! Output is deterministic: the e-graph is built in body order, egg is deterministic given its
 //! insertion order, and the rebuild walks roots in body order (no hash-map iteration decides
 //! anything). Only the time limit, a safety net set far above the zoo's needs, could make two
