@@ -430,6 +430,17 @@ pub(super) fn conv_positions(
 /// Weights shared with another op are packed at run time from this size on (see `gemm_layer`).
 const SHARED_WEIGHTS_UNPACKED_BYTES: usize = 1 << 20;
 
+/// Binds kernel parameter `param` (an operand's slot) to `packed` int8 weights stored as a
+/// compile-time table instead of the operand's own bytes.
+pub(super) fn bind_packed(cx: &mut OpCx, k: &mut Kernel, binds: &mut [Bind], param: usize, packed: &[i8]) {
+    let t = cx.add_table(ConstData {
+        ty: Ty::I8,
+        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
+    });
+    k.params[param].len = packed.len() as u64;
+    binds[param] = Bind::Table(t);
+}
+
 /// Adds an `I32` table parameter.
 fn i32_table(cx: &mut OpCx, k: &mut Kernel, binds: &mut Vec<Bind>, vals: &[i32]) -> BufId {
     let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -537,12 +548,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
             spec.prepacked = false;
         } else {
             let packed = pack_fn(&spec, has_bias, &w);
-            let t = cx.add_table(ConstData {
-                ty: Ty::I8,
-                bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-            });
-            k.params[1].len = packed.len() as u64;
-            binds[1] = Bind::Table(t);
+            bind_packed(cx, &mut k, &mut binds, 1, &packed);
         }
         let scratch = scratch_param(&mut k, &mut binds, scratch_fn(&spec, has_bias));
         k.body.push(Stmt::QGemm {
@@ -582,12 +588,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         group_len = p.len();
         packed.extend(p);
     }
-    let t = cx.add_table(ConstData {
-        ty: Ty::I8,
-        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-    });
-    k.params[1].len = packed.len() as u64;
-    binds[1] = Bind::Table(t);
+    bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let col = if direct {
         None
     } else {
@@ -712,12 +713,7 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         out: QOut::I32,
     };
     let packed = pack_fn(&spec, false, &w);
-    let t = cx.add_table(ConstData {
-        ty: Ty::I8,
-        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-    });
-    k.params[1].len = packed.len() as u64;
-    binds[1] = Bind::Table(t);
+    bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let mut scratch_buf = |k: &mut Kernel, words: u64| {
         binds.push(Bind::Scratch);
         k.param(Ty::I32, words, Access::Scratch)
@@ -787,12 +783,7 @@ fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
             let spec = fc_weight_spec(rows, row);
             let w: Vec<i8> = a.iter().copied().collect();
             let packed = pack_fn(&spec, false, &w);
-            let t = cx.add_table(ConstData {
-                ty: Ty::I8,
-                bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-            });
-            k.params[0].len = packed.len() as u64;
-            binds[0] = Bind::Table(t);
+            bind_packed(cx, &mut k, &mut binds, 0, &packed);
             Some(layout_fn(&spec))
         }
         _ => None,

@@ -417,12 +417,7 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         out: QOut::I32,
     };
     let packed = pack_fn(&spec, false, &w);
-    let t = cx.add_table(ConstData {
-        ty: Ty::I8,
-        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-    });
-    k.params[1].len = packed.len() as u64;
-    binds[1] = Bind::Table(t);
+    super::qint8::bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let sb: Vec<u8> = colsum.iter().flat_map(|v| v.to_le_bytes()).collect();
     let ts = cx.add_table(ConstData { ty: Ty::I32, bytes: sb.into() });
     binds.push(Bind::Table(ts));
@@ -560,12 +555,7 @@ fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         group_len = p.len();
         packed.extend(p);
     }
-    let t = cx.add_table(ConstData {
-        ty: Ty::I8,
-        bytes: packed.iter().map(|&v| v as u8).collect::<Vec<_>>().into(),
-    });
-    k.params[1].len = packed.len() as u64;
-    binds[1] = Bind::Table(t);
+    super::qint8::bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let sb: Vec<u8> = rowsum.iter().flat_map(|v| v.to_le_bytes()).collect();
     let ts = cx.add_table(ConstData { ty: Ty::I32, bytes: sb.into() });
     binds.push(Bind::Table(ts));
