@@ -1,5 +1,6 @@
-//! Kernel formation: groups an anchor (convolution, transposed convolution, matmul, gemm) and
-//! the elementwise ops after it, or a chain of elementwise ops alone, into one `fused.kernel`.
+//! Kernel formation: groups an anchor (convolution, transposed convolution, matmul, gemm, an int8
+//! fully connected layer that writes f32) and the elementwise ops after it, or a chain of
+//! elementwise ops alone, into one `fused.kernel`.
 //!
 //! A group grows backwards from a root elementwise op. It absorbs the producer of one of its
 //! operands when

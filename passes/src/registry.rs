@@ -92,7 +92,7 @@ pub static PASSES: &[PassInfo] = &[
     },
     PassInfo {
         name: "fuse",
-        summary: "Forms kernels greedily: an anchor (conv, conv_transpose, matmul, gemm) with the \
+        summary: "Forms kernels greedily: an anchor (conv, conv_transpose, matmul, gemm, int8 fully connected with an f32 result) with the \
                   elementwise epilogue after it (bias, activation, residual), or a chain of elementwise \
                   ops, becomes one `fused.kernel` when no intermediate escapes and every member has the \
                   result's type (each element computed once, nothing broadcast or recomputed). In the \
