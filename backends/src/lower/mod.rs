@@ -171,7 +171,10 @@ fn packed_weight_tables(f: &Function) -> HashSet<Value> {
     let mut uses: HashMap<Value, Vec<(OpKind, usize)>> = HashMap::new();
     for &op in f.body_ops() {
         let d = &f.ops[op];
-        let region_args = d.regions.first().and_then(|r| r.blocks.first()).map(|&b| &f.blocks[b]);
+        // Only a fused kernel's region arguments are its operands one for one.
+        let region_args = (d.kind == OpKind::FusedKernel)
+            .then(|| d.regions.first().and_then(|r| r.blocks.first()).map(|&b| &f.blocks[b]))
+            .flatten();
         for (i, &o) in d.operands.iter().enumerate() {
             let entry = uses.entry(o).or_default();
             match region_args.and_then(|b| b.args.get(i).map(|&a| (a, &b.ops))) {
