@@ -315,6 +315,31 @@ pub struct QGemmSpec {
 }
 
 impl QGemmSpec {
+    /// Dense `C[m×n] = A[m×k]·B[k×n]`, row-major with tight leading dimensions; the weights are B
+    /// (prepacked, one channel per column); zero points 0; int8 output over the whole range.
+    /// Callers override what differs with struct update syntax.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        QGemmSpec {
+            m,
+            n,
+            k,
+            a_trans: false,
+            b_trans: false,
+            lda: k,
+            ldb: n,
+            ldc: n,
+            a_zp: 0,
+            b_zp: 0,
+            c_zp: 0,
+            act_min: -128,
+            act_max: 127,
+            channel: QChannel::PerCol,
+            weights: QWeights::B,
+            prepacked: true,
+            out: QOut::I8,
+        }
+    }
+
     /// The routine's description, with or without a bias.
     pub fn desc(&self, bias: bool) -> QGemmDesc {
         QGemmDesc {

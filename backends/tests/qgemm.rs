@@ -690,25 +690,8 @@ fn qgemm_kernel_statement_through_codegen() {
     let spec_m = MachineSpec::host();
     let tm = host_target_machine();
     let tile = QTile::for_target_machine(&tm);
-    let qs = QGemmSpec {
-        m: 10,
-        n: 37,
-        k: 45,
-        a_trans: false,
-        b_trans: true,
-        lda: 45,
-        ldb: 45,
-        ldc: 37,
-        a_zp: -7,
-        b_zp: 0,
-        c_zp: 2,
-        act_min: -128,
-        act_max: 120,
-        channel: QChannel::PerCol,
-        weights: QWeights::B,
-        prepacked: true,
-        out: QOut::I8,
-    };
+    let qs =
+        QGemmSpec { b_trans: true, ldb: 45, a_zp: -7, c_zp: 2, act_max: 120, ..QGemmSpec::new(10, 37, 45) };
     let desc = qs.desc(true);
     let case = Case::random(desc.clone(), 99);
     let packed = pack_weights(&desc, tile, &case.b);

@@ -453,25 +453,7 @@ fn i32_table(cx: &mut OpCx, k: &mut Kernel, binds: &mut Vec<Bind>, vals: &[i32])
 /// prepacked as B. Its packed weights do not depend on the row count or requantization, so a
 /// `q.gather` of the same table packs it with this spec and gets the layer's bytes.
 fn fc_weight_spec(n: usize, k: usize) -> QGemmSpec {
-    QGemmSpec {
-        m: 1,
-        n,
-        k,
-        a_trans: false,
-        b_trans: true,
-        lda: k,
-        ldb: k,
-        ldc: n,
-        a_zp: 0,
-        b_zp: 0,
-        c_zp: 0,
-        act_min: -128,
-        act_max: 127,
-        channel: QChannel::PerCol,
-        weights: QWeights::B,
-        prepacked: true,
-        out: QOut::I8,
-    }
+    QGemmSpec { b_trans: true, ldb: k, ..QGemmSpec::new(1, n, k) }
 }
 
 /// q.fully_connected and q.conv through the backend's int8 GEMM ([`Stmt::QGemm`]): the weights
@@ -497,24 +479,13 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         s_w.iter().map(|&sw| quantize_multiplier(s_x * sw / s_y)).unzip();
     let tm = i32_table(cx, &mut k, &mut binds, &mult);
     let ts = i32_table(cx, &mut k, &mut binds, &shift);
-    let base = |m, n, kk| QGemmSpec {
-        m,
-        n,
-        k: kk,
-        a_trans: false,
-        b_trans: false,
-        lda: 0,
-        ldb: 0,
-        ldc: 0,
-        a_zp: 0,
-        b_zp: 0,
+    // The layer's requantization and output, on top of a product's shape and operands.
+    let with_output = |spec: QGemmSpec| QGemmSpec {
         c_zp: zp_y as i32,
         act_min: lo,
         act_max: hi,
-        channel: QChannel::PerRow,
-        weights: QWeights::A,
-        prepacked: true,
         out: if dequant { QOut::F32 { scale_bits: (s_y as f32).to_bits() } } else { QOut::I8 },
+        ..spec
     };
     let scratch_param = |k: &mut Kernel, binds: &mut Vec<Bind>, bytes: u64| -> Option<BufId> {
         (bytes > 0).then(|| {
@@ -526,16 +497,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         // Y[rows × N] = X[rows × K] · Wᵀ, W stored N × K: the weights are B, per column.
         let kk = xs[xs.len() - 1];
         let rows: usize = xs[..xs.len() - 1].iter().product();
-        let base = base(rows, channels, kk);
-        let mut spec = QGemmSpec {
-            m: rows,
-            a_zp: zp_x as i32,
-            c_zp: base.c_zp,
-            act_min: base.act_min,
-            act_max: base.act_max,
-            out: base.out,
-            ..fc_weight_spec(channels, kk)
-        };
+        let mut spec = with_output(QGemmSpec { m: rows, a_zp: zp_x as i32, ..fc_weight_spec(channels, kk) });
         let packed_for_all = cx.packed.get(1).copied().unwrap_or(false);
         if !packed_for_all
             && cx.shared.get(1).copied().unwrap_or(false)
@@ -575,11 +537,13 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let direct = kprod == 1
         && g.strides.iter().all(|&s| s == 1)
         && g.pads_begin.iter().chain(&g.pads_end).all(|&p| p == 0);
-    let mut spec = base(mg, oprod, rows);
-    spec.lda = rows;
-    spec.ldb = oprod;
-    spec.ldc = oprod;
-    spec.b_zp = zp_x as i32;
+    // Per image and group: the weights are A (one channel per row), the patches B.
+    let spec = with_output(QGemmSpec {
+        b_zp: zp_x as i32,
+        channel: QChannel::PerRow,
+        weights: QWeights::A,
+        ..QGemmSpec::new(mg, oprod, rows)
+    });
     // Pack each group's weights; the packed groups sit one after another.
     let mut packed = Vec::new();
     let mut group_len = 0;
@@ -694,23 +658,11 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     // colᵀ (P_in × M·K) = Xᵀ (X stored C × P_in) · W (C × M·K): the weights are B, the small
     // P_in is M.
     let spec = QGemmSpec {
-        m: iprod,
-        n: rows,
-        k: c,
         a_trans: true,
-        b_trans: false,
         lda: iprod,
-        ldb: rows,
-        ldc: rows,
         a_zp: zp_x as i32,
-        b_zp: 0,
-        c_zp: 0,
-        act_min: -128,
-        act_max: 127,
-        channel: QChannel::PerCol,
-        weights: QWeights::B,
-        prepacked: true,
         out: QOut::I32,
+        ..QGemmSpec::new(iprod, rows, c)
     };
     let packed = pack_fn(&spec, false, &w);
     bind_packed(cx, &mut k, &mut binds, 1, &packed);

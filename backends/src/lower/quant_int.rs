@@ -397,25 +397,7 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         (0..n).map(|j| (0..kk).map(|r| w[r * n + j] as i32).fold(0i32, |s, v| s.wrapping_add(v))).collect();
     let (mut k, mut binds) = io_kernel(cx, "matmul_integer_gemm")?;
     let yb = cx.operands.len();
-    let spec = QGemmSpec {
-        m: rows,
-        n,
-        k: kk,
-        a_trans: false,
-        b_trans: false,
-        lda: kk,
-        ldb: n,
-        ldc: n,
-        a_zp: 0,
-        b_zp: 0,
-        c_zp: 0,
-        act_min: -128,
-        act_max: 127,
-        channel: QChannel::PerCol,
-        weights: QWeights::B,
-        prepacked: true,
-        out: QOut::I32,
-    };
+    let spec = QGemmSpec { out: QOut::I32, ..QGemmSpec::new(rows, n, kk) };
     let packed = pack_fn(&spec, false, &w);
     super::qint8::bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let sb: Vec<u8> = colsum.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -528,23 +510,10 @@ fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         .map(|m| w[m * per_m..(m + 1) * per_m].iter().fold(0i32, |s, &v| s.wrapping_add(v as i32)))
         .collect();
     let spec = QGemmSpec {
-        m: mg,
-        n: oprod,
-        k: rows,
-        a_trans: false,
-        b_trans: false,
-        lda: rows,
-        ldb: oprod,
-        ldc: oprod,
-        a_zp: 0,
-        b_zp: 0,
-        c_zp: 0,
-        act_min: -128,
-        act_max: 127,
         channel: QChannel::PerRow,
         weights: QWeights::A,
-        prepacked: true,
         out: QOut::I32,
+        ..QGemmSpec::new(mg, oprod, rows)
     };
     let (mut k, mut binds) = io_kernel(cx, "conv_integer_gemm")?;
     let yb = cx.operands.len();
