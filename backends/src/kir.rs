@@ -423,6 +423,14 @@ pub enum Stmt {
         src: View,
         elems: u64,
     },
+    /// `y[i] = table[x[i] + 128]` for `i < elems`: `x`, `y` and the 256-entry `table` are `I8`
+    /// (`q.lookup`; the backend uses byte permutes where the target has them).
+    Lookup {
+        x: View,
+        y: View,
+        table: View,
+        elems: u64,
+    },
 }
 
 /// How a kernel uses a parameter.
@@ -503,7 +511,7 @@ impl Kernel {
                         stmts(els, from, to);
                     }
                     // In-place pairs are only declared for loop-nest kernels.
-                    Stmt::Gemm { .. } | Stmt::QGemm { .. } | Stmt::Copy { .. } => {}
+                    Stmt::Gemm { .. } | Stmt::QGemm { .. } | Stmt::Copy { .. } | Stmt::Lookup { .. } => {}
                 }
             }
         }

@@ -45,6 +45,11 @@ pub enum QOut {
     /// equals TFLite's f64 product rounded to f32, so it is exactly `q.dequantize` of the int8
     /// result; C is f32.
     F32 { scale_bits: u32 },
+    /// f32 without output quantization: `f32(acc) · scale[ch]`, the accumulator of [`QOut::I32`]
+    /// converted to f32 and multiplied by the channel's f32 scale, which the routine reads from
+    /// its `mult` argument (f32 values in place of the int32 multipliers; `shift`, `c_zp` and the
+    /// activation range are not used). C is f32.
+    Scaled,
 }
 
 /// Where [`crate::llvm::qgemm::pack_weights`] puts each weight of a packed operand (see
@@ -217,6 +222,20 @@ pub fn qgemm_reference_i32(d: &QGemmDesc, a: &[i8], b: &[i8], bias: Option<&[i32
         }
     }
     out
+}
+
+/// The plain-Rust reference of a [`QOut::Scaled`] product: `f32(acc) · scale[ch]`, row-major
+/// and dense.
+pub fn qgemm_reference_scaled(
+    d: &QGemmDesc,
+    a: &[i8],
+    b: &[i8],
+    bias: Option<&[i32]>,
+    scale: &[f32],
+) -> Vec<f32> {
+    let acc = qgemm_reference_i32(d, a, b, bias);
+    let ch = |idx: usize| if d.channel == QChannel::PerRow { idx / d.n } else { idx % d.n };
+    acc.iter().enumerate().map(|(idx, &v)| v as f32 * scale[ch(idx)]).collect()
 }
 
 /// Sums of the weight operand along K, one per output channel of that operand (rows of A when

@@ -117,13 +117,27 @@ fn check_host(cases: &[Case], tile: Option<QTile>) {
         let off = scratch.as_ptr().align_offset(64);
         let bias = c.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
         let i32_out = d.out == QOut::I32;
+        let scaled = d.out == QOut::Scaled;
+        // The scaled mode reads f32 scales from `mult`.
+        let scales: Vec<f32> = c.mult.iter().map(|&m| m as f32 * 2f32.powi(-40)).collect();
         // The int32 mode reads neither mult nor shift.
-        let (mult, shift) =
-            if i32_out { (std::ptr::null(), std::ptr::null()) } else { (c.mult.as_ptr(), c.shift.as_ptr()) };
-        let cp = if i32_out { out32.as_mut_ptr() as *mut i8 } else { out.as_mut_ptr() };
+        let (mult, shift) = if i32_out {
+            (std::ptr::null(), std::ptr::null())
+        } else if scaled {
+            (scales.as_ptr() as *const i32, std::ptr::null())
+        } else {
+            (c.mult.as_ptr(), c.shift.as_ptr())
+        };
+        let cp = if i32_out || scaled { out32.as_mut_ptr() as *mut i8 } else { out.as_mut_ptr() };
         unsafe { f.call(a.as_ptr(), b.as_ptr(), cp, bias, mult, shift, scratch.as_mut_ptr().add(off)) };
-        if i32_out {
-            let want = c.expected_i32();
+        if i32_out || scaled {
+            // Both write 32-bit elements; compare their bits.
+            let want: Vec<i32> = if scaled {
+                let want = qgemm_reference_scaled(d, &c.a, &c.b, c.bias.as_deref(), &scales);
+                want.iter().map(|v| v.to_bits() as i32).collect()
+            } else {
+                c.expected_i32()
+            };
             for i in 0..d.m {
                 for j in 0..d.ldc {
                     let got = out32[i * d.ldc + j];
@@ -227,6 +241,29 @@ fn matrix_i32(prepacked_too: bool) -> Vec<Case> {
             c
         })
         .collect()
+}
+
+/// [`QOut::Scaled`]: `f32(acc) · scale[ch]`, bit for bit, per column and per row, every kernel.
+#[test]
+fn qgemm_host_scaled_f32_results() {
+    let scaled = |per_row: bool| -> Vec<Case> {
+        matrix(true)
+            .into_iter()
+            .map(|mut c| {
+                c.desc.out = QOut::Scaled;
+                if per_row {
+                    c.desc.channel = QChannel::PerRow;
+                    c = Case::random(c.desc, 77);
+                }
+                c
+            })
+            .collect()
+    };
+    check_host(&scaled(false), None);
+    check_host(&scaled(true), None);
+    for tile in [QTile::for_kernel(QKernel::Widen, 16), QTile::for_kernel(QKernel::Scalar, 1)] {
+        check_host(&scaled(false).into_iter().step_by(3).collect::<Vec<_>>(), Some(tile));
+    }
 }
 
 #[test]

@@ -97,6 +97,10 @@ impl Attrs {
         self.0.get(name)
     }
 
+    pub fn remove(&mut self, name: &str) -> Option<Attr> {
+        self.0.remove(name)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

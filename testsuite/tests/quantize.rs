@@ -493,3 +493,120 @@ fn tied_int8_table_is_stored_once_and_looked_up_in_packed_form() {
         println!("{target}: tied table in {weights} bytes ({} unpacked), lookups and head bit-exact", n * k);
     }
 }
+
+/// The two forms int8 post-training quantization gives the layers of a transformer MLP, on every
+/// target against the interpreter: a 256-entry `q.lookup` between two int8 layers (300 elements:
+/// whole 64-byte vectors where the target has byte permutes, then a tail), and a
+/// `q.fully_connected` without output quantization (f32 `acc · scale_x · scale_w[c]`, with
+/// bias, per-channel scales and a fused residual add).
+#[test]
+fn lookup_tables_and_real_valued_layers_are_bit_exact_with_the_interpreter() {
+    let (n, k, rows) = (100usize, 38usize, 3usize);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let w: Vec<u8> = (0..n * k).map(|_| rng.range(-127, 127) as i8 as u8).collect();
+    let scales: Vec<String> =
+        (0..n).map(|_| format!("{}:0", (0.002 + rng.range(0, 1000) as f64 * 1e-5) as f32 as f64)).collect();
+    let wty = format!("tensor<{n}x{k}x!q.uniform<i8:f32:0, {{{}}}>>", scales.join(", "));
+    let bias: Vec<u8> = (0..n).flat_map(|_| (rng.range(-5000, 5000) as i32).to_le_bytes()).collect();
+    let table: Vec<u8> = (0..256).map(|_| rng.range(-128, 127) as i8 as u8).collect();
+    let (s_x, zp_x, s_y, zp_y, s_l, zp_l) = (0.05, 3, 0.375, -5, 0.125, 17);
+    let xty = format!("tensor<{rows}x{k}x!q.uniform<i8:f32, {s_x}, {zp_x}>>");
+    let yty = format!("tensor<{rows}x{n}x!q.uniform<i8:f32, {s_y}, {zp_y}>>");
+    let lty = format!("tensor<{rows}x{n}x!q.uniform<i8:f32, {s_l}, {zp_l}>>");
+    let text = format!(
+        "func @main(%x: {xty}, %r: tensor<{rows}x{n}xf32>) -> (\"l\": {lty}, \"z\": tensor<{rows}x{n}xf32>) {{\n\
+         \x20 %0 = builtin.constant {{value = dense<0x{}> : {wty}}} : {wty} loc(unknown)\n\
+         \x20 %1 = builtin.constant {{value = dense<0x{}> : tensor<{n}xi32>}} : tensor<{n}xi32> loc(unknown)\n\
+         \x20 %2 = builtin.constant {{value = dense<0x{}> : tensor<256xi8>}} : tensor<256xi8> loc(unknown)\n\
+         \x20 %3 = q.fully_connected %x, %0, %1 {{scale = {s_y}, zero_point = {zp_y}}} : {yty} loc(\"fc\")\n\
+         \x20 %4 = q.lookup %3, %2 {{scale = {s_l}, zero_point = {zp_l}}} : {lty} loc(\"act\")\n\
+         \x20 %5 = q.fully_connected %x, %0, %1 : tensor<{rows}x{n}xf32> loc(\"fc_real\")\n\
+         \x20 %6 = math.add %5, %r : tensor<{rows}x{n}xf32> loc(\"residual\")\n\
+         \x20 func.return %4, %6 loc(unknown)\n}}\n",
+        hex(&w),
+        hex(&bias),
+        hex(&table),
+    );
+    let module = edgec_ir::parser::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let session = Session::from_module(module).unwrap();
+    let xv: Vec<f64> = (0..rows * k).map(|_| rng.range(-128, 127) as f64).collect();
+    let inputs = vec![
+        Tensor::from_f64(edgec_ir::ScalarType::I8, &[rows, k], &xv).unwrap(),
+        Tensor::from_f64(
+            edgec_ir::ScalarType::F32,
+            &[rows, n],
+            &(0..rows * n).map(|i| (i % 7) as f64 * 0.25 - 0.5).collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    ];
+    let optimized = edgec_ir::printer::print_module(&session.optimize().unwrap().module);
+    assert!(optimized.contains("fully_connected+add"), "{optimized}");
+    let want = session.run(inputs.clone()).unwrap();
+    // The interpreter's real-valued layer is the accumulator times the f32 scale product.
+    let z = want[1].to_f64_vec();
+    assert!(z.iter().any(|v| v.fract() != 0.0 && v.abs() > 1.0), "{z:?}");
+    for target in ["host", "cortex-m7", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu"] {
+        let t = Target::parse(target).unwrap();
+        let compiled = session.compile(&t, "model", false).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let (got, _) = session.execute(&compiled, &inputs).unwrap_or_else(|e| panic!("{target}: {e}"));
+        for (name, w, g) in [("l", &want[0], &got[0]), ("z", &want[1], &got[1])] {
+            assert_eq!(w.to_f64_vec(), g.to_f64_vec(), "{target}: {name} differs from the interpreter");
+        }
+        println!("{target}: lookup and real-valued layer bit-exact");
+    }
+}
+
+/// Post-training quantization of `matmul → tanh → matmul → tanh`: the first tanh, between two
+/// int8 layers, becomes a `q.lookup` (listed in the report with its SQNR), the last layer writes
+/// f32 without output quantization, and the result stays close to the float function.
+#[test]
+fn ptq_forms_lookup_tables_between_int8_layers() {
+    let (rows, k, h, n) = (8usize, 32usize, 48usize, 16usize);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut mat = |r: usize, c: usize| -> String {
+        let v: Vec<String> = (0..r * c).map(|_| format!("{}", rng.range(-100, 100) as f32 / 400.0)).collect();
+        format!("dense<[{}]> : tensor<{r}x{c}xf32>", v.join(", "))
+    };
+    let (w1, w2) = (mat(k, h), mat(h, n));
+    let text = format!(
+        "func @main(%x: tensor<{rows}x{k}xf32>) -> (\"y\": tensor<{rows}x{n}xf32>) {{\n\
+         \x20 %0 = builtin.constant {{value = {w1}}} : tensor<{k}x{h}xf32> loc(unknown)\n\
+         \x20 %1 = builtin.constant {{value = {w2}}} : tensor<{h}x{n}xf32> loc(unknown)\n\
+         \x20 %2 = nn.matmul %x, %0 : tensor<{rows}x{h}xf32> loc(\"fc1\")\n\
+         \x20 %3 = math.tanh %2 : tensor<{rows}x{h}xf32> loc(\"act1\")\n\
+         \x20 %4 = nn.matmul %3, %1 : tensor<{rows}x{n}xf32> loc(\"fc2\")\n\
+         \x20 %5 = math.tanh %4 : tensor<{rows}x{n}xf32> loc(\"act2\")\n\
+         \x20 func.return %5 loc(unknown)\n}}\n"
+    );
+    let module = edgec_ir::parser::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let float = Session::from_module(module.clone()).unwrap();
+    let mut session = Session::from_module(module).unwrap();
+    let sample = |rng: &mut Rng| {
+        let v: Vec<f64> = (0..rows * k).map(|_| rng.range(-200, 200) as f64 / 100.0).collect();
+        Tensor::from_f64(edgec_ir::ScalarType::F32, &[rows, k], &v).unwrap()
+    };
+    let calibration: Vec<Vec<Tensor>> = (0..4).map(|_| vec![sample(&mut rng)]).collect();
+    session.set_quantize(Quantize::Int8 {
+        calibration: Calibration::Samples(calibration),
+        options: Int8Options::default(),
+    });
+    let o = session.optimize().unwrap();
+    let text = edgec_ir::printer::print_module(&o.module);
+    assert_eq!(text.matches("q.lookup").count(), 1, "{text}");
+    assert_eq!(text.matches("math.tanh").count(), 1, "{text}");
+    let real = |l: &&str| l.contains("q.fully_connected") && l.contains("xf32>") && !l.contains("scale =");
+    assert_eq!(text.lines().filter(real).count(), 1, "{text}");
+    assert!(!text.contains("dequantize = 1"), "{text}");
+    let report = o.quantization.unwrap();
+    let lut = report.layers.iter().find(|l| l.op == "q.lookup(math.tanh)").expect("the table is reported");
+    assert!(lut.int8 && lut.sqnr_db >= 20.0, "{lut:?}");
+    let x = vec![sample(&mut rng)];
+    let (want, got) = (float.run(x.clone()).unwrap(), session.run(x.clone()).unwrap());
+    let (cos, snr) = accuracy(&want[0], &got[0]);
+    assert!(cos >= 0.999 && snr >= 25.0, "cos {cos} snr {snr}");
+    // The integer part is exact; the last tanh is the backend's float tanh (within an ulp or so).
+    let host = session.compile(&Target::parse("host").unwrap(), "model", false).unwrap();
+    let h = session.execute(&host, &x).unwrap().0[0].to_f64_vec();
+    let worst = h.iter().zip(got[0].to_f64_vec()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-6, "host differs from the interpreter by {worst}");
+}

@@ -7,6 +7,7 @@
 //! reads (layout in runtime/c/edgec_runtime.h).
 
 use super::gemm::{self, BiasKind, GemmDesc, VectorIsa};
+use super::lookup;
 use super::math::MathLib;
 use super::qgemm::{self, QTile};
 use crate::kir::{self, Access, BinOp, CmpOp, Expr, Kernel, Stmt, Ty, UnOp};
@@ -181,7 +182,6 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
     let module = context.create_module(symbol);
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
-    let isa = VectorIsa::from_target_machine(&tm);
     let ptr_bits = tm.get_target_data().get_pointer_byte_size(None) * 8;
     if spec.triple.ends_with("eabihf") {
         // The triple already selects the hard-float calling convention, but LLVM's C API cannot
@@ -190,7 +190,7 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
         module.set_inline_assembly(".eabi_attribute 28, 1");
     }
     {
-        let mut cg = Codegen::new(&context, &module, isa, QTile::for_target_machine(&tm), ptr_bits);
+        let mut cg = Codegen::new(&context, &module, &tm, ptr_bits);
         cg.program(p, symbol, spec)?;
     }
     // Microcontrollers have little flash and no vector unit to feed: optimize for size there
@@ -222,10 +222,9 @@ pub fn kernel_ir(k: &Kernel, spec: &MachineSpec) -> Result<String, String> {
     let tm = spec.target_machine()?;
     let context = Context::create();
     let module = context.create_module(&k.name);
-    let isa = VectorIsa::from_target_machine(&tm);
     let ptr_bits = tm.get_target_data().get_pointer_byte_size(None) * 8;
     {
-        let mut cg = Codegen::new(&context, &module, isa, QTile::for_target_machine(&tm), ptr_bits);
+        let mut cg = Codegen::new(&context, &module, &tm, ptr_bits);
         let f = cg.kernel(k)?;
         f.set_linkage(Linkage::External);
     }
@@ -244,6 +243,9 @@ struct Codegen<'ctx, 'm> {
     /// The int8 GEMM's kernel and blocking for this machine.
     qtile: QTile,
     qgemms: HashMap<String, FunctionValue<'ctx>>,
+    /// AVX-512 VBMI byte permutes for `Stmt::Lookup`.
+    vbmi: bool,
+    lookup: Option<FunctionValue<'ctx>>,
 }
 
 /// Per-kernel state.
@@ -255,7 +257,9 @@ struct Frame<'ctx> {
 }
 
 impl<'ctx, 'm> Codegen<'ctx, 'm> {
-    fn new(cx: &'ctx Context, module: &'m Module<'ctx>, isa: VectorIsa, qtile: QTile, ptr_bits: u32) -> Self {
+    fn new(cx: &'ctx Context, module: &'m Module<'ctx>, tm: &TargetMachine, ptr_bits: u32) -> Self {
+        let isa = VectorIsa::from_target_machine(tm);
+        let qtile = QTile::for_target_machine(tm);
         Codegen {
             cx,
             module,
@@ -266,6 +270,8 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             gemms: HashMap::new(),
             qtile,
             qgemms: HashMap::new(),
+            vbmi: lookup::has_vbmi(tm),
+            lookup: None,
         }
     }
 
@@ -435,6 +441,16 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                 self.b.build_unconditional_branch(jb).map_err(e)?;
                 self.b.position_at_end(jb);
             }
+            Stmt::Lookup { x, y, table, elems } => {
+                let mut args = Vec::with_capacity(4);
+                for v in [x, table, y] {
+                    let i = self.expr(k, fr, &v.offset)?.into_int_value();
+                    args.push(self.gep(Ty::I8, fr.params[v.buf], i)?.into());
+                }
+                args.push(self.idx.const_int(*elems, false).into());
+                let f = self.lookup_fn()?;
+                self.b.build_call(f, &args, "").map_err(e)?;
+            }
             Stmt::Copy { dst, src, elems } => {
                 let t = k.params[dst.buf].ty;
                 let di = self.expr(k, fr, &dst.offset)?.into_int_value();
@@ -492,6 +508,17 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             }
         }
         Ok(())
+    }
+
+    fn lookup_fn(&mut self) -> Result<FunctionValue<'ctx>, String> {
+        if let Some(f) = self.lookup {
+            return Ok(f);
+        }
+        let f = lookup::emit_lookup(self.cx, self.module, "edgec_lookup", self.idx, self.vbmi)
+            .map_err(|e| e.to_string())?;
+        f.add_attribute(AttributeLoc::Function, self.attr("noinline"));
+        self.lookup = Some(f);
+        Ok(f)
     }
 
     fn qgemm_fn(&mut self, spec: &kir::QGemmSpec, bias: bool) -> FunctionValue<'ctx> {

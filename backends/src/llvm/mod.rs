@@ -6,5 +6,6 @@ pub fn llvm_version() -> (u32, u32, u32) {
 pub mod codegen;
 pub mod gemm;
 pub mod gemm_bench;
+pub mod lookup;
 pub mod math;
 pub mod qgemm;

@@ -19,6 +19,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         OpKind::QDequantize => dequantize(cx)?,
         OpKind::QRequantize => requantize(cx)?,
         OpKind::QGather => gather(cx)?,
+        OpKind::QLookup => lookup(cx)?,
         OpKind::QAdd => qadd(cx)?,
         OpKind::QFullyConnected | OpKind::QConv if cx.qgemm.is_some() => gemm_layer(cx)?,
         OpKind::QConvTranspose if cx.qgemm.is_some() => conv_transpose_layer(cx)?,
@@ -192,6 +193,15 @@ fn requantize(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
+/// q.lookup: `y[i] = table[x[i] + 128]` over the flat tensor.
+fn lookup(cx: &mut OpCx) -> Result<Lowered, String> {
+    let n: usize = cx.shape(0).iter().product();
+    let (mut k, binds) = io_kernel(cx, "lookup")?;
+    let view = |buf| View { buf, offset: idx(0) };
+    k.body = vec![Stmt::Lookup { x: view(0), y: view(2), table: view(1), elems: n as u64 }];
+    Ok(Lowered::Calls(vec![(k, binds)]))
+}
+
 /// q.add: TFLite's int8 ADD with numpy broadcasting. Both centered inputs are shifted left by
 /// 20 bits and rescaled to twice the larger input scale, summed, rescaled to the output scale
 /// (every multiplier is below 1, so each right shift is `−shift`), offset and clamped.
@@ -241,20 +251,51 @@ fn qadd(cx: &mut OpCx) -> Result<Lowered, String> {
 /// q.conv, q.conv_transpose and q.fully_connected: int32 accumulation of `w · (x − zp_x)` over
 /// the input positions that exist (padding contributes 0, as TFLite skips it), plus the bias,
 /// then per-channel requantization.
-/// A layer's output quantization and whether it is dequantized to f32 in the same kernel
-/// (`q.fully_connected {dequantize = 1}`: the result type is f32, the parameters are attributes).
-fn layer_out(cx: &OpCx) -> Result<(f64, i64, bool), String> {
-    if cx.int("dequantize", 0) == 1 {
-        return Ok((cx.float("scale", 1.0), cx.int("zero_point", 0), true));
+/// What a layer writes.
+#[derive(Clone, Copy, PartialEq)]
+enum LayerOut {
+    /// int8 with these parameters.
+    Int8 { scale: f64, zp: i64 },
+    /// The int8 value dequantized to f32 in the same kernel (`q.fully_connected {dequantize =
+    /// 1}`: the result type is f32, the parameters are attributes).
+    Dequantized { scale: f64, zp: i64 },
+    /// f32 without output quantization: `f32(acc) · f32(scale_x · scale_w[c])`
+    /// (`q.fully_connected` without `scale`).
+    Real,
+}
+
+impl LayerOut {
+    /// The output quantization; a real-valued result has none (scale 1, zero point 0, which
+    /// nothing reads).
+    fn params(self) -> (f64, i64) {
+        match self {
+            LayerOut::Int8 { scale, zp } | LayerOut::Dequantized { scale, zp } => (scale, zp),
+            LayerOut::Real => (1.0, 0),
+        }
     }
-    let (s, zp) = per_tensor_i8(&cx.results[0], "y")?;
-    Ok((s, zp, false))
+}
+
+fn layer_out(cx: &OpCx) -> Result<LayerOut, String> {
+    if cx.kind == OpKind::QFullyConnected && edgec_ir::ops::qint8::real_result(cx.attrs)? {
+        return Ok(LayerOut::Real);
+    }
+    if cx.int("dequantize", 0) == 1 {
+        return Ok(LayerOut::Dequantized { scale: cx.float("scale", 1.0), zp: cx.int("zero_point", 0) });
+    }
+    let (scale, zp) = per_tensor_i8(&cx.results[0], "y")?;
+    Ok(LayerOut::Int8 { scale, zp })
+}
+
+/// `f32(scale_x · scale_w[c])` per channel: a real-valued result's multipliers.
+fn acc_scales(s_x: f64, s_w: &[f64]) -> Vec<f32> {
+    s_w.iter().map(|&sw| (s_x * sw) as f32).collect()
 }
 
 fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let (xs, ws, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
-    let (s_y, zp_y, dequant) = layer_out(cx)?;
+    let out = layer_out(cx)?;
+    let (s_y, zp_y) = out.params();
     let w_axis = if cx.kind == OpKind::QConvTranspose { 1 } else { 0 };
     let channels = ws[w_axis];
     let s_w = weight_scales(&cx.operands[1], w_axis, Some(channels), "w")?;
@@ -279,6 +320,13 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let tm = table(parts.iter().map(|p| p.0).collect(), &mut k, &mut binds);
     let tl = table(parts.iter().map(|p| p.1).collect(), &mut k, &mut binds);
     let tr = table(parts.iter().map(|p| p.2).collect(), &mut k, &mut binds);
+    let ts = (out == LayerOut::Real).then(|| {
+        let scales = acc_scales(s_x, &s_w);
+        let bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let t = cx.add_table(ConstData { ty: Ty::F32, bytes: bytes.into() });
+        binds.push(Bind::Table(t));
+        k.param(Ty::F32, scales.len() as u64, Access::Read)
+    });
     let acc = k.var(Ty::I32);
     let xval = |i: Expr| bin(BinOp::Sub, cast(Ty::I32, load(0, i)), i32c(zp_x));
     let wval = |i: Expr| cast(Ty::I32, load(1, i));
@@ -360,10 +408,15 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
                 s.push(window_sum(c, xs[1], &kv, &g.kernel, cond, update(prod)));
             }
         }
+        if let Some(ts) = ts {
+            let value = bin(BinOp::Mul, cast(Ty::F32, Expr::Var(acc)), load(ts, ch));
+            s.push(Stmt::Store { buf: yb, index: linear(ix, &ystr), value });
+            return Ok(s);
+        }
         let (rs, y) = requant(k, Expr::Var(acc), load(tm, ch.clone()), load(tl, ch.clone()), load(tr, ch));
         s.extend(rs);
         let mut value = clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi);
-        if dequant {
+        if matches!(out, LayerOut::Dequantized { .. }) {
             // (q − zp) · scale in f32 is q.dequantize's f64 product rounded (an f32 scale).
             let centered = cast(Ty::F32, bin(BinOp::Sub, cast(Ty::I32, value), i32c(zp_y)));
             value = bin(BinOp::Mul, centered, fc(s_y as f32 as f64, Ty::F32));
@@ -463,7 +516,8 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let (scratch_fn, pack_fn) = cx.qgemm.clone().ok_or("no int8 GEMM")?;
     let (xs, ws) = (cx.shape(0), cx.shape(1));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
-    let (s_y, zp_y, dequant) = layer_out(cx)?;
+    let out = layer_out(cx)?;
+    let (s_y, zp_y) = out.params();
     let channels = ws[0];
     let s_w = weight_scales(&cx.operands[1], 0, Some(channels), "w")?;
     let (lo, hi) = (cx.int("act_min", -128) as i32, cx.int("act_max", 127) as i32);
@@ -475,16 +529,26 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let fc = cx.kind == OpKind::QFullyConnected;
     let (mut k, mut binds) = io_kernel(cx, if fc { "qfully_connected" } else { "qconv" })?;
     let yb = cx.operands.len();
-    let (mult, shift): (Vec<i32>, Vec<i32>) =
-        s_w.iter().map(|&sw| quantize_multiplier(s_x * sw / s_y)).unzip();
-    let tm = i32_table(cx, &mut k, &mut binds, &mult);
-    let ts = i32_table(cx, &mut k, &mut binds, &shift);
+    let (tm, ts) = if out == LayerOut::Real {
+        // The routine reads the f32 scales from `mult` and no shifts.
+        let bits: Vec<i32> = acc_scales(s_x, &s_w).iter().map(|v| v.to_bits() as i32).collect();
+        let t = i32_table(cx, &mut k, &mut binds, &bits);
+        (t, t)
+    } else {
+        let (mult, shift): (Vec<i32>, Vec<i32>) =
+            s_w.iter().map(|&sw| quantize_multiplier(s_x * sw / s_y)).unzip();
+        (i32_table(cx, &mut k, &mut binds, &mult), i32_table(cx, &mut k, &mut binds, &shift))
+    };
     // The layer's requantization and output, on top of a product's shape and operands.
     let with_output = |spec: QGemmSpec| QGemmSpec {
         c_zp: zp_y as i32,
         act_min: lo,
         act_max: hi,
-        out: if dequant { QOut::F32 { scale_bits: (s_y as f32).to_bits() } } else { QOut::I8 },
+        out: match out {
+            LayerOut::Int8 { .. } => QOut::I8,
+            LayerOut::Dequantized { scale, .. } => QOut::F32 { scale_bits: (scale as f32).to_bits() },
+            LayerOut::Real => QOut::Scaled,
+        },
         ..spec
     };
     let scratch_param = |k: &mut Kernel, binds: &mut Vec<Bind>, bytes: u64| -> Option<BufId> {

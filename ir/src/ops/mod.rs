@@ -396,6 +396,7 @@ op_table! {
     QConvTranspose => qint8::QCONV_TRANSPOSE,
     QFullyConnected => qint8::QFULLY_CONNECTED,
     QGather => qint8::QGATHER,
+    QLookup => qint8::LOOKUP,
     MatMulNBits => quant_nbits::MATMUL_NBITS,
     GatherNBits => quant_nbits::GATHER_NBITS,
 }

@@ -9,6 +9,9 @@
 //! - `q.quantize`: `clamp(round_half_away(x / scale) + zero_point)` with the division in `f32`.
 //! - `q.dequantize`: `f32(scale · (q − zero_point))` with the product in `f64`.
 //! - `q.requantize`: `clamp(MBQM(q − zp_in, M) + zp_out)` with `M = scale_in / scale_out`.
+//! - `q.lookup`: `table[q + 128]`, TFLite's 256-entry LUT for int8 elementwise functions
+//!   (its GELU, TANH, LOGISTIC... int8 kernels): the table holds `f(x)` quantized to the output
+//!   for every input value `x`.
 //! - `q.add`: TFLite ADD's int8 arithmetic (see [`add_params`]): both inputs, shifted left by 20
 //!   bits, are rescaled to twice the larger input scale, summed, rescaled to the output, clamped.
 //! - `q.conv`, `q.conv_transpose`, `q.fully_connected`: `acc = Σ w·(x − zp_x) + bias[c]` in
@@ -17,6 +20,9 @@
 //!   [`multiply_by_quantized_multiplier`]. Weights are symmetric (zero point 0), per tensor or
 //!   per output channel; activations are per-tensor `i8`; the bias is `i32` at scale
 //!   `scale_x · scale_w[c]`.
+//! - `q.fully_connected` without `scale` has no output quantization (not a TFLite kernel; what
+//!   ONNX Runtime's dynamic quantization computes): `y = f32(acc) · f32(scale_x · scale_w[c])`,
+//!   the scale product in `f64` rounded to `f32`, one `f32` multiply.
 
 use super::util::{input, operand};
 use super::{AttrDef, EvalCtx, InferCtx, OpDef, OpResult, Traits};
@@ -167,6 +173,7 @@ pub const ALL: &[super::OpKind] = &[
     super::OpKind::QConvTranspose,
     super::OpKind::QFullyConnected,
     super::OpKind::QGather,
+    super::OpKind::QLookup,
 ];
 
 const OUT_ATTRS: [AttrDef; 4] = [
@@ -207,6 +214,19 @@ pub static REQUANTIZE: OpDef = OpDef {
     traits: Traits::PURE,
     infer: infer_requantize,
     eval: eval_requantize,
+};
+
+pub static LOOKUP: OpDef = OpDef {
+    name: "q.lookup",
+    summary: "An elementwise function of a per-tensor i8 tensor as a 256-entry table (TFLite's \
+              int8 LUT kernels): y = table[x + 128], the table (i8 [256]) holding f(x) quantized \
+              to (scale, zero_point) for every input value.",
+    operands: &["x", "table"],
+    results: &["y"],
+    attrs: &[AttrDef::req("scale", AttrKind::Float), AttrDef::opt("zero_point", AttrKind::Int, "0")],
+    traits: Traits::PURE,
+    infer: infer_lookup,
+    eval: eval_lookup,
 };
 
 pub static QADD: OpDef = OpDef {
@@ -276,9 +296,14 @@ pub static QCONV_TRANSPOSE: OpDef = OpDef {
     eval: eval_qconv_transpose,
 };
 
-/// q.fully_connected's attributes: the output's, plus `dequantize`.
-const FC_ATTRS: [AttrDef; 5] =
-    [OUT_ATTRS[0], OUT_ATTRS[1], OUT_ATTRS[2], OUT_ATTRS[3], AttrDef::opt("dequantize", AttrKind::Int, "0")];
+/// q.fully_connected's attributes: the output's (`scale` optional), plus `dequantize`.
+const FC_ATTRS: [AttrDef; 5] = [
+    AttrDef::opt("scale", AttrKind::Float, "none: an f32 result without output quantization"),
+    OUT_ATTRS[1],
+    OUT_ATTRS[2],
+    OUT_ATTRS[3],
+    AttrDef::opt("dequantize", AttrKind::Int, "0"),
+];
 
 pub static QFULLY_CONNECTED: OpDef = OpDef {
     name: "q.fully_connected",
@@ -286,7 +311,9 @@ pub static QFULLY_CONNECTED: OpDef = OpDef {
               `[..., K]` i8, w `[N, K]` symmetric i8 per tensor or per row, i32 bias `[N]`; result \
               `[..., N]` requantized like q.conv. With `dequantize = 1` the result is that int8 \
               value dequantized to f32 (exactly `q.dequantize` of it; `scale` must be an f32 \
-              value), so a float consumer reads it without an int8 round trip through memory.",
+              value), so a float consumer reads it without an int8 round trip through memory. \
+              Without `scale` the result is f32 with no output quantization: \
+              f32(acc) * f32(scale_x * scale_w[c]).",
     operands: &["x", "w", "bias?"],
     results: &["y"],
     attrs: &FC_ATTRS,
@@ -444,6 +471,16 @@ fn infer_requantize(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     Ok(vec![TensorType::new(x.dims.clone(), i8_type(s, zp))])
 }
 
+fn infer_lookup(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
+    let (x, t) = (operand(ctx, 0)?, operand(ctx, 1)?);
+    per_tensor_i8(x, "x")?;
+    if t.elem != ElemType::Scalar(ScalarType::I8) || t.dims != [Dim::Static(256)] {
+        return Err(format!("table must be i8 [256], found {t}"));
+    }
+    let (s, zp) = out_params(ctx.attrs)?;
+    Ok(vec![TensorType::new(x.dims.clone(), i8_type(s, zp))])
+}
+
 fn infer_add(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     let (a, b) = (operand(ctx, 0)?, operand(ctx, 1)?);
     let (s1, _) = per_tensor_i8(a, "a")?;
@@ -492,10 +529,13 @@ fn infer_fully_connected(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
     weight_scales(w, 0, w.dims[0].as_static().map(|n| n as usize), "w")?;
     super::linalg::unify_dims(&x.dims[x.rank() - 1], &w.dims[1], "x's last dim vs w's K")?;
     check_bias(ctx, &w.dims[0])?;
-    let (s, zp) = out_params(ctx.attrs)?;
-    act_range(ctx.attrs)?;
     let mut dims = x.dims.clone();
     *dims.last_mut().unwrap() = w.dims[0].clone();
+    if real_result(ctx.attrs)? {
+        return Ok(vec![TensorType::new(dims, ScalarType::F32)]);
+    }
+    let (s, zp) = out_params(ctx.attrs)?;
+    act_range(ctx.attrs)?;
     if dequantized(ctx.attrs)? {
         if s as f32 as f64 != s {
             return Err(format!("a dequantized result needs an f32 scale, found {s}"));
@@ -503,6 +543,20 @@ fn infer_fully_connected(ctx: &InferCtx) -> OpResult<Vec<TensorType>> {
         return Ok(vec![TensorType::new(dims, ScalarType::F32)]);
     }
     Ok(vec![TensorType::new(dims, i8_type(s, zp))])
+}
+
+/// Whether a q.fully_connected has no output quantization (no `scale`); the attributes that
+/// only make sense with one are rejected then.
+pub fn real_result(attrs: &Attrs) -> OpResult<bool> {
+    if attrs.float("scale").is_some() {
+        return Ok(false);
+    }
+    for a in ["zero_point", "act_min", "act_max", "dequantize"] {
+        if attrs.get(a).is_some() {
+            return Err(format!("`{a}` needs an output `scale` (without one the result is real-valued f32)"));
+        }
+    }
+    Ok(true)
 }
 
 /// Whether q.fully_connected's `dequantize` attribute asks for an f32 result.
@@ -636,6 +690,16 @@ fn eval_requantize(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     Ok(vec![i8_tensor(x.shape(), vals)?])
 }
 
+fn eval_lookup(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
+    let x = input(ctx, 0)?;
+    let table = i8_values(input(ctx, 1)?, "table")?;
+    if table.len() != 256 {
+        return Err(format!("table must hold 256 values, found {}", table.len()));
+    }
+    let vals = i8_values(x, "x")?.into_iter().map(|v| table[(v + 128) as usize]).collect();
+    Ok(vec![i8_tensor(x.shape(), vals)?])
+}
+
 fn eval_add(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     let (a, b) = match (input(ctx, 0)?, input(ctx, 1)?) {
         (Tensor::I8(a), Tensor::I8(b)) => (a, b),
@@ -665,17 +729,20 @@ struct LinearInputs {
     x: ArrayD<f64>,
     w: ArrayD<f64>,
     bias: Option<Vec<i32>>,
+    /// `scale_x · scale_w[c]` per channel.
+    acc_scales: Vec<f64>,
+    /// Empty for a q.fully_connected without output quantization ([`real_result`]).
     requant: Vec<(i32, i32)>,
     zp_out: i32,
     act: (i32, i32),
 }
 
-fn linear_inputs(ctx: &EvalCtx, w_axis: usize) -> OpResult<LinearInputs> {
+/// `real`: the op has no output quantization (a q.fully_connected without `scale`).
+fn linear_inputs(ctx: &EvalCtx, w_axis: usize, real: bool) -> OpResult<LinearInputs> {
     let (xt, wt) = (input(ctx, 0)?, input(ctx, 1)?);
     let (s_x, zp_x) = per_tensor_i8(&ctx.operand_types[0], "x")?;
     let channels = wt.shape().get(w_axis).copied().ok_or("w has too low a rank")?;
     let s_w = weight_scales(&ctx.operand_types[1], w_axis, Some(channels), "w")?;
-    let (s_y, zp_y) = out_params(ctx.attrs)?;
     let x: Vec<f64> = i8_values(xt, "x")?.into_iter().map(|v| (v - zp_x as i32) as f64).collect();
     let w: Vec<f64> = i8_values(wt, "w")?.into_iter().map(|v| v as f64).collect();
     let bias = match ctx.opt_input(2) {
@@ -683,16 +750,24 @@ fn linear_inputs(ctx: &EvalCtx, w_axis: usize) -> OpResult<LinearInputs> {
         Some(b) => return Err(format!("bias must be i32 [{channels}], found {:?}", b.shape())),
         None => None,
     };
-    // TFLite computes the effective scale in double from the (float) scales.
-    let requant = s_w.iter().map(|&sw| quantize_multiplier(s_x * sw / s_y)).collect();
+    let acc_scales: Vec<f64> = s_w.iter().map(|&sw| s_x * sw).collect();
+    let (requant, zp_out, act) = if real {
+        (Vec::new(), 0, (-128, 127))
+    } else {
+        let (s_y, zp_y) = out_params(ctx.attrs)?;
+        // TFLite computes the effective scale in double from the (float) scales.
+        let requant = acc_scales.iter().map(|&s| quantize_multiplier(s / s_y)).collect();
+        (requant, zp_y as i32, act_range(ctx.attrs)?)
+    };
     let e = |e: ndarray::ShapeError| format!("internal shape error: {e}");
     Ok(LinearInputs {
         x: ArrayD::from_shape_vec(IxDyn(xt.shape()), x).map_err(e)?,
         w: ArrayD::from_shape_vec(IxDyn(wt.shape()), w).map_err(e)?,
         bias,
+        acc_scales,
         requant,
-        zp_out: zp_y as i32,
-        act: act_range(ctx.attrs)?,
+        zp_out,
+        act,
     })
 }
 
@@ -721,21 +796,22 @@ fn requantize_all(
 }
 
 fn eval_qconv(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
-    let li = linear_inputs(ctx, 0)?;
+    let li = linear_inputs(ctx, 0, false)?;
     let acc = super::linalg_conv::conv::<f64>(ctx.attrs, &li.x.view(), &li.w.view(), None)?;
     let (m, plane) = (acc.shape()[1], acc.shape()[2..].iter().product::<usize>());
     Ok(vec![requantize_all(&acc, &li, |i| (i / plane.max(1)) % m)?])
 }
 
 fn eval_qconv_transpose(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
-    let li = linear_inputs(ctx, 1)?;
+    let li = linear_inputs(ctx, 1, false)?;
     let acc = super::linalg_conv::conv_transpose::<f64>(ctx.attrs, &li.x.view(), &li.w.view(), None)?;
     let (m, plane) = (acc.shape()[1], acc.shape()[2..].iter().product::<usize>());
     Ok(vec![requantize_all(&acc, &li, |i| (i / plane.max(1)) % m)?])
 }
 
 fn eval_fully_connected(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
-    let li = linear_inputs(ctx, 0)?;
+    let real = real_result(ctx.attrs)?;
+    let li = linear_inputs(ctx, 0, real)?;
     let (n, k) = (li.w.shape()[0], li.w.shape()[1]);
     let xs = li.x.as_slice().ok_or("internal: non-contiguous x")?;
     let ws = li.w.as_slice().ok_or("internal: non-contiguous w")?;
@@ -752,6 +828,24 @@ fn eval_fully_connected(ctx: &EvalCtx) -> OpResult<Vec<Tensor>> {
     }
     let mut shape = li.x.shape().to_vec();
     *shape.last_mut().unwrap() = n;
+    if real {
+        let scales: Vec<f32> = li.acc_scales.iter().map(|&s| s as f32).collect();
+        let vals: Vec<f32> = acc
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                let c = i % n.max(1);
+                let mut acc = a as i64 as i32;
+                if let Some(b) = &li.bias {
+                    acc = acc.wrapping_add(b[c]);
+                }
+                acc as f32 * scales[c]
+            })
+            .collect();
+        return Ok(vec![Tensor::F32(
+            ArrayD::from_shape_vec(IxDyn(&shape), vals).map_err(|e| e.to_string())?,
+        )]);
+    }
     let acc = ArrayD::from_shape_vec(IxDyn(&shape), acc).map_err(|e| e.to_string())?;
     let y = requantize_all(&acc, &li, |i| i % n.max(1))?;
     if !dequantized(ctx.attrs)? {
@@ -812,6 +906,46 @@ mod tests {
         assert_eq!(add_value(&p, 3, 4), 2);
         // TFLite refuses an output multiplier ≥ 1 (output scale below 2·max / 2^20).
         assert!(add_params(1.0, 1.0, 1e-7).is_err());
+    }
+
+    /// Runs a one-function module through the interpreter.
+    fn run(text: &str, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+        let m = crate::parser::parse_module(text).map_err(|e| e.to_string())?;
+        crate::interp::run_function(&m.functions[0], inputs).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn real_valued_fully_connected_scales_the_accumulator() {
+        // acc = [1·2 + 2·(−1) + 7, 1·1 + 2·3 − 4] = [7, 3]; scales 0.5·0.25, 0.5·0.1 (f32).
+        let text = "func @main(%x: tensor<1x2x!q.uniform<i8:f32, 0.5, -1>>) -> (\"y\": tensor<1x2xf32>) {\n\
+            \x20 %0 = builtin.constant {value = dense<[2, -1, 1, 3]> : tensor<2x2x!q.uniform<i8:f32:0, {0.25:0, 0.1:0}>>} : tensor<2x2x!q.uniform<i8:f32:0, {0.25:0, 0.1:0}>> loc(unknown)\n\
+            \x20 %1 = builtin.constant {value = dense<[7, -4]> : tensor<2xi32>} : tensor<2xi32> loc(unknown)\n\
+            \x20 %2 = q.fully_connected %x, %0, %1 : tensor<1x2xf32> loc(unknown)\n\
+            \x20 func.return %2 loc(unknown)\n}\n";
+        let x = Tensor::from_f64(ScalarType::I8, &[1, 2], &[0.0, 1.0]).unwrap();
+        let y = run(text, vec![x.clone()]).unwrap();
+        let want = [7.0 * (0.5f64 * 0.25) as f32, 3.0 * (0.5 * 0.1f32 as f64) as f32];
+        assert_eq!(y[0].to_f64_vec(), want.map(|v| v as f64).to_vec());
+        // Output parameters other than `scale` need one.
+        let bad = text.replace("%0, %1 :", "%0, %1 {zero_point = 1} :");
+        let err = run(&bad, vec![x]).unwrap_err();
+        assert!(err.contains("needs an output `scale`"), "{err}");
+    }
+
+    #[test]
+    fn lookup_indexes_the_table_by_value_plus_128() {
+        let table: Vec<String> = (0..256).map(|i| ((i as i32 - 128) / 2).to_string()).collect();
+        let text = format!(
+            "func @main(%x: tensor<3x!q.uniform<i8:f32, 0.5, 0>>) -> (\"y\": tensor<3x!q.uniform<i8:f32, 1.0, 0>>) {{\n\
+             \x20 %0 = builtin.constant {{value = dense<[{}]> : tensor<256xi8>}} : tensor<256xi8> loc(unknown)\n\
+             \x20 %1 = q.lookup %x, %0 {{scale = 1.0}} : tensor<3x!q.uniform<i8:f32, 1.0, 0>> loc(unknown)\n\
+             \x20 func.return %1 loc(unknown)\n}}\n",
+            table.join(", ")
+        );
+        let x = Tensor::from_f64(ScalarType::I8, &[3], &[-128.0, 0.0, 127.0]).unwrap();
+        assert_eq!(run(&text, vec![x]).unwrap()[0].to_f64_vec(), vec![-64.0, 0.0, 63.0]);
+        let short = text.replace("tensor<256xi8>", "tensor<255xi8>").replacen(", 63]", "]", 1);
+        assert!(run(&short, vec![]).is_err());
     }
 
     #[test]

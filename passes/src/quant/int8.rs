@@ -18,13 +18,18 @@
 //!    q.fully_connected → q.dequantize`; a `q.dequantize` feeding a `q.quantize` of the same
 //!    parameters cancels (a `q.requantize` when they differ), so consecutive int8 layers stay in
 //!    int8. The replaced float ops are removed.
+//! 6. **Lookup tables.** Float elementwise functions between two int8 layers ([`Chain`]) become one
+//!    `q.lookup` when the table's SQNR (measured in step 4's run) passes the threshold.
+//! 7. **Float consumers.** A fully connected layer read only by float ops writes f32: without
+//!    output quantization (`f32(acc) · scale_x · scale_w[c]`) unless a ReLU is fused.
 
 use super::observer::{Observer, Stats};
 use crate::canon::{const_data, defining_op, use_counts};
 use edgec_ir::entity::SecondaryMap;
 use edgec_ir::interp::run_function_observed;
-use edgec_ir::ops::qint8::{i8_type, per_tensor_i8};
+use edgec_ir::ops::qint8::{dequantize_value, i8_type, per_tensor_i8, quantize_value};
 use edgec_ir::ops::EvalCtx;
+use edgec_ir::ops::Traits;
 use edgec_ir::{
     Attr, Attrs, Builder, ConstTensor, ElemType, Function, Loc, Op, OpKind, QuantParams, QuantType,
     ScalarType, Tensor, TensorType, Value,
@@ -188,6 +193,21 @@ pub fn quantize_int8(
     let qlayers: Vec<QLayer> =
         layers.iter().map(|l| quantize_layer(l, params_of(l.x), params_of(l.out))).collect();
 
+    // Elementwise functions between two layers, as tables from the one's int8 output to the
+    // other's int8 input.
+    let mut chains = find_chains(f, &layers);
+    let mut tables = Vec::with_capacity(chains.len());
+    for c in &chains {
+        tables.push(chain_table(f, c, params_of(c.from), params_of(c.to))?);
+    }
+    let mut chain_of: SecondaryMap<Value, Option<usize>> = SecondaryMap::with_default(None);
+    for (i, c) in chains.iter().enumerate() {
+        chain_of.set(c.from, Some(i));
+        chain_of.set(c.to, Some(i));
+    }
+    let mut chain_in: Vec<Option<Tensor>> = vec![None; chains.len()];
+    let mut chain_sn = vec![(0f64, 0f64); chains.len()];
+
     // Pass 2: per-layer SQNR, each layer fed its own float input.
     let mut by_out: SecondaryMap<Value, Vec<usize>> = SecondaryMap::with_default(Vec::new());
     let mut is_x: SecondaryMap<Value, bool> = SecondaryMap::with_default(false);
@@ -208,6 +228,16 @@ pub fn quantize_int8(
             }
         }
         run_function_observed(f, sample.clone(), &mut |v, t| {
+            if let Some(i) = *chain_of.get(v) {
+                if v == chains[i].from {
+                    chain_in[i] = Some(t.clone());
+                } else if let Some(x) = chain_in[i].take() {
+                    let out = lookup_f32(&tables[i], &x, params_of(chains[i].from), params_of(v));
+                    let (s, n) = signal_noise(t, &out);
+                    chain_sn[i].0 += s;
+                    chain_sn[i].1 += n;
+                }
+            }
             if *is_x.get(v) {
                 inputs.set(v, Some(t.clone()));
             }
@@ -239,10 +269,51 @@ pub fn quantize_int8(
             chosen.push(i);
         }
     }
+    // A table replaces its functions when both layers are int8 and its own error is small.
+    let int8_out: Vec<Value> = chosen.iter().map(|&i| layers[i].out).collect();
+    let int8_x: Vec<Value> = chosen.iter().map(|&i| layers[i].x).collect();
+    let mut lookups = Vec::new();
+    for (i, c) in chains.drain(..).enumerate() {
+        if !(int8_out.contains(&c.from) && int8_x.contains(&c.to)) {
+            continue;
+        }
+        let sqnr = sqnr_db(chain_sn[i].0, chain_sn[i].1);
+        let int8 = sqnr >= opts.min_sqnr_db;
+        let d = &f.ops[c.funcs[0]];
+        let name = loc_label(&d.loc, d.kind.name());
+        let op = c.funcs.iter().map(|&o| f.ops[o].kind.name()).collect::<Vec<_>>().join("+");
+        report.layers.push(LayerReport { name, op: format!("q.lookup({op})"), sqnr_db: sqnr, int8 });
+        if int8 {
+            lookups.push((c, std::mem::take(&mut tables[i])));
+        }
+    }
     rewrite(f, &layers, &qlayers, &chosen, &params_of)?;
+    form_lookups(f, &lookups)?;
     quantize_gathers(f, opts, &mut report)?;
     fold_dequantize_into_layers(f);
+    drop_output_quantization(f);
     Ok(report)
+}
+
+/// `q.fully_connected {dequantize = 1}` without a fused activation → `q.fully_connected` without
+/// output parameters (f32 `acc · scale_x · scale_w[c]`): when only float ops read a layer, the
+/// int8 rounding of its result is an error nothing asked for, and its integer requantization
+/// costs about as much as the products at small K (the small GPT-2's layers, K = 64). Only for
+/// this pass's own layers: a pre-quantized model's explicit Q → DQ keeps its rounding.
+fn drop_output_quantization(f: &mut Function) {
+    for &op in &f.blocks[f.body].ops {
+        let d = &mut f.ops[op];
+        let a = &mut d.attrs;
+        if d.kind == OpKind::QFullyConnected
+            && a.int("dequantize") == Some(1)
+            && a.int("act_min").unwrap_or(-128) == -128
+            && a.int("act_max").unwrap_or(127) == 127
+        {
+            for name in ["scale", "zero_point", "dequantize", "act_min", "act_max"] {
+                a.remove(name);
+            }
+        }
+    }
 }
 
 /// `q.dequantize(q.fully_connected(..))` → `q.fully_connected {dequantize = 1}` when the layer's
@@ -281,6 +352,152 @@ pub fn fold_dequantize_into_layers(f: &mut Function) {
         out.push(op);
     }
     f.blocks[body].ops = out;
+}
+
+/// A run of float elementwise functions (and reshapes) from one layer's output to another
+/// layer's input, every value in it used once: TFLite computes such functions between int8
+/// tensors (GELU, tanh, logistic...) as a 256-entry table, which replaces the float functions,
+/// the dequantization before them and the quantization after them.
+struct Chain {
+    /// The producing layer's output and the consuming layer's input.
+    from: Value,
+    to: Value,
+    /// The functions in order (the reshapes between them do not change elements).
+    funcs: Vec<Op>,
+}
+
+/// A one-operand, one-result, pure elementwise op on f32.
+fn is_float_function(f: &Function, op: Op) -> bool {
+    let d = &f.ops[op];
+    let f32 = |v: Value| f.values[v].ty.elem == ElemType::Scalar(ScalarType::F32);
+    d.kind.traits().contains(Traits::ELEMENTWISE | Traits::PURE)
+        && d.regions.is_empty()
+        && d.operands.len() == 1
+        && d.results.len() == 1
+        && f32(d.operands[0])
+        && f32(d.results[0])
+}
+
+fn find_chains(f: &Function, layers: &[Layer]) -> Vec<Chain> {
+    let uses = use_counts(f);
+    let outs: Vec<Value> = layers.iter().map(|l| l.out).collect();
+    let mut chains: Vec<Chain> = Vec::new();
+    for l in layers {
+        let to = l.x;
+        if *uses.get(to) != 1 || chains.iter().any(|c| c.to == to) {
+            continue;
+        }
+        let mut cur = to;
+        let mut funcs = Vec::new();
+        let found = loop {
+            if outs.contains(&cur) {
+                break true;
+            }
+            let Some(op) = defining_op(f, cur) else { break false };
+            let d = &f.ops[op];
+            if is_float_function(f, op) {
+                funcs.push(op);
+            } else if d.kind != OpKind::Reshape {
+                break false;
+            }
+            cur = d.operands[0];
+            if *uses.get(cur) != 1 {
+                break false;
+            }
+        };
+        if found && !funcs.is_empty() {
+            funcs.reverse();
+            chains.push(Chain { from: cur, to, funcs });
+        }
+    }
+    chains
+}
+
+/// The chain's table: for every int8 input `q`, its functions (evaluated by the interpreter)
+/// of `dequantize(q)`, quantized to the output parameters.
+fn chain_table(f: &Function, c: &Chain, pin: (f32, i32), pout: (f32, i32)) -> Result<Vec<i8>, String> {
+    let xs: Vec<f32> = (-128..=127).map(|q| dequantize_value(q, pin.0 as f64, pin.1)).collect();
+    let ty = TensorType::of(&[256], ScalarType::F32);
+    let mut t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[256]), xs).map_err(|e| e.to_string())?);
+    for &op in &c.funcs {
+        let d = &f.ops[op];
+        t = eval(d.kind, &d.attrs, vec![t], vec![ty.clone()], ty.clone())
+            .map_err(|e| format!("{}: {e}", d.kind.name()))?;
+    }
+    let ys = t.to_f64_vec();
+    Ok(ys.iter().map(|&y| quantize_value(y as f32, pout.0, pout.1, -128, 127) as i8).collect())
+}
+
+/// A table applied to float values (quantized with `pin`), dequantized with `pout`.
+fn lookup_f32(table: &[i8], x: &Tensor, pin: (f32, i32), pout: (f32, i32)) -> Tensor {
+    let vals: Vec<f32> = x
+        .to_f64_vec()
+        .iter()
+        .map(|&v| {
+            let q = quantize_value(v as f32, pin.0, pin.1, -128, 127);
+            dequantize_value(table[(q + 128) as usize] as i32, pout.0 as f64, pout.1)
+        })
+        .collect();
+    Tensor::F32(ArrayD::from_shape_vec(IxDyn(x.shape()), vals).expect("same length"))
+}
+
+/// After the rewrite, each chain runs `q.dequantize → functions and reshapes → q.quantize`;
+/// it becomes `q.lookup` on the int8 value followed by the same reshapes.
+fn form_lookups(f: &mut Function, lookups: &[(Chain, Vec<i8>)]) -> Result<(), String> {
+    if lookups.is_empty() {
+        return Ok(());
+    }
+    let body = f.body;
+    let mut at: HashMap<Op, Vec<Op>> = HashMap::new();
+    for (c, table) in lookups {
+        let Some(q) = f.blocks[body]
+            .ops
+            .iter()
+            .copied()
+            .find(|&o| f.ops[o].kind == OpKind::QQuantize && f.ops[o].operands[0] == c.to)
+        else {
+            continue;
+        };
+        let mut reshapes = Vec::new();
+        let mut cur = c.to;
+        let src = loop {
+            let Some(op) = defining_op(f, cur) else { break None };
+            match f.ops[op].kind {
+                OpKind::QDequantize => break Some(f.ops[op].operands[0]),
+                OpKind::Reshape => reshapes.push(op),
+                _ => {}
+            }
+            cur = f.ops[op].operands[0];
+        };
+        let Some(src) = src else { continue };
+        let loc = f.ops[c.funcs[0]].loc.clone();
+        let mut new = Vec::new();
+        let t = Tensor::I8(ArrayD::from_shape_vec(IxDyn(&[256]), table.clone()).map_err(|e| e.to_string())?);
+        let tc = new_const(f, &t, TensorType::of(&[256], ScalarType::I8), loc.clone());
+        new.push(tc);
+        let attrs = f.ops[q].attrs.clone();
+        let lut = new_op(f, OpKind::QLookup, vec![src, f.ops[tc].results[0]], attrs, loc)?;
+        new.push(lut);
+        let mut v = f.ops[lut].results[0];
+        for &r in reshapes.iter().rev() {
+            let d = &f.ops[r];
+            let (shape, attrs, loc) = (d.operands[1], d.attrs.clone(), d.loc.clone());
+            let op = new_op(f, OpKind::Reshape, vec![v, shape], attrs, loc)?;
+            new.push(op);
+            v = f.ops[op].results[0];
+        }
+        f.replace_all_uses(f.ops[q].results[0], v);
+        at.insert(q, new);
+    }
+    let old = f.blocks[body].ops.clone();
+    let mut ops = Vec::with_capacity(old.len());
+    for op in old {
+        ops.extend(at.remove(&op).unwrap_or_default());
+        ops.push(op);
+    }
+    f.blocks[body].ops = ops;
+    crate::dce::eliminate_dead_ops(f);
+    Ok(())
 }
 
 fn sqnr_db(signal: f64, noise: f64) -> f64 {
