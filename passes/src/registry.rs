@@ -135,7 +135,8 @@ pub static PASSES: &[PassInfo] = &[
                   constant B become `q.conv`/`q.fully_connected`; a blocked int4 `DequantizeLinear` \
                   (axis 0) of a constant feeding `nn.matmul` becomes `q.matmul_nbits`; other per-tensor \
                   `QuantizeLinear`/`DequantizeLinear` become `q.quantize`/`q.dequantize` (a DQ → Q pair \
-                  cancels or becomes `q.requantize`). u8 tensors become i8 with zero point z − 128. \
+                  cancels or becomes `q.requantize`); DQ → one-operand float elementwise ops → Q \
+                  becomes a 256-entry `q.lookup`. u8 tensors become i8 with zero point z − 128. \
                   Only per-tensor activations with constant parameters and weights whose `w − zp` fits \
                   in int8 fold; the rest stays as ONNX ops. Requantization follows TFLite's fixed-point \
                   rule (within one LSB of ONNX's float rounding).",

@@ -53,6 +53,14 @@ impl Pass for FoldQuantized {
     fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
         for f in &mut module.functions {
             fold_function(f);
+            // Float functions between a dequantize and a quantize (ONNX Runtime's QDQ around an
+            // activation) become tables.
+            if super::lookup::form_lookups(f, &|_| true)
+                .map_err(|e| PassError::Failed { pass: self.name().into(), message: e })?
+                > 0
+            {
+                crate::dce::eliminate_dead_ops(f);
+            }
             // As after edgec's own quantization: a layer whose only consumer dequantizes writes f32.
             super::int8::fold_dequantize_into_layers(f);
         }

@@ -29,7 +29,6 @@ use edgec_ir::entity::SecondaryMap;
 use edgec_ir::interp::run_function_observed;
 use edgec_ir::ops::qint8::{dequantize_value, i8_type, per_tensor_i8, quantize_value};
 use edgec_ir::ops::EvalCtx;
-use edgec_ir::ops::Traits;
 use edgec_ir::{
     Attr, Attrs, Builder, ConstTensor, ElemType, Function, Loc, Op, OpKind, QuantParams, QuantType,
     ScalarType, Tensor, TensorType, Value,
@@ -195,10 +194,11 @@ pub fn quantize_int8(
 
     // Elementwise functions between two layers, as tables from the one's int8 output to the
     // other's int8 input.
-    let mut chains = find_chains(f, &layers);
+    let chains = find_chains(f, &layers);
     let mut tables = Vec::with_capacity(chains.len());
     for c in &chains {
-        tables.push(chain_table(f, c, params_of(c.from), params_of(c.to))?);
+        let wide = |(s, z): (f32, i32)| (s as f64, z as i64);
+        tables.push(super::lookup::table(f, &c.funcs, wide(params_of(c.from)), wide(params_of(c.to)))?);
     }
     let mut chain_of: SecondaryMap<Value, Option<usize>> = SecondaryMap::with_default(None);
     for (i, c) in chains.iter().enumerate() {
@@ -273,7 +273,7 @@ pub fn quantize_int8(
     let int8_out: Vec<Value> = chosen.iter().map(|&i| layers[i].out).collect();
     let int8_x: Vec<Value> = chosen.iter().map(|&i| layers[i].x).collect();
     let mut lookups = Vec::new();
-    for (i, c) in chains.drain(..).enumerate() {
+    for (i, c) in chains.iter().enumerate() {
         if !(int8_out.contains(&c.from) && int8_x.contains(&c.to)) {
             continue;
         }
@@ -284,11 +284,13 @@ pub fn quantize_int8(
         let op = c.funcs.iter().map(|&o| f.ops[o].kind.name()).collect::<Vec<_>>().join("+");
         report.layers.push(LayerReport { name, op: format!("q.lookup({op})"), sqnr_db: sqnr, int8 });
         if int8 {
-            lookups.push((c, std::mem::take(&mut tables[i])));
+            lookups.push(c.to);
         }
     }
     rewrite(f, &layers, &qlayers, &chosen, &params_of)?;
-    form_lookups(f, &lookups)?;
+    // The rewrite leaves each chain between a dequantize and a quantize of these parameters.
+    super::lookup::form_lookups(f, &|to| lookups.contains(&to))?;
+    crate::dce::eliminate_dead_ops(f);
     quantize_gathers(f, opts, &mut report)?;
     fold_dequantize_into_layers(f);
     drop_output_quantization(f);
@@ -355,27 +357,14 @@ pub fn fold_dequantize_into_layers(f: &mut Function) {
 }
 
 /// A run of float elementwise functions (and reshapes) from one layer's output to another
-/// layer's input, every value in it used once: TFLite computes such functions between int8
-/// tensors (GELU, tanh, logistic...) as a 256-entry table, which replaces the float functions,
-/// the dequantization before them and the quantization after them.
+/// layer's input, every value in it used once: after the rewrite it lies between a dequantize and
+/// a quantize, which `lookup::form_lookups` turns into a table.
 struct Chain {
     /// The producing layer's output and the consuming layer's input.
     from: Value,
     to: Value,
     /// The functions in order (the reshapes between them do not change elements).
     funcs: Vec<Op>,
-}
-
-/// A one-operand, one-result, pure elementwise op on f32.
-fn is_float_function(f: &Function, op: Op) -> bool {
-    let d = &f.ops[op];
-    let f32 = |v: Value| f.values[v].ty.elem == ElemType::Scalar(ScalarType::F32);
-    d.kind.traits().contains(Traits::ELEMENTWISE | Traits::PURE)
-        && d.regions.is_empty()
-        && d.operands.len() == 1
-        && d.results.len() == 1
-        && f32(d.operands[0])
-        && f32(d.results[0])
 }
 
 fn find_chains(f: &Function, layers: &[Layer]) -> Vec<Chain> {
@@ -395,7 +384,7 @@ fn find_chains(f: &Function, layers: &[Layer]) -> Vec<Chain> {
             }
             let Some(op) = defining_op(f, cur) else { break false };
             let d = &f.ops[op];
-            if is_float_function(f, op) {
+            if super::lookup::is_float_function(f, op) {
                 funcs.push(op);
             } else if d.kind != OpKind::Reshape {
                 break false;
@@ -413,21 +402,6 @@ fn find_chains(f: &Function, layers: &[Layer]) -> Vec<Chain> {
     chains
 }
 
-/// The chain's table: for every int8 input `q`, its functions (evaluated by the interpreter)
-/// of `dequantize(q)`, quantized to the output parameters.
-fn chain_table(f: &Function, c: &Chain, pin: (f32, i32), pout: (f32, i32)) -> Result<Vec<i8>, String> {
-    let xs: Vec<f32> = (-128..=127).map(|q| dequantize_value(q, pin.0 as f64, pin.1)).collect();
-    let ty = TensorType::of(&[256], ScalarType::F32);
-    let mut t = Tensor::F32(ArrayD::from_shape_vec(IxDyn(&[256]), xs).map_err(|e| e.to_string())?);
-    for &op in &c.funcs {
-        let d = &f.ops[op];
-        t = eval(d.kind, &d.attrs, vec![t], vec![ty.clone()], ty.clone())
-            .map_err(|e| format!("{}: {e}", d.kind.name()))?;
-    }
-    let ys = t.to_f64_vec();
-    Ok(ys.iter().map(|&y| quantize_value(y as f32, pout.0, pout.1, -128, 127) as i8).collect())
-}
-
 /// A table applied to float values (quantized with `pin`), dequantized with `pout`.
 fn lookup_f32(table: &[i8], x: &Tensor, pin: (f32, i32), pout: (f32, i32)) -> Tensor {
     let vals: Vec<f32> = x
@@ -439,65 +413,6 @@ fn lookup_f32(table: &[i8], x: &Tensor, pin: (f32, i32), pout: (f32, i32)) -> Te
         })
         .collect();
     Tensor::F32(ArrayD::from_shape_vec(IxDyn(x.shape()), vals).expect("same length"))
-}
-
-/// After the rewrite, each chain runs `q.dequantize → functions and reshapes → q.quantize`;
-/// it becomes `q.lookup` on the int8 value followed by the same reshapes.
-fn form_lookups(f: &mut Function, lookups: &[(Chain, Vec<i8>)]) -> Result<(), String> {
-    if lookups.is_empty() {
-        return Ok(());
-    }
-    let body = f.body;
-    let mut at: HashMap<Op, Vec<Op>> = HashMap::new();
-    for (c, table) in lookups {
-        let Some(q) = f.blocks[body]
-            .ops
-            .iter()
-            .copied()
-            .find(|&o| f.ops[o].kind == OpKind::QQuantize && f.ops[o].operands[0] == c.to)
-        else {
-            continue;
-        };
-        let mut reshapes = Vec::new();
-        let mut cur = c.to;
-        let src = loop {
-            let Some(op) = defining_op(f, cur) else { break None };
-            match f.ops[op].kind {
-                OpKind::QDequantize => break Some(f.ops[op].operands[0]),
-                OpKind::Reshape => reshapes.push(op),
-                _ => {}
-            }
-            cur = f.ops[op].operands[0];
-        };
-        let Some(src) = src else { continue };
-        let loc = f.ops[c.funcs[0]].loc.clone();
-        let mut new = Vec::new();
-        let t = Tensor::I8(ArrayD::from_shape_vec(IxDyn(&[256]), table.clone()).map_err(|e| e.to_string())?);
-        let tc = new_const(f, &t, TensorType::of(&[256], ScalarType::I8), loc.clone());
-        new.push(tc);
-        let attrs = f.ops[q].attrs.clone();
-        let lut = new_op(f, OpKind::QLookup, vec![src, f.ops[tc].results[0]], attrs, loc)?;
-        new.push(lut);
-        let mut v = f.ops[lut].results[0];
-        for &r in reshapes.iter().rev() {
-            let d = &f.ops[r];
-            let (shape, attrs, loc) = (d.operands[1], d.attrs.clone(), d.loc.clone());
-            let op = new_op(f, OpKind::Reshape, vec![v, shape], attrs, loc)?;
-            new.push(op);
-            v = f.ops[op].results[0];
-        }
-        f.replace_all_uses(f.ops[q].results[0], v);
-        at.insert(q, new);
-    }
-    let old = f.blocks[body].ops.clone();
-    let mut ops = Vec::with_capacity(old.len());
-    for op in old {
-        ops.extend(at.remove(&op).unwrap_or_default());
-        ops.push(op);
-    }
-    f.blocks[body].ops = ops;
-    crate::dce::eliminate_dead_ops(f);
-    Ok(())
 }
 
 fn sqnr_db(signal: f64, noise: f64) -> f64 {

@@ -9,6 +9,7 @@
 pub mod fold;
 pub mod int4_weights;
 pub mod int8;
+pub mod lookup;
 pub mod observer;
 
 pub use fold::{has_onnx_quant_ops, FoldQuantized};
