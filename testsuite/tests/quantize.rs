@@ -498,7 +498,8 @@ fn tied_int8_table_is_stored_once_and_looked_up_in_packed_form() {
 /// target against the interpreter: a 256-entry `q.lookup` between two int8 layers (300 elements:
 /// whole 64-byte vectors where the target has byte permutes, then a tail), and a
 /// `q.fully_connected` without output quantization (f32 `acc · scale_x · scale_w[c]`, with
-/// bias, per-channel scales and a fused residual add).
+/// bias, per-channel scales and a fused residual add on the int8 GEMM; with run-time weights in
+/// loops).
 #[test]
 fn lookup_tables_and_real_valued_layers_are_bit_exact_with_the_interpreter() {
     let (n, k, rows) = (100usize, 38usize, 3usize);
@@ -514,7 +515,7 @@ fn lookup_tables_and_real_valued_layers_are_bit_exact_with_the_interpreter() {
     let yty = format!("tensor<{rows}x{n}x!q.uniform<i8:f32, {s_y}, {zp_y}>>");
     let lty = format!("tensor<{rows}x{n}x!q.uniform<i8:f32, {s_l}, {zp_l}>>");
     let text = format!(
-        "func @main(%x: {xty}, %r: tensor<{rows}x{n}xf32>) -> (\"l\": {lty}, \"z\": tensor<{rows}x{n}xf32>) {{\n\
+        "func @main(%x: {xty}, %r: tensor<{rows}x{n}xf32>, %w: {wty}) -> (\"l\": {lty}, \"z\": tensor<{rows}x{n}xf32>, \"v\": tensor<{rows}x{n}xf32>) {{\n\
          \x20 %0 = builtin.constant {{value = dense<0x{}> : {wty}}} : {wty} loc(unknown)\n\
          \x20 %1 = builtin.constant {{value = dense<0x{}> : tensor<{n}xi32>}} : tensor<{n}xi32> loc(unknown)\n\
          \x20 %2 = builtin.constant {{value = dense<0x{}> : tensor<256xi8>}} : tensor<256xi8> loc(unknown)\n\
@@ -522,7 +523,8 @@ fn lookup_tables_and_real_valued_layers_are_bit_exact_with_the_interpreter() {
          \x20 %4 = q.lookup %3, %2 {{scale = {s_l}, zero_point = {zp_l}}} : {lty} loc(\"act\")\n\
          \x20 %5 = q.fully_connected %x, %0, %1 : tensor<{rows}x{n}xf32> loc(\"fc_real\")\n\
          \x20 %6 = math.add %5, %r : tensor<{rows}x{n}xf32> loc(\"residual\")\n\
-         \x20 func.return %4, %6 loc(unknown)\n}}\n",
+         \x20 %7 = q.fully_connected %x, %w, %1 : tensor<{rows}x{n}xf32> loc(\"fc_real_loops\")\n\
+         \x20 func.return %4, %6, %7 loc(unknown)\n}}\n",
         hex(&w),
         hex(&bias),
         hex(&table),
@@ -538,6 +540,13 @@ fn lookup_tables_and_real_valued_layers_are_bit_exact_with_the_interpreter() {
             &(0..rows * n).map(|i| (i % 7) as f64 * 0.25 - 0.5).collect::<Vec<_>>(),
         )
         .unwrap(),
+        // Run-time weights: the layer compiles to loops instead of the int8 GEMM.
+        Tensor::from_f64(
+            edgec_ir::ScalarType::I8,
+            &[n, k],
+            &w.iter().map(|&b| b as i8 as f64).collect::<Vec<_>>(),
+        )
+        .unwrap(),
     ];
     let optimized = edgec_ir::printer::print_module(&session.optimize().unwrap().module);
     assert!(optimized.contains("fully_connected+add"), "{optimized}");
@@ -549,10 +558,10 @@ fn lookup_tables_and_real_valued_layers_are_bit_exact_with_the_interpreter() {
         let t = Target::parse(target).unwrap();
         let compiled = session.compile(&t, "model", false).unwrap_or_else(|e| panic!("{target}: {e}"));
         let (got, _) = session.execute(&compiled, &inputs).unwrap_or_else(|e| panic!("{target}: {e}"));
-        for (name, w, g) in [("l", &want[0], &got[0]), ("z", &want[1], &got[1])] {
+        for (name, w, g) in [("l", &want[0], &got[0]), ("z", &want[1], &got[1]), ("v", &want[2], &got[2])] {
             assert_eq!(w.to_f64_vec(), g.to_f64_vec(), "{target}: {name} differs from the interpreter");
         }
-        println!("{target}: lookup and real-valued layer bit-exact");
+        println!("{target}: lookup and real-valued layers (GEMM and loops) bit-exact");
     }
 }
 
