@@ -243,8 +243,8 @@ struct Codegen<'ctx, 'm> {
     /// The int8 GEMM's kernel and blocking for this machine.
     qtile: QTile,
     qgemms: HashMap<String, FunctionValue<'ctx>>,
-    /// AVX-512 VBMI byte permutes for `Stmt::Lookup`.
-    vbmi: bool,
+    /// How `Stmt::Lookup` finds bytes on this machine.
+    lut: lookup::LutIsa,
     lookup: Option<FunctionValue<'ctx>>,
 }
 
@@ -270,7 +270,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             gemms: HashMap::new(),
             qtile,
             qgemms: HashMap::new(),
-            vbmi: lookup::has_vbmi(tm),
+            lut: lookup::LutIsa::for_target_machine(tm),
             lookup: None,
         }
     }
@@ -514,7 +514,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         if let Some(f) = self.lookup {
             return Ok(f);
         }
-        let f = lookup::emit_lookup(self.cx, self.module, "edgec_lookup", self.idx, self.vbmi)
+        let f = lookup::emit_lookup(self.cx, self.module, "edgec_lookup", self.idx, self.lut)
             .map_err(|e| e.to_string())?;
         f.add_attribute(AttributeLoc::Function, self.attr("noinline"));
         self.lookup = Some(f);

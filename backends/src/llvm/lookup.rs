@@ -2,10 +2,15 @@
 //! emitted as LLVM IR.
 //!
 //! Element by element it is two dependent byte loads, which LLVM's vectorizer turns into
-//! extract/insert sequences no faster than scalar code. With AVX-512 VBMI the whole 256-byte
-//! table lives in four zmm registers: `vpermi2b` looks 64 bytes up in 128 table entries at once
-//! (index bits 0–6), so two of them cover both halves and bit 7 selects between the results.
-//! Elsewhere, and for the last `n mod 64` elements, a scalar loop.
+//! extract/insert sequences no faster than scalar code. So the routine looks 64 bytes up at once
+//! with byte shuffles where the target has them ([`LutIsa`]), and runs a scalar loop elsewhere
+//! and for the last `n mod 64` elements:
+//! - AVX-512 VBMI: the 256-byte table lives in four zmm registers; `vpermi2b` looks 64 bytes up in
+//!   128 table entries at once (index bits 0–6), so two of them cover both halves and bit 7
+//!   selects between the results.
+//! - AVX-512 BW without VBMI (Skylake-X, Cascade Lake: VNNI but no VBMI): `vpshufb` looks up in
+//!   16-entry tables (the index's low nibble, within each 128-bit lane); sixteen of them, each
+//!   kept where the index's high nibble selects it.
 
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::BuilderError;
@@ -13,48 +18,73 @@ use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::targets::TargetMachine;
-use inkwell::types::IntType;
-use inkwell::values::{BasicValue, FunctionValue};
+use inkwell::types::{IntType, VectorType};
+use inkwell::values::{BasicValue, FunctionValue, VectorValue};
 use inkwell::{AddressSpace, IntPredicate};
 
-/// Whether the target has AVX-512 VBMI's `vpermi2b` on 512-bit vectors.
-pub fn has_vbmi(tm: &TargetMachine) -> bool {
-    let triple = tm.get_triple().as_str().to_string_lossy().into_owned();
-    let cpu = tm.get_cpu().to_string();
-    let features = tm.get_feature_string().to_string_lossy().into_owned();
-    has_vbmi_parts(&triple, &cpu, &features)
+/// How the lookup routine finds 64 bytes at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LutIsa {
+    /// AVX-512 VBMI `vpermi2b`.
+    Vbmi,
+    /// AVX-512 BW `vpshufb` on zmm.
+    Pshufb,
+    /// Byte by byte.
+    Scalar,
 }
 
-/// [`has_vbmi`] on plain strings (triple, CPU, `+a,-b` feature list).
-pub fn has_vbmi_parts(triple: &str, cpu: &str, features: &str) -> bool {
-    if !triple.starts_with("x86_64") {
-        return false;
+impl LutIsa {
+    /// Inspects the target machine's triple, CPU and features.
+    pub fn for_target_machine(tm: &TargetMachine) -> LutIsa {
+        let triple = tm.get_triple().as_str().to_string_lossy().into_owned();
+        let cpu = tm.get_cpu().to_string();
+        let features = tm.get_feature_string().to_string_lossy().into_owned();
+        Self::from_parts(&triple, &cpu, &features)
     }
-    let cpu = cpu.to_ascii_lowercase();
-    let vbmi_cpu = ["znver4", "znver5", "cannonlake", "tigerlake", "rocketlake"].contains(&cpu.as_str())
-        || ["icelake", "sapphirerapids", "emeraldrapids", "graniterapids", "diamondrapids"]
-            .iter()
-            .any(|p| cpu.starts_with(p));
-    let mut vbmi = vbmi_cpu;
-    for f in features.split(',').map(str::trim) {
-        if f == "+avx512vbmi" {
-            vbmi = true;
-        } else if f == "-avx512vbmi" || f == "-avx512f" || f == "-avx512bw" {
-            vbmi = false;
+
+    /// [`LutIsa::for_target_machine`] on plain strings (triple, CPU, `+a,-b` feature list).
+    pub fn from_parts(triple: &str, cpu: &str, features: &str) -> LutIsa {
+        if !triple.starts_with("x86_64") {
+            return LutIsa::Scalar;
+        }
+        let cpu = cpu.to_ascii_lowercase();
+        // Every AVX-512 CPU but the Xeon Phis has BW.
+        if super::gemm::VectorIsa::from_parts(triple, &cpu, features).vector_bits != 512
+            || cpu.starts_with("knl")
+            || cpu.starts_with("knm")
+        {
+            return LutIsa::Scalar;
+        }
+        let vbmi_cpu = ["znver4", "znver5", "cannonlake", "tigerlake", "rocketlake"].contains(&cpu.as_str())
+            || ["icelake", "sapphirerapids", "emeraldrapids", "graniterapids", "diamondrapids"]
+                .iter()
+                .any(|p| cpu.starts_with(p));
+        let (mut vbmi, mut bw) = (vbmi_cpu, true);
+        for f in features.split(',').map(str::trim) {
+            match f {
+                "+avx512vbmi" => vbmi = true,
+                "-avx512vbmi" => vbmi = false,
+                "-avx512bw" => bw = false,
+                _ => {}
+            }
+        }
+        match (bw, vbmi) {
+            (false, _) => LutIsa::Scalar,
+            (true, true) => LutIsa::Vbmi,
+            (true, false) => LutIsa::Pshufb,
         }
     }
-    vbmi && super::gemm::VectorIsa::from_parts(triple, &cpu, features).vector_bits == 512
 }
 
 /// Defines `name` as an internal function `void(ptr x, ptr table, ptr y, it n)` (`it` the
-/// index type) computing `y[i] = table[x[i] + 128]` for `i < n` over i8 buffers; `vbmi` selects
-/// the vector loop of the module docs.
+/// index type) computing `y[i] = table[x[i] + 128]` for `i < n` over i8 buffers, with the vector
+/// loop `isa` selects (module docs).
 pub fn emit_lookup<'ctx>(
     cx: &'ctx Context,
     module: &Module<'ctx>,
     name: &str,
     it: IntType<'ctx>,
-    vbmi: bool,
+    isa: LutIsa,
 ) -> Result<FunctionValue<'ctx>, BuilderError> {
     let ptr = cx.ptr_type(AddressSpace::default());
     let i8t = cx.i8_type();
@@ -74,27 +104,76 @@ pub fn emit_lookup<'ctx>(
         f.get_nth_param(2).unwrap().into_pointer_value(),
     );
     let n = f.get_nth_param(3).unwrap().into_int_value();
-    let b = cx.create_builder();
+    let builder = cx.create_builder();
+    let b = &builder;
     let entry = cx.append_basic_block(f, "entry");
     b.position_at_end(entry);
     let zero = it.const_zero();
+    let v64 = i8t.vec_type(64);
+    let splat = |v: u64| VectorType::const_vector(&[i8t.const_int(v, false); 64]);
+    let load64 = |p| -> Result<VectorValue<'ctx>, BuilderError> {
+        let l = b.build_load(v64, p, "")?;
+        l.as_instruction_value().unwrap().set_alignment(1).ok();
+        Ok(l.into_vector_value())
+    };
+    let table_at = |off: u64| {
+        // SAFETY: the table holds 256 bytes and `off` < 256.
+        unsafe { b.build_in_bounds_gep(i8t, table, &[it.const_int(off, false)], "") }
+    };
+    let call =
+        |intr: FunctionValue<'ctx>, args: &[VectorValue<'ctx>]| -> Result<VectorValue<'ctx>, BuilderError> {
+            let args: Vec<_> = args.iter().map(|&v| v.into()).collect();
+            Ok(b.build_call(intr, &args, "")?.try_as_basic_value().basic().unwrap().into_vector_value())
+        };
+    let intrinsic = |n: &str| Intrinsic::find(n).and_then(|i| i.get_declaration(module, &[])).expect(n);
+    // Loop-invariant table registers, and the lookup of one vector of indices `x + 128` (as
+    // unsigned bytes: `x ^ 0x80`).
+    type Lookup<'a, 'ctx> = Box<dyn Fn(VectorValue<'ctx>) -> Result<VectorValue<'ctx>, BuilderError> + 'a>;
+    let lookup: Option<Lookup<'_, 'ctx>> = match isa {
+        LutIsa::Scalar => None,
+        LutIsa::Vbmi => {
+            let perm = intrinsic("llvm.x86.avx512.vpermi2var.qi.512");
+            let t: Vec<VectorValue> = (0..4).map(|q| load64(table_at(q * 64)?)).collect::<Result<_, _>>()?;
+            Some(Box::new(move |ix| {
+                let lo = call(perm, &[t[0], ix, t[1]])?;
+                let hi = call(perm, &[t[2], ix, t[3]])?;
+                // Bit 7 of the index picks the table half.
+                let upper = b.build_int_compare(IntPredicate::SLT, ix, v64.const_zero(), "")?;
+                Ok(b.build_select(upper, hi, lo, "")?.into_vector_value())
+            }))
+        }
+        LutIsa::Pshufb => {
+            let shuf = intrinsic("llvm.x86.avx512.pshuf.b.512");
+            // Sixteen-entry table t in every 128-bit lane.
+            let v16 = i8t.vec_type(16);
+            let lanes: Vec<_> = (0..64).map(|l| cx.i32_type().const_int(l % 16, false)).collect();
+            let t: Vec<VectorValue> = (0..16)
+                .map(|q| -> Result<_, BuilderError> {
+                    let l = b.build_load(v16, table_at(q * 16)?, "")?;
+                    l.as_instruction_value().unwrap().set_alignment(1).ok();
+                    let l = l.into_vector_value();
+                    b.build_shuffle_vector(l, l, VectorType::const_vector(&lanes), "")
+                })
+                .collect::<Result<_, _>>()?;
+            Some(Box::new(move |ix| {
+                // vpshufb zeroes a byte whose index has bit 7 set: look up with the low nibble.
+                let lo = b.build_and(ix, splat(0x0f), "")?;
+                let hi = b.build_right_shift(ix, splat(4), false, "")?;
+                let mut y = call(shuf, &[t[0], lo])?;
+                for (q, tq) in t.iter().enumerate().skip(1) {
+                    let v = call(shuf, &[*tq, lo])?;
+                    let here = b.build_int_compare(IntPredicate::EQ, hi, splat(q as u64), "")?;
+                    y = b.build_select(here, v, y, "")?.into_vector_value();
+                }
+                Ok(y)
+            }))
+        }
+    };
     // The vector loop covers [0, vec_end), the scalar loop the rest.
     let mut start = zero;
     let mut pre = entry;
-    if vbmi {
+    if let Some(lookup) = lookup {
         f.add_attribute(AttributeLoc::Function, cx.create_string_attribute("min-legal-vector-width", "512"));
-        let v64 = i8t.vec_type(64);
-        let perm = Intrinsic::find("llvm.x86.avx512.vpermi2var.qi.512")
-            .and_then(|i| i.get_declaration(module, &[]))
-            .expect("vpermi2b intrinsic");
-        let quarter = |q: u64| -> Result<_, BuilderError> {
-            // SAFETY: table holds 256 bytes; q < 4.
-            let p = unsafe { b.build_in_bounds_gep(i8t, table, &[it.const_int(q * 64, false)], "")? };
-            let l = b.build_load(v64, p, "")?;
-            l.as_instruction_value().unwrap().set_alignment(1).ok();
-            Ok(l.into_vector_value())
-        };
-        let t = [quarter(0)?, quarter(1)?, quarter(2)?, quarter(3)?];
         let vec_end = b.build_and(n, it.const_int(!63u64, false), "")?;
         let head = cx.append_basic_block(f, "v.head");
         let body = cx.append_basic_block(f, "v.body");
@@ -109,22 +188,11 @@ pub fn emit_lookup<'ctx>(
         b.position_at_end(body);
         // SAFETY: iv + 64 <= n, the buffers' length.
         let xp = unsafe { b.build_in_bounds_gep(i8t, x, &[iv], "")? };
-        let xv = b.build_load(v64, xp, "")?;
-        xv.as_instruction_value().unwrap().set_alignment(1).ok();
-        let xv = xv.into_vector_value();
-        // x + 128 as an unsigned byte is x ^ 0x80; its bit 7 picks the table half.
-        let k80 = inkwell::types::VectorType::const_vector(&[i8t.const_int(0x80, false); 64]);
-        let ix = b.build_xor(xv, k80, "")?;
-        let lo = b.build_call(perm, &[t[0].into(), ix.into(), t[1].into()], "")?;
-        let hi = b.build_call(perm, &[t[2].into(), ix.into(), t[3].into()], "")?;
-        let upper = b.build_int_compare(IntPredicate::SLT, ix, v64.const_zero(), "")?;
-        let lo = lo.try_as_basic_value().basic().unwrap();
-        let hi = hi.try_as_basic_value().basic().unwrap();
-        let yv = b.build_select(upper, hi, lo, "")?;
+        let ix = b.build_xor(load64(xp)?, splat(0x80), "")?;
+        let yv = lookup(ix)?;
         // SAFETY: as for `xp`.
         let yp = unsafe { b.build_in_bounds_gep(i8t, y, &[iv], "")? };
-        let st = b.build_store(yp, yv)?;
-        st.set_alignment(1).ok();
+        b.build_store(yp, yv)?.set_alignment(1).ok();
         let next = b.build_int_nuw_add(iv, it.const_int(64, false), "")?;
         i.add_incoming(&[(&next, body)]);
         b.build_unconditional_branch(head)?;
@@ -161,17 +229,19 @@ pub fn emit_lookup<'ctx>(
 
 #[cfg(test)]
 mod tests {
-    use super::has_vbmi_parts;
+    use super::LutIsa;
 
     #[test]
-    fn vbmi_detection() {
-        assert!(has_vbmi_parts("x86_64-pc-linux-gnu", "znver4", ""));
-        assert!(has_vbmi_parts("x86_64-pc-linux-gnu", "icelake-server", ""));
-        // Cascade Lake has VNNI but not VBMI; Zen 3 has neither.
-        assert!(!has_vbmi_parts("x86_64-pc-linux-gnu", "cascadelake", ""));
-        assert!(!has_vbmi_parts("x86_64-pc-linux-gnu", "znver3", ""));
-        assert!(has_vbmi_parts("x86_64-pc-linux-gnu", "x86-64-v4", "+avx512vbmi"));
-        assert!(!has_vbmi_parts("x86_64-pc-linux-gnu", "znver4", "-avx512vbmi"));
-        assert!(!has_vbmi_parts("aarch64-unknown-linux-gnu", "cortex-a76", "+avx512vbmi"));
+    fn isa_detection() {
+        let isa = |cpu: &str, f: &str| LutIsa::from_parts("x86_64-pc-linux-gnu", cpu, f);
+        assert_eq!(isa("znver4", ""), LutIsa::Vbmi);
+        assert_eq!(isa("icelake-server", ""), LutIsa::Vbmi);
+        // Cascade Lake has VNNI and BW but not VBMI; Zen 3 has no AVX-512.
+        assert_eq!(isa("cascadelake", ""), LutIsa::Pshufb);
+        assert_eq!(isa("znver3", ""), LutIsa::Scalar);
+        assert_eq!(isa("x86-64-v4", "+avx512vbmi"), LutIsa::Vbmi);
+        assert_eq!(isa("znver4", "-avx512vbmi"), LutIsa::Pshufb);
+        assert_eq!(isa("znver4", "-avx512bw"), LutIsa::Scalar);
+        assert_eq!(LutIsa::from_parts("aarch64-unknown-linux-gnu", "cortex-a76", ""), LutIsa::Scalar);
     }
 }
