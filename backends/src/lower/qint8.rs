@@ -248,9 +248,6 @@ fn qadd(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-/// q.conv, q.conv_transpose and q.fully_connected: int32 accumulation of `w · (x − zp_x)` over
-/// the input positions that exist (padding contributes 0, as TFLite skips it), plus the bias,
-/// then per-channel requantization.
 /// What a layer writes.
 #[derive(Clone, Copy, PartialEq)]
 enum LayerOut {
@@ -291,6 +288,10 @@ fn acc_scales(s_x: f64, s_w: &[f64]) -> Vec<f32> {
     s_w.iter().map(|&sw| (s_x * sw) as f32).collect()
 }
 
+/// q.conv, q.conv_transpose and q.fully_connected in loops (weights known only at run time, or
+/// no int8 GEMM): int32 accumulation of `w · (x − zp_x)` over the input positions that exist
+/// (padding contributes 0, as TFLite skips it), plus the bias, then per-channel requantization
+/// (or, for a real-valued result, the per-channel scale).
 fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let (xs, ws, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
