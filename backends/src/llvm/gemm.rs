@@ -33,6 +33,30 @@ pub struct VectorIsa {
     pub has_fma: bool,
 }
 
+/// A target machine's triple, CPU name and explicit feature string, for the `from_parts`
+/// detections (`VectorIsa`, `QTile`, `LutIsa`).
+pub fn machine_parts(tm: &TargetMachine) -> (String, String, String) {
+    (
+        tm.get_triple().as_str().to_string_lossy().into_owned(),
+        tm.get_cpu().to_string(),
+        tm.get_feature_string().to_string_lossy().into_owned(),
+    )
+}
+
+/// What a `+a,-b` feature list says of `name`: `Some(true)` / `Some(false)` for the last `+name`
+/// / `-name`, `None` when it is not mentioned (the CPU name decides then).
+pub fn target_feature(features: &str, name: &str) -> Option<bool> {
+    let mut v = None;
+    for f in features.split(',').map(str::trim) {
+        if f.strip_prefix('+') == Some(name) {
+            v = Some(true);
+        } else if f.strip_prefix('-') == Some(name) {
+            v = Some(false);
+        }
+    }
+    v
+}
+
 impl VectorIsa {
     pub const AVX512: VectorIsa = VectorIsa { vector_bits: 512, num_vregs: 32, has_fma: true };
     pub const AVX2: VectorIsa = VectorIsa { vector_bits: 256, num_vregs: 16, has_fma: true };
@@ -43,31 +67,14 @@ impl VectorIsa {
 
     /// Inspects the target machine's triple, CPU name and feature string.
     pub fn from_target_machine(tm: &TargetMachine) -> Self {
-        let triple = tm.get_triple().as_str().to_string_lossy().into_owned();
-        let cpu = tm.get_cpu().to_string();
-        let features = tm.get_feature_string().to_string_lossy().into_owned();
+        let (triple, cpu, features) = machine_parts(tm);
         Self::from_parts(&triple, &cpu, &features)
     }
 
     /// [`VectorIsa::from_target_machine`] on plain strings (triple, CPU, `+a,-b` feature list).
     pub fn from_parts(triple: &str, cpu: &str, features: &str) -> Self {
         // Explicit `+x` / `-x` features win over what the CPU name implies.
-        let feature = |name: &str| -> Option<bool> {
-            let mut v = None;
-            for f in features.split(',') {
-                let f = f.trim();
-                if let Some(rest) = f.strip_prefix('+') {
-                    if rest == name {
-                        v = Some(true);
-                    }
-                } else if let Some(rest) = f.strip_prefix('-') {
-                    if rest == name {
-                        v = Some(false);
-                    }
-                }
-            }
-            v
-        };
+        let feature = |name: &str| target_feature(features, name);
         let cpu = cpu.to_ascii_lowercase();
         let arch = triple.split('-').next().unwrap_or("");
         if arch == "x86_64" || arch.starts_with('i') && arch.ends_with("86") {

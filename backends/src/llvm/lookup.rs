@@ -8,7 +8,7 @@
 //! - AVX-512 VBMI: the 256-byte table lives in four zmm registers; `vpermi2b` looks 64 bytes up in
 //!   128 table entries at once (index bits 0–6), so two of them cover both halves and bit 7
 //!   selects between the results.
-//! - AVX-512 BW without VBMI (Skylake-X, Cascade Lake: VNNI but no VBMI): `vpshufb` looks up in
+//! - AVX-512 BW without VBMI (Skylake-X, Cascade Lake): `vpshufb` looks up in
 //!   16-entry tables (the index's low nibble, within each 128-bit lane); sixteen of them, each
 //!   kept where the index's high nibble selects it.
 
@@ -19,7 +19,7 @@ use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
 use inkwell::targets::TargetMachine;
 use inkwell::types::{IntType, VectorType};
-use inkwell::values::{BasicValue, FunctionValue, VectorValue};
+use inkwell::values::{BasicValue, FunctionValue, IntValue, VectorValue};
 use inkwell::{AddressSpace, IntPredicate};
 
 /// How the lookup routine finds 64 bytes at once.
@@ -36,9 +36,7 @@ pub enum LutIsa {
 impl LutIsa {
     /// Inspects the target machine's triple, CPU and features.
     pub fn for_target_machine(tm: &TargetMachine) -> LutIsa {
-        let triple = tm.get_triple().as_str().to_string_lossy().into_owned();
-        let cpu = tm.get_cpu().to_string();
-        let features = tm.get_feature_string().to_string_lossy().into_owned();
+        let (triple, cpu, features) = super::gemm::machine_parts(tm);
         Self::from_parts(&triple, &cpu, &features)
     }
 
@@ -59,16 +57,8 @@ impl LutIsa {
             || ["icelake", "sapphirerapids", "emeraldrapids", "graniterapids", "diamondrapids"]
                 .iter()
                 .any(|p| cpu.starts_with(p));
-        let (mut vbmi, mut bw) = (vbmi_cpu, true);
-        for f in features.split(',').map(str::trim) {
-            match f {
-                "+avx512vbmi" => vbmi = true,
-                "-avx512vbmi" => vbmi = false,
-                "-avx512bw" => bw = false,
-                _ => {}
-            }
-        }
-        match (bw, vbmi) {
+        let feature = |name: &str| super::gemm::target_feature(features, name);
+        match (feature("avx512bw").unwrap_or(true), feature("avx512vbmi").unwrap_or(vbmi_cpu)) {
             (false, _) => LutIsa::Scalar,
             (true, true) => LutIsa::Vbmi,
             (true, false) => LutIsa::Pshufb,
@@ -169,60 +159,58 @@ pub fn emit_lookup<'ctx>(
             }))
         }
     };
-    // The vector loop covers [0, vec_end), the scalar loop the rest.
-    let mut start = zero;
-    let mut pre = entry;
-    if let Some(lookup) = lookup {
-        f.add_attribute(AttributeLoc::Function, cx.create_string_attribute("min-legal-vector-width", "512"));
-        let vec_end = b.build_and(n, it.const_int(!63u64, false), "")?;
-        let head = cx.append_basic_block(f, "v.head");
-        let body = cx.append_basic_block(f, "v.body");
-        let exit = cx.append_basic_block(f, "v.exit");
+    // `for i in (start..end).step_by(step) { body(i) }` from the current block, leaving the
+    // builder after the loop; returns `end`.
+    let counted = |start, end, step: u64, body: &dyn Fn(IntValue<'ctx>) -> Result<(), BuilderError>| {
+        let pre = b.get_insert_block().unwrap();
+        let head = cx.append_basic_block(f, "head");
+        let body_bb = cx.append_basic_block(f, "body");
+        let exit = cx.append_basic_block(f, "exit");
         b.build_unconditional_branch(head)?;
         b.position_at_end(head);
         let i = b.build_phi(it, "i")?;
-        i.add_incoming(&[(&zero, entry)]);
+        i.add_incoming(&[(&start, pre)]);
         let iv = i.as_basic_value().into_int_value();
-        let more = b.build_int_compare(IntPredicate::ULT, iv, vec_end, "")?;
-        b.build_conditional_branch(more, body, exit)?;
-        b.position_at_end(body);
-        // SAFETY: iv + 64 <= n, the buffers' length.
-        let xp = unsafe { b.build_in_bounds_gep(i8t, x, &[iv], "")? };
-        let ix = b.build_xor(load64(xp)?, splat(0x80), "")?;
-        let yv = lookup(ix)?;
-        // SAFETY: as for `xp`.
-        let yp = unsafe { b.build_in_bounds_gep(i8t, y, &[iv], "")? };
-        b.build_store(yp, yv)?.set_alignment(1).ok();
-        let next = b.build_int_nuw_add(iv, it.const_int(64, false), "")?;
-        i.add_incoming(&[(&next, body)]);
+        let more = b.build_int_compare(IntPredicate::ULT, iv, end, "")?;
+        b.build_conditional_branch(more, body_bb, exit)?;
+        b.position_at_end(body_bb);
+        body(iv)?;
+        let next = b.build_int_nuw_add(iv, it.const_int(step, false), "")?;
+        i.add_incoming(&[(&next, b.get_insert_block().unwrap())]);
         b.build_unconditional_branch(head)?;
         b.position_at_end(exit);
-        start = vec_end;
-        pre = exit;
-    }
-    let head = cx.append_basic_block(f, "s.head");
-    let body = cx.append_basic_block(f, "s.body");
-    let done = cx.append_basic_block(f, "done");
-    b.build_unconditional_branch(head)?;
-    b.position_at_end(head);
-    let i = b.build_phi(it, "j")?;
-    i.add_incoming(&[(&start, pre)]);
-    let iv = i.as_basic_value().into_int_value();
-    let more = b.build_int_compare(IntPredicate::ULT, iv, n, "")?;
-    b.build_conditional_branch(more, body, done)?;
-    b.position_at_end(body);
-    // SAFETY: iv < n; the index x + 128 is in 0..256.
-    let xp = unsafe { b.build_in_bounds_gep(i8t, x, &[iv], "")? };
-    let xv = b.build_load(i8t, xp, "")?.into_int_value();
-    let at = b.build_int_add(b.build_int_s_extend(xv, it, "")?, it.const_int(128, false), "")?;
-    let tp = unsafe { b.build_in_bounds_gep(i8t, table, &[at], "")? };
-    let v = b.build_load(i8t, tp, "")?;
-    let yp = unsafe { b.build_in_bounds_gep(i8t, y, &[iv], "")? };
-    b.build_store(yp, v)?;
-    let next = b.build_int_nuw_add(iv, it.const_int(1, false), "")?;
-    i.add_incoming(&[(&next, body)]);
-    b.build_unconditional_branch(head)?;
-    b.position_at_end(done);
+        Ok::<_, BuilderError>(end)
+    };
+    // The vector loop covers [0, n rounded down to 64), the scalar loop the rest.
+    let start = match lookup {
+        Some(lookup) => {
+            f.add_attribute(
+                AttributeLoc::Function,
+                cx.create_string_attribute("min-legal-vector-width", "512"),
+            );
+            let vec_end = b.build_and(n, it.const_int(!63u64, false), "")?;
+            counted(zero, vec_end, 64, &|i| {
+                // SAFETY: i + 64 <= n, the buffers' length.
+                let xp = unsafe { b.build_in_bounds_gep(i8t, x, &[i], "")? };
+                let yv = lookup(b.build_xor(load64(xp)?, splat(0x80), "")?)?;
+                let yp = unsafe { b.build_in_bounds_gep(i8t, y, &[i], "")? };
+                b.build_store(yp, yv)?.set_alignment(1).ok();
+                Ok(())
+            })?
+        }
+        None => zero,
+    };
+    counted(start, n, 1, &|i| {
+        // SAFETY: i < n; the index x + 128 is in 0..256.
+        let xp = unsafe { b.build_in_bounds_gep(i8t, x, &[i], "")? };
+        let xv = b.build_load(i8t, xp, "")?.into_int_value();
+        let at = b.build_int_add(b.build_int_s_extend(xv, it, "")?, it.const_int(128, false), "")?;
+        let tp = unsafe { b.build_in_bounds_gep(i8t, table, &[at], "")? };
+        let v = b.build_load(i8t, tp, "")?;
+        let yp = unsafe { b.build_in_bounds_gep(i8t, y, &[i], "")? };
+        b.build_store(yp, v)?;
+        Ok(())
+    })?;
     b.build_return(None)?;
     Ok(f)
 }

@@ -119,25 +119,13 @@ impl QTile {
 
     /// Inspects the target machine's triple, CPU and features.
     pub fn for_target_machine(tm: &TargetMachine) -> QTile {
-        let triple = tm.get_triple().as_str().to_string_lossy().into_owned();
-        let cpu = tm.get_cpu().to_string();
-        let features = tm.get_feature_string().to_string_lossy().into_owned();
+        let (triple, cpu, features) = super::gemm::machine_parts(tm);
         Self::from_parts(&triple, &cpu, &features)
     }
 
     /// [`QTile::for_target_machine`] on plain strings (triple, CPU, `+a,-b` feature list).
     pub fn from_parts(triple: &str, cpu: &str, features: &str) -> QTile {
-        let feature = |name: &str| -> Option<bool> {
-            let mut v = None;
-            for f in features.split(',').map(str::trim) {
-                if f.strip_prefix('+') == Some(name) {
-                    v = Some(true);
-                } else if f.strip_prefix('-') == Some(name) {
-                    v = Some(false);
-                }
-            }
-            v
-        };
+        let feature = |name: &str| super::gemm::target_feature(features, name);
         let cpu = cpu.to_ascii_lowercase();
         let arch = triple.split('-').next().unwrap_or("");
         let visa = super::gemm::VectorIsa::from_parts(triple, &cpu, features);

@@ -288,6 +288,13 @@ fn acc_scales(s_x: f64, s_w: &[f64]) -> Vec<f32> {
     s_w.iter().map(|&sw| (s_x * sw) as f32).collect()
 }
 
+/// How [`integer_layer`] finishes a channel's accumulator (its tables' parameters).
+#[derive(Clone, Copy)]
+enum Epilogue {
+    Requant { m: BufId, left: BufId, right: BufId },
+    Scale(BufId),
+}
+
 /// q.conv, q.conv_transpose and q.fully_connected in loops (weights known only at run time, or
 /// no int8 GEMM): int32 accumulation of `w · (x − zp_x)` over the input positions that exist
 /// (padding contributes 0, as TFLite skips it), plus the bias, then per-channel requantization
@@ -310,24 +317,27 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     };
     let (mut k, mut binds) = io_kernel(cx, name)?;
     let yb = cx.operands.len();
-    // Per-channel requantization tables: multiplier, 2^left, right.
-    let parts: Vec<(i64, i64, i64)> = s_w.iter().map(|&sw| multiplier_parts(s_x * sw / s_y)).collect();
-    let mut table = |vals: Vec<i64>, k: &mut Kernel, binds: &mut Vec<Bind>| {
-        let bytes: Vec<u8> = vals.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
-        let t = cx.add_table(ConstData { ty: Ty::I32, bytes: bytes.into() });
-        binds.push(Bind::Table(t));
-        k.param(Ty::I32, vals.len() as u64, Access::Read)
-    };
-    let tm = table(parts.iter().map(|p| p.0).collect(), &mut k, &mut binds);
-    let tl = table(parts.iter().map(|p| p.1).collect(), &mut k, &mut binds);
-    let tr = table(parts.iter().map(|p| p.2).collect(), &mut k, &mut binds);
-    let ts = (out == LayerOut::Real).then(|| {
-        let scales = acc_scales(s_x, &s_w);
-        let bytes: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+    // Per channel: the requantization's multiplier, 2^left and right shift, or the f32 scale of
+    // a real-valued result.
+    let epilogue = if out == LayerOut::Real {
+        let bytes: Vec<u8> = acc_scales(s_x, &s_w).iter().flat_map(|v| v.to_le_bytes()).collect();
         let t = cx.add_table(ConstData { ty: Ty::F32, bytes: bytes.into() });
         binds.push(Bind::Table(t));
-        k.param(Ty::F32, scales.len() as u64, Access::Read)
-    });
+        Epilogue::Scale(k.param(Ty::F32, channels as u64, Access::Read))
+    } else {
+        let parts: Vec<(i64, i64, i64)> = s_w.iter().map(|&sw| multiplier_parts(s_x * sw / s_y)).collect();
+        let mut table = |vals: Vec<i64>, k: &mut Kernel, binds: &mut Vec<Bind>| {
+            let bytes: Vec<u8> = vals.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+            let t = cx.add_table(ConstData { ty: Ty::I32, bytes: bytes.into() });
+            binds.push(Bind::Table(t));
+            k.param(Ty::I32, vals.len() as u64, Access::Read)
+        };
+        Epilogue::Requant {
+            m: table(parts.iter().map(|p| p.0).collect(), &mut k, &mut binds),
+            left: table(parts.iter().map(|p| p.1).collect(), &mut k, &mut binds),
+            right: table(parts.iter().map(|p| p.2).collect(), &mut k, &mut binds),
+        }
+    };
     let acc = k.var(Ty::I32);
     let xval = |i: Expr| bin(BinOp::Sub, cast(Ty::I32, load(0, i)), i32c(zp_x));
     let wval = |i: Expr| cast(Ty::I32, load(1, i));
@@ -409,11 +419,14 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
                 s.push(window_sum(c, xs[1], &kv, &g.kernel, cond, update(prod)));
             }
         }
-        if let Some(ts) = ts {
-            let value = bin(BinOp::Mul, cast(Ty::F32, Expr::Var(acc)), load(ts, ch));
-            s.push(Stmt::Store { buf: yb, index: linear(ix, &ystr), value });
-            return Ok(s);
-        }
+        let (tm, tl, tr) = match epilogue {
+            Epilogue::Scale(ts) => {
+                let value = bin(BinOp::Mul, cast(Ty::F32, Expr::Var(acc)), load(ts, ch));
+                s.push(Stmt::Store { buf: yb, index: linear(ix, &ystr), value });
+                return Ok(s);
+            }
+            Epilogue::Requant { m, left, right } => (m, left, right),
+        };
         let (rs, y) = requant(k, Expr::Var(acc), load(tm, ch.clone()), load(tl, ch.clone()), load(tr, ch));
         s.extend(rs);
         let mut value = clamp_i8(bin(BinOp::Add, y, i32c(zp_y)), lo, hi);
