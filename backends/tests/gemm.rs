@@ -378,11 +378,13 @@ fn gemm_cross_run_riscv64_qemu() {
 
 /// `choose-layout` stores constant weights with `edgec_ir::ops::layout::to_panels` in the width
 /// `TargetInfo::gemm_panel_width` computes from `codegen::gemm_panel`; the backend binds those
-/// panels as its packed B when `codegen::gemm_panel_fn` agrees on the width. Both must equal
+/// panels as its packed B when `LlvmKernels::panel_width` agrees on the width. Both must equal
 /// what `pack_b` would have produced, for every ISA and for N with and without a partial panel.
 #[test]
 fn choose_layout_panels_are_the_packed_b() {
-    use edgec_backends::llvm::codegen::{gemm_panel, gemm_panel_fn};
+    use edgec_backends::llvm::codegen::{gemm_panel, LlvmKernels};
+    use edgec_backends::llvm::qgemm::{QKernel, QTile};
+    use edgec_backends::lower::F32Gemm;
     for isa in [VectorIsa::AVX512, VectorIsa::AVX2, VectorIsa::NEON, VectorIsa::SSE, VectorIsa::SCALAR32] {
         for (k, n) in [(7, 5), (16, 64), (33, 100), (3, 1)] {
             let b = fill(k * n, (k * 131 + n) as u64);
@@ -402,7 +404,8 @@ fn choose_layout_panels_are_the_packed_b() {
                 accumulate: false,
                 b_prepacked: true,
             };
-            assert_eq!(gemm_panel_fn(isa)(&spec), nr, "{isa:?} {k}x{n}");
+            let kernels = LlvmKernels { isa, qtile: QTile::for_kernel(QKernel::Scalar, 1) };
+            assert_eq!(kernels.panel_width(&spec), nr, "{isa:?} {k}x{n}");
             let m = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[k, n]), b).unwrap();
             let panels = edgec_ir::ops::layout::to_panels(&m, nr);
             assert_eq!(panels.iter().copied().collect::<Vec<f32>>(), packed, "{isa:?} {k}x{n}");
@@ -411,14 +414,41 @@ fn choose_layout_panels_are_the_packed_b() {
 }
 
 /// A matmul whose B is `layout.from_panels` of a constant in this target's panel width is
-/// lowered with the panels as its packed B: the packing callback is never called. With panels
+/// lowered with the panels as its packed B: the backend's packing is never called. With panels
 /// of another width it packs the matrix they mean, as for any constant.
 #[test]
 fn lowering_binds_chosen_panels_without_packing() {
-    use edgec_backends::llvm::codegen::gemm_panel_fn;
-    use edgec_backends::lower::{lower, LowerOptions};
+    use edgec_backends::kir::GemmSpec;
+    use edgec_backends::llvm::codegen::LlvmKernels;
+    use edgec_backends::llvm::qgemm::{QKernel, QTile};
+    use edgec_backends::lower::{lower, F32Gemm, Int8Gemm, LowerOptions, TargetKernels};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    /// The AVX2 kernels, counting how often constants are packed.
+    struct Counting(LlvmKernels, Arc<AtomicUsize>);
+    impl TargetKernels for Counting {
+        fn gemm_nr(&self) -> usize {
+            self.0.gemm_nr()
+        }
+        fn f32_gemm(&self) -> Option<&dyn F32Gemm> {
+            Some(self)
+        }
+        fn int8_gemm(&self) -> Option<&dyn Int8Gemm> {
+            None
+        }
+    }
+    impl F32Gemm for Counting {
+        fn scratch_bytes(&self, s: &GemmSpec) -> u64 {
+            F32Gemm::scratch_bytes(&self.0, s)
+        }
+        fn pack_b(&self, s: &GemmSpec, b: &[f32]) -> Vec<f32> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.pack_b(s, b)
+        }
+        fn panel_width(&self, s: &GemmSpec) -> usize {
+            self.0.panel_width(s)
+        }
+    }
     let isa = VectorIsa::AVX2;
     for (nr, packs) in [(16, 0), (8, 1)] {
         let b = fill(3 * 20, 7);
@@ -434,12 +464,10 @@ fn lowering_binds_chosen_panels_without_packing() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
         let opts = LowerOptions {
-            gemm_pack_b: Some(Arc::new(move |s: &edgec_backends::kir::GemmSpec, b: &[f32]| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let desc = GemmDesc { b_prepacked: true, ..GemmDesc::new(s.m, s.n, s.k) };
-                pack_b(&desc, isa, b)
-            })),
-            gemm_panel: Some(gemm_panel_fn(isa)),
+            kernels: Arc::new(Counting(
+                LlvmKernels { isa, qtile: QTile::for_kernel(QKernel::Scalar, 1) },
+                counted,
+            )),
             ..LowerOptions::default()
         };
         let program = lower(&module.functions[0], &opts).unwrap();

@@ -1,13 +1,14 @@
 //! The `edgec` command line (see `docs/cli.md`; the contract scripts rely on is in
-//! `architecture.md`): `import`, `opt`, `compile`, `run`, `bench`. Exit codes: 0 success,
-//! 2 the input is at fault (one line naming the node/op), 1 anything else.
+//! `architecture.md`): `import`, `opt`, `compile`, `run`, `bench`, `targets`. Exit codes: 0
+//! success, 2 the input is at fault (one line naming the node/op), 1 anything else.
 
 use crate::error::Error;
+use crate::io::write_atomically;
 use crate::session::{Calibration, CompileOptions, Pipeline, Quantize, Session};
 use crate::target::Target;
 use clap::{Args, Parser, Subcommand};
 use edgec_passes::quant::Int8Options;
-use edgec_passes::{PassManager, PrintAfter};
+use edgec_passes::{PassError, PassManager, PrintAfter};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,8 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// List every target, its backend and cargo feature, and whether this build has it.
+    Targets,
     /// Time a model on a target.
     Bench {
         model: PathBuf,
@@ -136,9 +139,10 @@ pub struct CommonArgs {
     /// Prefix of the generated C symbols (`<name>_model`, `<name>_init`...); default `model`.
     #[arg(long, default_value = "model")]
     pub name: String,
-    /// The graph optimization pipeline run before lowering (comma-separated pass names).
-    #[arg(long, default_value = crate::session::DEFAULT_PIPELINE)]
-    pub passes: String,
+    /// Replace the whole graph pipeline (comma-separated pass names; default: the shared passes,
+    /// quantization, then the target backend's passes).
+    #[arg(long)]
+    pub passes: Option<String>,
     /// Print the IR after every pass of the pipeline (to standard error).
     #[arg(long)]
     pub print_after_all: bool,
@@ -172,10 +176,12 @@ impl CommonArgs {
     fn options(&self, target: &str) -> Result<CompileOptions, Error> {
         let mut target = Target::parse(target)?;
         if let Some(c) = &self.cpu {
-            match &mut target {
-                Target::Machine { cpu, alias, .. } if alias.is_none() => *cpu = Some(c.clone()),
-                _ => return Err(Error::Usage(format!("--cpu {c} applies only to a target triple"))),
+            // An alias (host, cortex-m7) already names its CPU.
+            let is_triple = target.triple.as_ref().is_some_and(|t| t.to_string() == target.name);
+            if !is_triple {
+                return Err(Error::Usage(format!("--cpu {c} applies only to a target triple")));
             }
+            target.cpu = Some(c.clone());
         }
         if self.name.is_empty()
             || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -215,8 +221,10 @@ impl CommonArgs {
         if self.calibrate.is_some() && !matches!(quantize, Quantize::Int8 { .. }) {
             return Err(Error::Usage("--calibrate needs --quantize int8".into()));
         }
-        // Reject an unknown pass before any work starts.
-        PassManager::parse(&self.passes)?;
+        // Reject an unknown pass or option before any work starts.
+        if let Some(p) = &self.passes {
+            check_pipeline(p)?;
+        }
         let print_after = if self.print_after_all {
             PrintAfter::All
         } else if !self.print_after.is_empty() {
@@ -229,20 +237,19 @@ impl CommonArgs {
     }
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so that a failure never
-/// leaves a half-written output.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_file_name(format!(
-        ".{}.partial",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    let res = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(contents).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Internal(format!("cannot write {}: {e}", path.display()))
-    })
+/// Fails on a pipeline that names an unknown pass or gives a pass an option it does not take
+/// (without building the passes, which may need data such as calibration samples).
+fn check_pipeline(pipeline: &str) -> Result<(), Error> {
+    for (name, options) in edgec_passes::parse_pipeline(pipeline).map_err(PassError::Pipeline)? {
+        let info = edgec_passes::pass_info(&name).ok_or_else(|| PassError::UnknownPass {
+            name: name.clone(),
+            available: edgec_passes::PASSES.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+        })?;
+        if let Some(k) = options.keys().find(|k| !info.options.iter().any(|o| o.0 == k.as_str())) {
+            return Err(PassError::Pipeline(format!("pass `{name}` has no option `{k}`")).into());
+        }
+    }
+    Ok(())
 }
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -258,7 +265,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             emit_text(output.as_deref(), &text)
         }
         Command::Opt { input, passes, output, print_after_all, print_after, time_passes, target } => {
-            let target = Target::parse(&target)?.pass_target();
+            let target = crate::target::lookup(&Target::parse(&target)?)?.pass_target();
             let text = std::fs::read_to_string(&input)
                 .map_err(|e| Error::Usage(format!("{}: {e}", input.display())))?;
             let mut module = edgec_ir::parser::parse_module(&text)?;
@@ -281,21 +288,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Compile { model, target, output, common, emit_llvm, memory_plot } => {
             let opts = common.options(&target)?;
-            if opts.target == Target::Interp {
-                return Err(Error::Usage(
-                    "target `interp` runs models but does not compile them; use `edgec run --target interp`"
-                        .into(),
-                ));
-            }
-            opts.target.check_available()?;
+            // Fail on a disabled or unknown backend before importing anything.
+            crate::target::lookup(&opts.target)?;
             let session = Session::import(&model, &opts)?;
             let compiled = session.compile(&opts.target, &common.name, emit_llvm)?;
             let report = session.write_artifacts(&compiled, &output)?;
-            if let Some(ir) = &compiled.llvm_ir {
-                write_atomically(&output.join("model.ll"), ir.as_bytes())?;
-            }
             if memory_plot {
-                let svg = edgec_backends::lower::memory_svg(&compiled.program);
+                let program = compiled.program.as_ref().ok_or_else(|| {
+                    Error::Usage(format!("--memory-plot: target {} has no arena plan", opts.target))
+                })?;
+                let svg = edgec_backends::lower::memory_svg(program);
                 write_atomically(&output.join("memory.svg"), svg.as_bytes())?;
             }
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -303,22 +305,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Run { model, inputs, output, target, common } => {
             let opts = common.options(&target)?;
-            opts.target.check_available()?;
+            crate::target::lookup(&opts.target)?;
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
-            let outputs = if opts.target == Target::Interp {
+            let outputs = if opts.target.is_interp() {
                 session.run(inputs)?
             } else {
                 let compiled = session.compile(&opts.target, &common.name, false)?;
-                let (outs, _log) = session.execute(&compiled, &inputs)?;
+                let run = session.execution(&compiled, &inputs)?;
                 let report = session.report(&compiled);
-                println!(
-                    "compiled for {} and ran it {}; report.json:",
-                    opts.target,
-                    crate::machine::how_it_ran(&compiled)
-                );
+                println!("compiled for {} and ran it {}; report.json:", opts.target, run.how);
                 println!("{}", serde_json::to_string_pretty(&report?).unwrap_or_default());
-                outs
+                run.outputs
             };
             let named: Vec<_> = session.output_names().into_iter().zip(outputs).collect();
             crate::io::write_npz(&output, &named)?;
@@ -328,16 +326,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Targets => {
+            print!("{}", crate::target::targets_text());
+            Ok(())
+        }
         Command::Bench { model, inputs, target, runs, json, common } => {
             let opts = common.options(&target)?;
-            opts.target.check_available()?;
+            crate::target::lookup(&opts.target)?;
             if runs == 0 {
                 return Err(Error::Usage("--runs must be at least 1".into()));
             }
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
             let mut times = Vec::with_capacity(runs);
-            if opts.target == Target::Interp {
+            if opts.target.is_interp() {
                 // One warm-up run, then `runs` timed runs.
                 session.run(inputs.clone())?;
                 for _ in 0..runs {
@@ -376,7 +378,7 @@ fn summarize(name: &str, t: &edgec_ir::Tensor) -> String {
 
 fn emit_text(output: Option<&Path>, text: &str) -> Result<(), Error> {
     match output {
-        Some(p) => write_atomically(p, text.as_bytes()),
+        Some(p) => Ok(write_atomically(p, text.as_bytes())?),
         None => {
             let mut out = std::io::stdout().lock();
             // A closed pipe (`edgec import m.onnx | head`) is not an error worth a message.

@@ -3,6 +3,7 @@
 use crate::io::IoError;
 use crate::onnx::ImportError;
 use crate::target::TargetError;
+use edgec_backends::BackendError;
 use edgec_ir::IrError;
 use edgec_passes::PassError;
 
@@ -18,6 +19,10 @@ pub enum Error {
     Target(#[from] TargetError),
     #[error("{0}")]
     Pass(#[from] PassError),
+    /// What a backend reports: unsupported ops (with their ONNX nodes), a disabled backend, a
+    /// bug inside it, a failing tool.
+    #[error("{0}")]
+    Backend(BackendError),
     /// An invalid IR text file or IR that does not verify.
     #[error("{0}")]
     Ir(#[from] IrError),
@@ -42,8 +47,11 @@ impl Error {
             Error::Import(_) | Error::Target(_) | Error::Ir(_) | Error::Usage(_) | Error::Quantize(_) => true,
             Error::Io(IoError::Write { .. }) => false,
             Error::Io(_) => true,
-            Error::Pass(PassError::UnknownPass { .. }) => true,
+            Error::Pass(PassError::UnknownPass { .. } | PassError::Pipeline(_) | PassError::Input { .. }) => {
+                true
+            }
             Error::Pass(_) => false,
+            Error::Backend(e) => e.is_user_error(),
             Error::Run(IrError::Input(_)) => true,
             Error::Run(_) | Error::Internal(_) => false,
         }
@@ -55,6 +63,16 @@ impl Error {
             2
         } else {
             1
+        }
+    }
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Error {
+        match e {
+            // One variant for target errors, wherever they surface.
+            BackendError::Target(t) => Error::Target(t),
+            e => Error::Backend(e),
         }
     }
 }

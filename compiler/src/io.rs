@@ -262,7 +262,7 @@ pub fn read_calibration(path: &Path, func: &Function) -> Result<Vec<Vec<Tensor>>
             )));
         };
         for s in &samples {
-            crate::session::check_input_value(ty, s).map_err(|m| mismatch(format!("input {name:?}: {m}")))?;
+            edgec_ir::interp::check_value(ty, s).map_err(|m| mismatch(format!("input {name:?}: {m}")))?;
         }
         if let Some(first) = per_input.first() {
             if first.len() != samples.len() {
@@ -313,4 +313,20 @@ mod tests {
         assert_eq!(read_npz(&path).unwrap(), arrays);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so that a failure never
+/// leaves a half-written output.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), IoError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        IoError::Write { path: path.to_path_buf(), message: e.to_string() }
+    })
 }

@@ -1,20 +1,20 @@
 //! `edgec`: an ahead-of-time compiler for generative models on edge hardware.
 //!
-//! The library API is small: [`Session`] imports a model (ONNX or IR text) into the IR and
-//! runs it in the reference interpreter; [`CompileOptions`] carries the target and dim
-//! bindings; [`Error`] says whether the user's input is at fault. The ONNX frontend is in
-//! [`onnx`], tensor files in [`io`], the target registry in [`target`], and the command line
-//! in [`cli`].
+//! The library API is small: [`Session`] imports a model (ONNX or IR text), runs it in the
+//! reference interpreter, optimizes it for a target's backend and compiles it; [`CompileOptions`]
+//! carries the target, dim bindings, pipeline and quantization; [`Error`] says whether the
+//! user's input is at fault. The modules depend on each other in one direction only:
+//! [`target`] (data and the backend registry) ← [`session`] ← [`cli`]; [`onnx`] (the frontend)
+//! and [`io`] (tensor files, atomic writes) sit below them, and [`error`] collects every error.
 
 pub mod cli;
 pub mod error;
 pub mod io;
-#[cfg(feature = "llvm")]
-pub mod machine;
 pub mod onnx;
 pub mod session;
 pub mod target;
 
+pub use edgec_backends::{Backend, BackendError, CodegenOptions, Compiled, Execution};
 pub use error::Error;
-pub use session::{Calibration, CompileOptions, Optimized, Pipeline, Quantize, Session, DEFAULT_PIPELINE};
+pub use session::{Calibration, CompileOptions, Optimized, Pipeline, Quantize, Session, SHARED_PASSES};
 pub use target::Target;

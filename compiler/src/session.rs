@@ -11,31 +11,28 @@
 use crate::error::Error;
 use crate::onnx::{import_model, ImportOptions};
 use crate::target::Target;
+use edgec_backends::{Backend, CodegenOptions, Compiled};
 use edgec_ir::{Module, Tensor};
-use edgec_passes::quant::{Int8Options, QuantReport};
-use edgec_passes::{PassError, PassManager, PassTiming, PrintAfter, TargetInfo};
+use edgec_passes::quant::{Int8Options, QuantReport, QuantizeInt8};
+use edgec_passes::{PassContext, PassError, PassManager, PassTiming, PrintAfter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The passes `compile` runs before lowering, in order (see `docs/passes.md`).
-pub const DEFAULT_PIPELINE: &str =
-    "fold-constants,simplify,cse,fold-batchnorm,egraph,dce,egraph-kernels,fuse,choose-layout";
+/// The graph passes every backend's pipeline starts with (see `docs/passes.md`); quantization
+/// and then the backend's own passes ([`Backend::pipeline`]) follow.
+pub const SHARED_PASSES: &str = "fold-constants,simplify,cse,fold-batchnorm,egraph,dce";
 
 /// The graph optimization pipeline and what to show of it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Pipeline {
-    /// Comma-separated pass names (`--passes`).
-    pub passes: String,
+    /// Comma-separated pass names (`--passes`) replacing the whole pipeline; `None`:
+    /// [`SHARED_PASSES`], quantization, then the backend's passes.
+    pub passes: Option<String>,
     /// Print the IR after these passes, to standard error (`--print-after-all`, `--print-after`).
     pub print_after: PrintAfter,
     /// Print each pass's time to standard error (`--time-passes`).
     pub time_passes: bool,
-}
-
-impl Default for Pipeline {
-    fn default() -> Self {
-        Pipeline { passes: DEFAULT_PIPELINE.into(), print_after: PrintAfter::None, time_passes: false }
-    }
 }
 
 /// Where calibration samples come from.
@@ -53,8 +50,8 @@ pub enum Calibration {
 pub enum Quantize {
     #[default]
     None,
-    /// Post-training static int8 quantization (`--quantize int8 --calibrate DATA.npz`), run
-    /// just before `fuse`.
+    /// Post-training static int8 quantization (`--quantize int8 --calibrate DATA.npz`): the
+    /// `quantize-int8` pass, after the shared passes and before the backend's.
     Int8 { calibration: Calibration, options: Int8Options },
     /// Group-wise int4 weights, float activations: the `quantize-int4-weights` pass with groups
     /// of `group_size` (a power of two) consecutive elements along the reduction dim, run
@@ -89,7 +86,7 @@ pub struct CompileOptions {
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
-            target: Target::Interp,
+            target: Target::interp(),
             dims: BTreeMap::new(),
             pipeline: Pipeline::default(),
             quantize: Quantize::None,
@@ -112,8 +109,9 @@ pub struct Session {
     onnx_nodes: Option<usize>,
     pipeline: Pipeline,
     quantize: Quantize,
-    /// What the passes optimize for (from `CompileOptions::target`; `compile` uses its own).
-    target: TargetInfo,
+    /// The target [`Session::optimize`] and the interpreter run optimize for (`compile` uses the
+    /// target it is given).
+    target: Target,
 }
 
 impl Session {
@@ -135,7 +133,7 @@ impl Session {
             onnx_nodes,
             pipeline: options.pipeline.clone(),
             quantize: options.quantize.clone(),
-            target: options.target.pass_target(),
+            target: options.target.clone(),
         })
     }
 
@@ -147,7 +145,7 @@ impl Session {
             onnx_nodes: None,
             pipeline: Pipeline::default(),
             quantize: Quantize::None,
-            target: TargetInfo::generic(),
+            target: Target::interp(),
         })
     }
 
@@ -204,14 +202,14 @@ impl Session {
         self.pipeline = pipeline;
     }
 
-    /// Sets the target the passes optimize for in [`Session::optimize`] (`compile` optimizes
-    /// for the target it is given).
-    pub fn set_target(&mut self, target: TargetInfo) {
+    /// Sets the target [`Session::optimize`] optimizes for (`compile` optimizes for the target
+    /// it is given).
+    pub fn set_target(&mut self, target: Target) {
         self.target = target;
     }
 
-    /// The target the passes optimize for.
-    pub fn target(&self) -> &TargetInfo {
+    /// The target [`Session::optimize`] optimizes for.
+    pub fn target(&self) -> &Target {
         &self.target
     }
 
@@ -231,127 +229,192 @@ impl Session {
         &self.quantize
     }
 
-    /// The pipeline with quantization, for the session's target: the passes before the first
-    /// kernel-forming pass (`egraph-kernels` or `fuse`), then quantization, then the rest
-    /// (quantization must see the layers before they are fused). The result is verified.
+    /// The session's pipeline for its target (see [`Session::optimize_for`]).
     pub fn optimize(&self) -> Result<Optimized, Error> {
-        self.optimize_for(&self.target)
+        let backend = edgec_backends::registry::lookup(&self.target)?;
+        self.optimize_for(backend.as_ref())
     }
 
-    /// [`Session::optimize`] with the passes built for `target`.
-    pub fn optimize_for(&self, target: &TargetInfo) -> Result<Optimized, Error> {
-        let names: Vec<&str> =
-            self.pipeline.passes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let split = match self.quantize {
-            Quantize::Int8 { .. } => {
-                names.iter().position(|&n| n == "fuse" || n == "egraph-kernels").unwrap_or(names.len())
-            }
-            _ => names.len(),
+    /// The pipeline `compile` runs for `backend`, as pass names with options: folding of ONNX
+    /// quantization ops first when the model has them, int4 weight quantization when asked,
+    /// then [`SHARED_PASSES`], `quantize-int8` when asked, and the backend's passes. A
+    /// `--passes` pipeline replaces the shared and backend passes; `quantize-int8` then goes
+    /// before the first of the backend's passes it names (quantization must see the layers
+    /// before kernels are formed), or last.
+    pub fn pipeline_for(&self, backend: &dyn Backend) -> String {
+        let mut passes: Vec<String> = Vec::new();
+        let prequantized = self.module.functions.iter().any(edgec_passes::quant::has_onnx_quant_ops);
+        let custom = self.pipeline.passes.as_deref();
+        let split = |p: &str| -> Vec<String> {
+            edgec_passes::parse_pipeline(p)
+                .map(|items| {
+                    items
+                        .into_iter()
+                        .map(|(n, o)| {
+                            if o.is_empty() {
+                                n
+                            } else {
+                                let kv: Vec<String> = o.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                                format!("{n}{{{}}}", kv.join(" "))
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_else(|_| vec![p.to_string()])
         };
-        let mut module = self.module.clone();
-        let run_part = |module: &mut Module, names: &[&str], first: bool| -> Result<PassManager, Error> {
-            let mut pm = PassManager::parse_for(&names.join(","), target)?;
-            if let (true, Quantize::Int4Weights { group_size }) = (first, &self.quantize) {
-                pm.prepend(Box::new(edgec_passes::quant::QuantizeInt4Weights { group_size: *group_size }));
-            }
-            // A pre-quantized model states its integer arithmetic as ONNX quantization ops; they
-            // fold into the integer kernels before anything else (constant folding would turn the
-            // weights' DequantizeLinear into float constants).
-            let prequantized = module.functions.iter().any(edgec_passes::quant::has_onnx_quant_ops);
-            if first && prequantized && !names.is_empty() && !names.contains(&"fold-quantized") {
-                pm.prepend(Box::new(edgec_passes::quant::FoldQuantized));
-            }
-            pm.print_after = self.pipeline.print_after.clone();
-            pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
-            pm.run(module)?;
-            Ok(pm)
+        let body: Vec<String> = match custom {
+            Some(p) => split(p),
+            None => split(SHARED_PASSES).into_iter().chain(split(backend.pipeline())).collect(),
         };
-        let first = run_part(&mut module, &names[..split], true)?;
-        let mut timings = first.timings.clone();
-        let mut report_text = first.timing_report();
-        let mut quantization = None;
-        if let Quantize::Int8 { calibration, options } = &self.quantize {
-            let start = std::time::Instant::now();
-            let samples = match calibration {
-                Calibration::File(p) => crate::io::read_calibration(p, self.main())?,
-                Calibration::Samples(s) => s.clone(),
-            };
-            let f = module.main_mut().expect("a verified module has an entry function");
-            let r = edgec_passes::quant::quantize_int8(f, &samples, options).map_err(Error::Quantize)?;
-            edgec_ir::verify::verify_module(&module)
-                .map_err(|error| PassError::Verify { pass: "quantize-int8".into(), error })?;
-            timings.push(PassTiming { pass: "quantize-int8", duration: start.elapsed() });
-            quantization = Some(r);
+        // A pre-quantized model states its integer arithmetic as ONNX quantization ops; they
+        // fold into the integer kernels before anything else (constant folding would turn the
+        // weights' DequantizeLinear into float constants).
+        let name_of = |p: &str| p.split('{').next().unwrap_or("").trim().to_string();
+        if prequantized && !body.is_empty() && !body.iter().any(|p| name_of(p) == "fold-quantized") {
+            passes.push("fold-quantized".into());
         }
-        let rest = run_part(&mut module, &names[split..], false)?;
-        timings.extend(rest.timings.iter().cloned());
-        report_text.push_str(&rest.timing_report());
-        if !rest.verify_each {
+        if let Quantize::Int4Weights { group_size } = &self.quantize {
+            passes.push(format!("quantize-int4-weights{{group-size={group_size}}}"));
+        }
+        let int8 = match &self.quantize {
+            Quantize::Int8 { options, .. } if !body.iter().any(|p| name_of(p) == "quantize-int8") => Some(
+                format!("quantize-int8{{min-sqnr={} observer={}}}", options.min_sqnr_db, options.observer),
+            ),
+            _ => None,
+        };
+        let backend_passes: Vec<String> = split(backend.pipeline()).iter().map(|p| name_of(p)).collect();
+        let at = match custom {
+            None => split(SHARED_PASSES).len(),
+            Some(_) => body.iter().position(|p| backend_passes.contains(&name_of(p))).unwrap_or(body.len()),
+        };
+        for (i, p) in body.iter().enumerate() {
+            if i == at {
+                passes.extend(int8.clone());
+            }
+            passes.push(p.clone());
+        }
+        if at >= body.len() {
+            passes.extend(int8);
+        }
+        passes.join(",")
+    }
+
+    /// Runs [`Session::pipeline_for`] `backend` on a copy of the module, with the backend's
+    /// target description. The result is verified.
+    pub fn optimize_for(&self, backend: &dyn Backend) -> Result<Optimized, Error> {
+        let calibration = match &self.quantize {
+            Quantize::Int8 { calibration: Calibration::File(p), .. } => {
+                Some(Arc::new(crate::io::read_calibration(p, self.main())?))
+            }
+            Quantize::Int8 { calibration: Calibration::Samples(s), .. } => Some(Arc::new(s.clone())),
+            _ => None,
+        };
+        let cx = PassContext { target: backend.pass_target(), calibration };
+        let mut pm = PassManager::parse_with(&self.pipeline_for(backend), &cx)?;
+        pm.print_after = self.pipeline.print_after.clone();
+        pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
+        let mut module = self.module.clone();
+        pm.run(&mut module)?;
+        if !pm.verify_each {
             // Release builds skip per-pass verification; the pipeline's result is still checked.
             edgec_ir::verify::verify_module(&module)
                 .map_err(|error| PassError::Verify { pass: "pipeline".into(), error })?;
         }
         if self.pipeline.time_passes {
-            eprint!("{report_text}");
+            eprint!("{}", pm.timing_report());
         }
-        Ok(Optimized { module, timings, quantization })
+        let quantization = pm.find::<QuantizeInt8>().and_then(|q| q.report.clone());
+        Ok(Optimized { module, timings: pm.timings.clone(), quantization })
     }
 
-    /// Optimizes and compiles the model for a machine target; `symbol` prefixes the generated C
-    /// names. `compile_seconds` covers both.
-    #[cfg(feature = "llvm")]
-    pub fn compile(
-        &self,
-        target: &Target,
-        symbol: &str,
-        want_llvm_ir: bool,
-    ) -> Result<crate::machine::Compiled, Error> {
-        target.check_available()?;
+    /// Optimizes and compiles the model for `target`; `symbol` prefixes the generated C names,
+    /// `emit_text` also keeps the backend's text form (LLVM IR). `compile_seconds` covers the
+    /// passes and the backend.
+    pub fn compile(&self, target: &Target, symbol: &str, emit_text: bool) -> Result<Compiled, Error> {
+        self.compile_with(target, &CodegenOptions { emit_text, ..CodegenOptions::new(symbol) })
+    }
+
+    /// [`Session::compile`] with every codegen option.
+    pub fn compile_with(&self, target: &Target, options: &CodegenOptions) -> Result<Compiled, Error> {
+        let backend = edgec_backends::registry::lookup(target)?;
+        self.compile_for(backend.as_ref(), options)
+    }
+
+    /// Optimizes for `backend` (its pass target and pipeline), checks that it supports every op
+    /// of the result, and compiles with it. Also for backends that are not in the registry (an
+    /// integrator's own; `docs/add-a-backend.md`).
+    pub fn compile_for(&self, backend: &dyn Backend, options: &CodegenOptions) -> Result<Compiled, Error> {
         let start = std::time::Instant::now();
-        let opt = self.optimize_for(&target.pass_target())?;
+        let opt = self.optimize_for(backend)?;
         let f = opt.module.main().expect("a verified module has an entry function");
-        let pass_seconds = start.elapsed().as_secs_f64();
-        let mut c = crate::machine::compile(f, target, symbol, want_llvm_ir)?;
-        c.compile_seconds += pass_seconds;
-        c.quantization = Some(quantization_json(self.quantize.name(), opt.quantization.as_ref()));
+        edgec_backends::backend::check_supported(backend, f)?;
+        let mut c = backend.compile(f, options)?;
+        c.seconds = start.elapsed().as_secs_f64();
+        let q = quantization_json(self.quantize.name(), opt.quantization.as_ref());
+        c.report.insert("quantize".into(), q.get("mode").cloned().unwrap_or_else(|| "none".into()));
+        c.report.insert("quantization".into(), q);
         Ok(c)
     }
 
-    /// Writes model.o, model.h, the runtime and report.json into `dir`; returns the report.
-    #[cfg(feature = "llvm")]
-    pub fn write_artifacts(
-        &self,
-        c: &crate::machine::Compiled,
-        dir: &Path,
-    ) -> Result<serde_json::Value, Error> {
-        crate::machine::write_artifacts(c, dir, self.onnx_nodes)
+    /// Writes what `edgec compile` writes into `dir`: the compiled files, the backend's package
+    /// (the runtime) and report.json; returns the report. Everything that can fail before
+    /// writing (building the runtime) happens first, and each file is written atomically.
+    pub fn write_artifacts(&self, c: &Compiled, dir: &Path) -> Result<serde_json::Value, Error> {
+        let (package, report) = self.package(c)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
+        for (name, bytes) in c.files.iter().chain(&package.files) {
+            crate::io::write_atomically(&dir.join(name), bytes)?;
+        }
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        crate::io::write_atomically(&dir.join("report.json"), text.as_bytes())?;
+        Ok(report)
     }
 
     /// report.json's value for a compiled model, without writing any file.
-    #[cfg(feature = "llvm")]
-    pub fn report(&self, c: &crate::machine::Compiled) -> Result<serde_json::Value, Error> {
-        crate::machine::measured_report(c, self.onnx_nodes)
+    pub fn report(&self, c: &Compiled) -> Result<serde_json::Value, Error> {
+        Ok(self.package(c)?.1)
     }
 
-    /// Runs a compiled model on its target (natively or under emulation).
-    #[cfg(feature = "llvm")]
-    pub fn execute(
-        &self,
-        c: &crate::machine::Compiled,
-        inputs: &[Tensor],
-    ) -> Result<(Vec<Tensor>, String), Error> {
-        crate::machine::execute(c, inputs)
+    fn package(&self, c: &Compiled) -> Result<(edgec_backends::Package, serde_json::Value), Error> {
+        let backend = edgec_backends::registry::lookup(&c.target)?;
+        let package = backend.package(c)?;
+        // The contract's fields (architecture.md): the backend's, then the driver's.
+        let mut report = package.report.clone();
+        report.extend(c.report.clone());
+        if let Some(n) = self.onnx_nodes {
+            report.insert("onnx_nodes".into(), n.into());
+        }
+        report.insert("compile_seconds".into(), c.seconds.into());
+        report.insert("symbol".into(), c.symbol.clone().into());
+        let io = |list: &[edgec_backends::lower::IoDesc]| -> serde_json::Value {
+            list.iter()
+                .map(|d| serde_json::json!({"name": d.name, "dtype": d.ty.name(), "shape": d.dims}))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        report.insert("inputs".into(), io(&c.inputs));
+        report.insert("outputs".into(), io(&c.outputs));
+        Ok((package, serde_json::Value::Object(report)))
     }
 
-    /// Times a host-compiled model in-process; per-run milliseconds after one warm-up run.
-    #[cfg(feature = "llvm")]
-    pub fn bench_host(
-        &self,
-        c: &crate::machine::Compiled,
-        inputs: &[Tensor],
-        runs: usize,
-    ) -> Result<Vec<f64>, Error> {
-        crate::machine::bench_host(c, inputs, runs)
+    /// Runs a compiled model on its target (natively, under emulation or in an external
+    /// interpreter); returns the outputs and what the program printed.
+    pub fn execute(&self, c: &Compiled, inputs: &[Tensor]) -> Result<(Vec<Tensor>, String), Error> {
+        let e = self.execution(c, inputs)?;
+        Ok((e.outputs, e.log))
+    }
+
+    /// [`Session::execute`], with how it ran.
+    pub fn execution(&self, c: &Compiled, inputs: &[Tensor]) -> Result<edgec_backends::Execution, Error> {
+        let backend = edgec_backends::registry::lookup(&c.target)?;
+        Ok(backend.execute(c, inputs)?)
+    }
+
+    /// Times a compiled model in-process; per-run milliseconds after one warm-up run.
+    pub fn bench_host(&self, c: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f64>, Error> {
+        let backend = edgec_backends::registry::lookup(&c.target)?;
+        Ok(backend.bench(c, inputs, runs)?)
     }
 }
 
@@ -370,9 +433,4 @@ pub fn quantization_json(mode: &str, r: Option<&QuantReport>) -> serde_json::Val
             "name": l.name, "op": l.op, "sqnr_db": (l.sqnr_db * 100.0).round() / 100.0, "int8": l.int8,
         })).collect::<Vec<_>>(),
     })
-}
-
-/// Checks a tensor against a graph input's type (element type, rank, static dims).
-pub(crate) fn check_input_value(ty: &edgec_ir::TensorType, t: &Tensor) -> Result<(), String> {
-    edgec_ir::interp::check_value(ty, t)
 }

@@ -15,6 +15,8 @@ pub mod quant;
 pub mod registry;
 pub mod target;
 
-pub use manager::{Pass, PassError, PassManager, PassTiming, PrintAfter};
+pub use manager::{
+    parse_pipeline, Pass, PassArgs, PassContext, PassError, PassManager, PassTiming, PrintAfter,
+};
 pub use registry::{pass_info, PassInfo, PASSES};
 pub use target::{CostWeights, GemmPanel, TargetInfo};

@@ -1,14 +1,16 @@
 //! Every pass, declared once: name, summary, constructor. `docs/passes.md` lists them.
 
-use crate::manager::{Pass, PassError};
-use crate::target::TargetInfo;
+use crate::manager::{Pass, PassArgs, PassError};
 use edgec_ir::Module;
 
 pub struct PassInfo {
     pub name: &'static str,
     pub summary: &'static str,
-    /// Builds the pass for a target (most passes ignore it; see [`TargetInfo`]).
-    pub create: fn(&TargetInfo) -> Box<dyn Pass>,
+    /// The options the pass takes (`name{opt=value opt=value}` in a pipeline): name and help.
+    pub options: &'static [(&'static str, &'static str)],
+    /// Builds the pass for a target and its options (most passes ignore both; see
+    /// [`crate::TargetInfo`]). `Err` says what is wrong with an option.
+    pub create: fn(&PassArgs) -> Result<Box<dyn Pass>, String>,
 }
 
 pub static PASSES: &[PassInfo] = &[
@@ -16,17 +18,20 @@ pub static PASSES: &[PassInfo] = &[
         name: "verify",
         summary:
             "Checks every IR invariant (see `edgec_ir::verify`); fails the pipeline on the first violation.",
-        create: |_| Box::new(Verify),
+        options: &[],
+        create: |_| Ok(Box::new(Verify)),
     },
     PassInfo {
         name: "print",
         summary: "Prints the IR to standard error at this point of the pipeline.",
-        create: |_| Box::new(Print),
+        options: &[],
+        create: |_| Ok(Box::new(Print)),
     },
     PassInfo {
         name: "dce",
         summary: "Removes pure ops whose results are never used, and unused constants.",
-        create: |_| Box::new(crate::dce::Dce),
+        options: &[],
+        create: |_| Ok(Box::new(crate::dce::Dce)),
     },
     PassInfo {
         name: "fold-constants",
@@ -34,7 +39,8 @@ pub static PASSES: &[PassInfo] = &[
                   statically shaped values) with the op's reference semantics and replaces their results \
                   by constants, keeping the op's location. A result folds only if it has at most 65536 \
                   elements or no more than the largest operand; ops whose evaluation fails are left.",
-        create: |_| Box::new(crate::canon::fold_constants::FoldConstants),
+        options: &[],
+        create: |_| Ok(Box::new(crate::canon::fold_constants::FoldConstants)),
     },
     PassInfo {
         name: "cse",
@@ -42,7 +48,8 @@ pub static PASSES: &[PassInfo] = &[
                   kind, operands (either order for commutative ops), bit-identical attributes and result \
                   types as an earlier op is replaced by it; constants with equal types and bytes are merged. \
                   The first occurrence is kept.",
-        create: |_| Box::new(crate::canon::cse::Cse),
+        options: &[],
+        create: |_| Ok(Box::new(crate::canon::cse::Cse)),
     },
     PassInfo {
         name: "simplify",
@@ -51,7 +58,8 @@ pub static PASSES: &[PassInfo] = &[
                   x*1, 1*x, x/1, x^1, same-type cast, neg(neg x), identity transpose, transpose of transpose \
                   (composed), reshape/flatten/squeeze/unsqueeze chains (one reshape), reshape or expand to the \
                   operand's own type, a slice selecting everything, inference dropout.",
-        create: |_| Box::new(crate::canon::simplify::Simplify),
+        options: &[],
+        create: |_| Ok(Box::new(crate::canon::simplify::Simplify)),
     },
     PassInfo {
         name: "fold-batchnorm",
@@ -60,7 +68,8 @@ pub static PASSES: &[PassInfo] = &[
                   weight is constant and its output channel is the batch norm's axis: w' = w * s, \
                   b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps), computed in f64 (a missing \
                   conv bias is added; matmul gets a `math.add`).",
-        create: |_| Box::new(crate::canon::fold_batchnorm::FoldBatchNorm),
+        options: &[],
+        create: |_| Ok(Box::new(crate::canon::fold_batchnorm::FoldBatchNorm)),
     },
     PassInfo {
         name: "egraph",
@@ -74,7 +83,8 @@ pub static PASSES: &[PassInfo] = &[
                   scale multiplied, divided or split over q and k, the additive mask optional). \
                   `EDGEC_LOG_EGRAPH=1` prints \
                   the runner's stop reason and what was recognized.",
-        create: |t| Box::new(crate::egraph::EgraphPass::for_target(t)),
+        options: &[],
+        create: |a| Ok(Box::new(crate::egraph::EgraphPass::for_target(a.target))),
     },
     PassInfo {
         name: "egraph-kernels",
@@ -88,7 +98,8 @@ pub static PASSES: &[PassInfo] = &[
                   does not use it and it is not half precision (as for `fuse`). Runs after `egraph` \
                   and `dce`, when uses are exact. `EDGEC_LOG_EGRAPH=1` prints the runner's stop \
                   reason and the kernels formed.",
-        create: |t| Box::new(crate::egraph::EgraphPass::kernels_for_target(t)),
+        options: &[],
+        create: |a| Ok(Box::new(crate::egraph::EgraphPass::kernels_for_target(a.target))),
     },
     PassInfo {
         name: "fuse",
@@ -98,7 +109,8 @@ pub static PASSES: &[PassInfo] = &[
                   result's type (each element computed once, nothing broadcast or recomputed). In the \
                   default pipeline it only cleans up after `egraph-kernels`: the ops that pass does not \
                   model (quantized element types).",
-        create: |_| Box::new(crate::fuse::Fuse),
+        options: &[],
+        create: |_| Ok(Box::new(crate::fuse::Fuse)),
     },
     PassInfo {
         name: "choose-layout",
@@ -110,7 +122,8 @@ pub static PASSES: &[PassInfo] = &[
                   `layout.from_panels`, so the backend binds it without packing. Does nothing without \
                   a target that has a GEMM backend. Run it last: `fold-constants` would fold the \
                   layout back.",
-        create: |t| Box::new(crate::layout::ChooseLayout { target: t.clone() }),
+        options: &[],
+        create: |a| Ok(Box::new(crate::layout::ChooseLayout { target: a.target.clone() })),
     },
     PassInfo {
         name: "quantize-int4-weights",
@@ -121,9 +134,47 @@ pub static PASSES: &[PassInfo] = &[
                   clamped to [-8, 7]); a gemm's constant bias (times beta) becomes the op's bias and alpha \
                   goes into the scales. `shape.gather` of a 2-D f32 constant table with run-time indices \
                   becomes `q.gather_nbits`, sharing the int4 table of a product that uses the same constant \
-                  or its exact transpose (tied embeddings are stored once). Group size 64 here; \
-                  `--group-size` sets it for `compile`/`run`/`bench`. Run `dce` after it.",
-        create: |_| Box::new(crate::quant::QuantizeInt4Weights::default()),
+                  or its exact transpose (tied embeddings are stored once). Run `dce` after it.",
+        options: &[("group-size", "consecutive K elements that share a scale: a power of two >= 2 (default 64; `--group-size`)")],
+        create: |a| {
+            let group_size = match a.option("group-size") {
+                None => crate::quant::DEFAULT_GROUP_SIZE,
+                Some(g) => g
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|g| (2..=1 << 16).contains(g) && g.is_power_of_two())
+                    .ok_or_else(|| format!("group-size={g}: expected a power of two between 2 and 65536"))?,
+            };
+            Ok(Box::new(crate::quant::QuantizeInt4Weights { group_size }))
+        },
+    },
+    PassInfo {
+        name: "quantize-int8",
+        summary: "Post-training static int8 quantization (`--quantize int8 --calibrate DATA.npz`; the compiler \
+                  runs it after the shared graph passes and before the backend's): runs the calibration \
+                  samples through the interpreter, picks per-tensor activation and per-channel weight \
+                  parameters, and turns conv, conv_transpose, matmul and gemm layers with constant weights \
+                  into `q.*` int8 kernels where the layer's SQNR on the calibration data is at least \
+                  `min-sqnr` dB (the rest stays float); elementwise functions between int8 layers become \
+                  `q.lookup` tables. Needs calibration samples from the driver (`edgec opt` has none). \
+                  See `docs/quantization.md`.",
+        options: &[
+            ("observer", "how activation ranges are picked: minmax (default), percentile[:P] or mse (`--observer`)"),
+            ("min-sqnr", "layers below this many dB of SQNR stay float (default 20; `--quant-min-sqnr`)"),
+        ],
+        create: |a| {
+            let observer = a.option("observer").unwrap_or("minmax").parse().map_err(|e| format!("observer: {e}"))?;
+            let min_sqnr_db = match a.option("min-sqnr") {
+                None => crate::quant::int8::DEFAULT_MIN_SQNR_DB,
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| format!("min-sqnr={v}: expected a finite number of dB"))?,
+            };
+            let calibration = a.calibration.clone().ok_or("needs calibration samples (`--calibrate DATA.npz`)")?;
+            Ok(Box::new(crate::quant::QuantizeInt8::new(calibration, crate::quant::Int8Options { observer, min_sqnr_db })))
+        },
     },
     PassInfo {
         name: "fold-quantized",
@@ -140,7 +191,8 @@ pub static PASSES: &[PassInfo] = &[
                   Only per-tensor activations with constant parameters and weights whose `w − zp` fits \
                   in int8 fold; the rest stays as ONNX ops. Requantization follows TFLite's fixed-point \
                   rule (within one LSB of ONNX's float rounding).",
-        create: |_| Box::new(crate::quant::FoldQuantized),
+        options: &[],
+        create: |_| Ok(Box::new(crate::quant::FoldQuantized)),
     },
 ];
 
@@ -176,10 +228,14 @@ impl Pass for Print {
 pub fn passes_markdown() -> String {
     let mut out = String::from(
         "# Passes\n\nGenerated from `passes/src/registry.rs` (`EDGEC_BLESS=1 cargo test -p edgec-passes` \
-         rewrites it). Run them with `edgec opt FILE.eir --passes=a,b,c`.\n\n| pass | what it does |\n|---|---|\n",
+         rewrites it). Run them with `edgec opt FILE.eir --passes=a,b,c`; a pass with options takes them \
+         as `name{opt=value opt=value}`.\n\n| pass | what it does |\n|---|---|\n",
     );
     for p in PASSES {
-        out.push_str(&format!("| `{}` | {} |\n", p.name, p.summary));
+        let options: Vec<String> = p.options.iter().map(|(n, h)| format!("`{n}`: {h}")).collect();
+        let options =
+            if options.is_empty() { String::new() } else { format!(" Options: {}.", options.join("; ")) };
+        out.push_str(&format!("| `{}` | {}{options} |\n", p.name, p.summary));
     }
     out
 }

@@ -2,7 +2,7 @@
 //!
 //! Passes that make machine-dependent choices (the `egraph` passes' cost model, `choose-layout`)
 //! read a [`TargetInfo`]; the others ignore it. The compiler builds one from its `--target`
-//! (`edgec::Target::pass_target`); a pipeline built without one gets [`TargetInfo::generic`],
+//! (`Backend::pass_target` of the target's backend); a pipeline built without one gets [`TargetInfo::generic`],
 //! which is the model the passes were tuned with on the AVX-512 host, so IR text optimized
 //! without a target keeps the results it always had.
 //!

@@ -28,7 +28,7 @@
 //!   agree (to 1e-5 relative, since recognized ops may round differently).
 //!
 //! A header line `// target: T` (`cortex-m7`, a triple, `interp`; default: none, the passes'
-//! generic target) builds the `passes=` pipeline for that target (`edgec::Target::pass_target`),
+//! generic target) builds the `passes=` pipeline for that target (its backend's `pass_target`),
 //! for passes whose choices depend on the machine.
 //!
 //! Every file that parses is also checked for print → parse → print stability. With
@@ -194,7 +194,10 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
     for (i, l) in lines[..header_len].iter().enumerate() {
         if let Some(t) = l.trim().strip_prefix(TARGET_PREFIX) {
             match edgec::Target::parse(t.trim()) {
-                Ok(t) => target = t.pass_target(),
+                Ok(t) => match edgec::target::lookup(&t) {
+                    Ok(b) => target = b.pass_target(),
+                    Err(e) => failures.push(format!("line {}: {e}", i + 1)),
+                },
                 Err(e) => failures.push(format!("line {}: {e}", i + 1)),
             }
         }

@@ -262,8 +262,11 @@ fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
         Backend::Interp | Backend::Optimized => None,
         Backend::Host => {
             let target = edgec::Target::parse("host").map_err(|e| e.to_string())?;
-            match edgec::machine::compile(func, &target, "model", false) {
-                Ok(c) => Some(c),
+            let host = edgec::target::lookup(&target).map_err(|e| format!("host: {e}"))?;
+            let compiled = edgec_backends::backend::check_supported(host.as_ref(), func)
+                .and_then(|()| host.compile(func, &edgec::CodegenOptions::new("model")));
+            match compiled {
+                Ok(c) => Some((host, c)),
                 // The input's fault for the backend: an op or element type it does not compile.
                 Err(e) if e.is_user_error() => return Err(format!("SKIP {e}")),
                 Err(e) => return Err(format!("compile: {e}")),
@@ -275,7 +278,7 @@ fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
         let expected = edgec::io::read_pb_dir(&set, "output").map_err(|e| format!("outputs: {e}"))?;
         let actual = match &compiled {
             None => edgec_ir::interp::run_function(func, inputs).map_err(|e| format!("run: {e}"))?,
-            Some(c) => edgec::machine::execute(c, &inputs).map_err(|e| format!("host: {e}"))?.0,
+            Some((host, c)) => host.execute(c, &inputs).map_err(|e| format!("host: {e}"))?.outputs,
         };
         if actual.len() != expected.len() {
             return Err(format!("{} outputs, expected {}", actual.len(), expected.len()));

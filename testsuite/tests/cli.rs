@@ -290,7 +290,9 @@ fn compile_prints_passes_and_reports_kernels() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
-    for pass in edgec::DEFAULT_PIPELINE.split(',') {
+    // The shared passes, then the LLVM backend's own.
+    let llvm = edgec::target::lookup(&edgec::Target::parse("host").unwrap()).unwrap();
+    for pass in edgec::SHARED_PASSES.split(',').chain(llvm.pipeline().split(',')) {
         assert!(err.contains(&format!("// ----- IR after {pass} -----")), "no IR after {pass}: {err}");
         assert!(err.lines().any(|l| l.trim_end().ends_with(&format!("ms  {pass}"))), "no timing for {pass}");
     }
@@ -357,4 +359,47 @@ fn malformed_fused_kernel_exits_2() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stderr_line(&o).contains("fused.kernel"));
     assert!(!dir.exists());
+}
+
+/// `edgec targets` lists every target of every backend with its cargo feature and whether this
+/// build has it; each listed name is a `--target` that parses.
+#[test]
+fn targets_lists_every_backend() {
+    let o = edgec(&["targets"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for b in edgec::target::BACKENDS {
+        for (name, _) in b.targets {
+            let row = text.lines().find(|l| l.split_whitespace().next() == Some(*name));
+            let row = row.unwrap_or_else(|| panic!("no row for {name}: {text}"));
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cols[1], b.name, "{row}");
+            assert_eq!(cols[2], b.feature.unwrap_or("-"), "{row}");
+            assert_eq!(cols[3], if b.available() { "yes" } else { "no" }, "{row}");
+            assert!(edgec::Target::parse(name).is_ok(), "{name}");
+        }
+    }
+}
+
+/// Pass options: a pass given an option it does not take, or a malformed pipeline, is the
+/// input's fault (exit 2, one line), before any work.
+#[test]
+fn bad_pass_options_exit_2() {
+    let m = dcgan();
+    let out = tmp("never-passes");
+    for passes in ["dce{x=1}", "quantize-int4-weights{group-size=3}", "dce,{", "egraph{"] {
+        let o = edgec(&[
+            "compile",
+            m.model().to_str().unwrap(),
+            "--target",
+            "host",
+            "-o",
+            out.to_str().unwrap(),
+            "--passes",
+            passes,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{passes}: {}", String::from_utf8_lossy(&o.stderr));
+        stderr_line(&o);
+        assert!(!out.exists(), "{passes}");
+    }
 }

@@ -31,7 +31,7 @@ fn int4_models_match_the_interpreter_on_every_target() {
         for target in ["host", "aarch64-unknown-linux-gnu", "riscv64gc-unknown-linux-gnu", "cortex-m7"] {
             let t = Target::parse(target).unwrap();
             let c = s.compile(&t, "model", false).expect("compile");
-            assert_eq!(c.quantization.as_ref().unwrap()["mode"], "int4-weights");
+            assert_eq!(c.report["quantization"]["mode"], "int4-weights");
             let (have, _) = s.execute(&c, &inputs).unwrap_or_else(|e| panic!("{name} on {target}: {e}"));
             let err = max_rel_error(&want[0], &have[0]).unwrap();
             println!("{name:<8} {target:<30} max err/max|ref| {err:.2e}");

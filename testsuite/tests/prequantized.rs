@@ -230,6 +230,8 @@ fn check(fx: &Fixture, target: &str) -> Result<String, String> {
         // int8 GEMM.
         let gemms = c
             .program
+            .as_ref()
+            .ok_or("no kernel program")?
             .kernels
             .iter()
             .filter(|k| k.name.starts_with("matmul_integer_gemm") || k.name.starts_with("conv_integer_gemm"))

@@ -20,8 +20,9 @@ fn check(m: &ZooModel, target: &str) -> Result<String, String> {
     let expected = session.run(inputs.clone()).map_err(|e| format!("interpreter: {e}"))?;
     let t = Target::parse(target).map_err(|e| e.to_string())?;
     let compiled = session.compile(&t, "model", false).map_err(|e| format!("compile: {e}"))?;
-    let weights = compiled.program.weights_bytes();
-    if target == "cortex-m7" && weights + compiled.object.len() as u64 / 4 > M7_FLASH {
+    let weights = compiled.program.as_ref().map_or(0, |p| p.weights_bytes());
+    let object = compiled.file("model.o").ok_or("no model.o")?;
+    if target == "cortex-m7" && weights + object.len() as u64 / 4 > M7_FLASH {
         return Ok(format!("skip (weights {weights} bytes exceed the board's {M7_FLASH}-byte flash)"));
     }
     let (outputs, _) = session.execute(&compiled, &inputs).map_err(|e| format!("execute: {e}"))?;
@@ -92,7 +93,7 @@ int main(void) {
 /// is given and returns the command that runs it; the run must succeed and match the interpreter.
 fn run_on_heap(
     m: &edgec_testsuite::zoo::ZooModel,
-    c: &edgec::machine::Compiled,
+    c: &edgec::Compiled,
     tag: &str,
     build: impl FnOnce(&std::path::Path) -> std::process::Command,
 ) {
@@ -101,7 +102,7 @@ fn run_on_heap(
     let expected = session.run(inputs.clone()).unwrap();
     let dir = std::env::temp_dir().join(format!("edgec-{tag}-{}-{}", std::process::id(), m.name));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("model.o"), &c.object).unwrap();
+    std::fs::write(dir.join("model.o"), c.file("model.o").unwrap()).unwrap();
     std::fs::write(dir.join("main.c"), HEAP_DRIVER).unwrap();
     for (i, t) in inputs.iter().enumerate() {
         std::fs::write(dir.join(format!("in_{i}.bin")), t.to_le_bytes()).unwrap();
@@ -157,7 +158,8 @@ fn host_runs_touch_only_their_buffers_under_valgrind() {
         });
         println!(
             "ok   {:<22} clean under valgrind memcheck (arena {} bytes on the heap)",
-            m.name, c.program.arena.arena_bytes
+            m.name,
+            c.program.as_ref().unwrap().arena.arena_bytes
         );
     }
 }
@@ -172,10 +174,11 @@ fn host_runs_are_clean_under_address_sanitizer() {
     let host = Target::parse("host").unwrap();
     for m in edgec_testsuite::zoo::discover(&zoo_dir()) {
         let session = Session::import(m.model(), &CompileOptions::default()).unwrap();
-        let (optimized, _) = session.optimized().unwrap();
-        let c = edgec::machine::compile_with(optimized.main().unwrap(), &host, "model", false, true).unwrap();
+        let options = edgec::CodegenOptions { sanitize_address: true, ..edgec::CodegenOptions::new("model") };
+        let c = session.compile_with(&host, &options).unwrap();
         // The checks are really in the generated code (calls into ASan's reporting functions).
-        assert!(c.object.windows(13).any(|w| w == b"__asan_report"), "{}: no ASan instrumentation", m.name);
+        let object = c.file("model.o").unwrap();
+        assert!(object.windows(13).any(|w| w == b"__asan_report"), "{}: no ASan instrumentation", m.name);
         run_on_heap(&m, &c, "asan", |dir| {
             toolchain::build_runtime(TargetKind::X86_64Linux, &dir.join("rt")).unwrap();
             let inc = dir.join("rt").join("c");
@@ -193,7 +196,8 @@ fn host_runs_are_clean_under_address_sanitizer() {
         });
         println!(
             "ok   {:<22} clean under AddressSanitizer (arena {} bytes on the heap)",
-            m.name, c.program.arena.arena_bytes
+            m.name,
+            c.program.as_ref().unwrap().arena.arena_bytes
         );
     }
 }

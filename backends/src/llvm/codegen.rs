@@ -80,23 +80,49 @@ impl MachineSpec {
     }
 }
 
-/// Scratch the int8 GEMM routine needs on this machine (for lowering).
-pub fn qgemm_scratch_fn(tile: QTile) -> crate::lower::QGemmScratchFn {
-    std::sync::Arc::new(move |s: &kir::QGemmSpec, bias: bool| {
-        qgemm::qgemm_scratch_bytes(&s.desc(bias), tile) as u64
-    })
+/// This machine's GEMM routines as lowering sees them: the f32 micro-kernel of [`gemm`] for
+/// `isa` and the int8 kernel of [`qgemm`] for `qtile`.
+#[derive(Clone, Copy, Debug)]
+pub struct LlvmKernels {
+    pub isa: VectorIsa,
+    pub qtile: QTile,
 }
 
-/// Packs constant int8 weights at compile time for a `prepacked` [`kir::QGemmSpec`].
-pub fn qgemm_pack_fn(tile: QTile) -> crate::lower::QGemmPackFn {
-    std::sync::Arc::new(move |s: &kir::QGemmSpec, bias: bool, w: &[i8]| {
-        qgemm::pack_weights(&s.desc(bias), tile, w)
-    })
+impl crate::lower::TargetKernels for LlvmKernels {
+    fn gemm_nr(&self) -> usize {
+        let t = gemm::GemmTile::for_isa(self.isa);
+        t.nv * t.lanes
+    }
+    fn f32_gemm(&self) -> Option<&dyn crate::lower::F32Gemm> {
+        Some(self)
+    }
+    fn int8_gemm(&self) -> Option<&dyn crate::lower::Int8Gemm> {
+        Some(self)
+    }
 }
 
-/// Where [`qgemm_pack_fn`] puts each weight of a `prepacked` [`kir::QGemmSpec`].
-pub fn qgemm_layout_fn(tile: QTile) -> crate::lower::QGemmLayoutFn {
-    std::sync::Arc::new(move |s: &kir::QGemmSpec| qgemm::packed_layout(&s.desc(false), tile))
+impl crate::lower::F32Gemm for LlvmKernels {
+    fn scratch_bytes(&self, s: &kir::GemmSpec) -> u64 {
+        gemm::gemm_scratch_bytes(&gemm_desc(s), self.isa) as u64
+    }
+    fn pack_b(&self, s: &kir::GemmSpec, b: &[f32]) -> Vec<f32> {
+        gemm::pack_b(&gemm_desc(s), self.isa, b)
+    }
+    fn panel_width(&self, s: &kir::GemmSpec) -> usize {
+        gemm::plan(&gemm_desc(s), self.isa).nr
+    }
+}
+
+impl crate::lower::Int8Gemm for LlvmKernels {
+    fn scratch_bytes(&self, s: &kir::QGemmSpec, bias: bool) -> u64 {
+        qgemm::qgemm_scratch_bytes(&s.desc(bias), self.qtile) as u64
+    }
+    fn pack(&self, s: &kir::QGemmSpec, bias: bool, w: &[i8]) -> Vec<i8> {
+        qgemm::pack_weights(&s.desc(bias), self.qtile, w)
+    }
+    fn layout(&self, s: &kir::QGemmSpec) -> crate::quant::QPackedLayout {
+        qgemm::packed_layout(&s.desc(false), self.qtile)
+    }
 }
 
 fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {
@@ -115,34 +141,11 @@ fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {
     }
 }
 
-/// Scratch the GEMM routine needs on this machine (for lowering).
-pub fn gemm_scratch_fn(isa: VectorIsa) -> crate::lower::GemmScratchFn {
-    std::sync::Arc::new(move |s: &kir::GemmSpec| gemm::gemm_scratch_bytes(&gemm_desc(s), isa) as u64)
-}
-
-/// Columns of the GEMM micro-kernel's register tile (`nr`): a product whose row-major B has a
-/// multiple of this many columns is read in place, without packing.
-pub fn gemm_nr(isa: VectorIsa) -> usize {
-    let t = gemm::GemmTile::for_isa(isa);
-    t.nv * t.lanes
-}
-
 /// The B panel shape of the f32 GEMM on this ISA: (lanes, vectors per panel at most); a
 /// product's panel width is `lanes × min(vectors, ceil(n / lanes))` (`gemm::plan`).
 pub fn gemm_panel(isa: VectorIsa) -> (usize, usize) {
     let t = gemm::GemmTile::for_isa(isa);
     (t.lanes, t.nv)
-}
-
-/// The panel width (`nr`) of a `b_prepacked` GEMM: a B already in panels of this width is the
-/// packed B as it is.
-pub fn gemm_panel_fn(isa: VectorIsa) -> crate::lower::GemmPanelFn {
-    std::sync::Arc::new(move |s: &kir::GemmSpec| gemm::plan(&gemm_desc(s), isa).nr)
-}
-
-/// Packs constant B operands at compile time for [`gemm::emit_sgemm`] with `b_prepacked`.
-pub fn gemm_pack_fn(isa: VectorIsa) -> crate::lower::GemmPackFn {
-    std::sync::Arc::new(move |s: &kir::GemmSpec, b: &[f32]| gemm::pack_b(&gemm_desc(s), isa, b))
 }
 
 /// The result of code generation.
@@ -152,27 +155,7 @@ pub struct Object {
     pub llvm_ir: Option<String>,
 }
 
-/// ONNX TensorProto data type code of an element type (the runtime's `edgec_dtype`).
-pub fn onnx_dtype(s: edgec_ir::ScalarType) -> i32 {
-    use edgec_ir::ScalarType as S;
-    match s {
-        S::F32 => 1,
-        S::U8 => 2,
-        S::I8 => 3,
-        S::U16 => 4,
-        S::I16 => 5,
-        S::I32 => 6,
-        S::I64 => 7,
-        S::Bool => 9,
-        S::F16 => 10,
-        S::F64 => 11,
-        S::U32 => 12,
-        S::U64 => 13,
-        S::BF16 => 16,
-        S::U4 => 21,
-        S::I4 => 22,
-    }
-}
+pub use crate::c_header::onnx_dtype;
 
 /// Emits the program as an object for `spec`; `symbol` prefixes the exported names
 /// (`<symbol>_model`, `<symbol>_entry`).

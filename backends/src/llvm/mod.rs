@@ -3,6 +3,7 @@ pub fn llvm_version() -> (u32, u32, u32) {
     inkwell::support::get_llvm_version()
 }
 
+pub mod backend;
 pub mod codegen;
 pub mod gemm;
 pub mod gemm_bench;

@@ -134,7 +134,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
         accumulate: false,
         b_prepacked: false,
     };
-    let gs = if ct == Ty::F32 { (cx.gemm_scratch)(&spec_s).max((cx.gemm_scratch)(&spec_y)) } else { 0 };
+    let gs = if ct == Ty::F32 { cx.gemm_scratch(&spec_s).max(cx.gemm_scratch(&spec_y)) } else { 0 };
     let gscratch = (gs > 0).then(|| {
         binds.push(Bind::Scratch);
         k.param(Ty::F32, gs.div_ceil(4), Access::Scratch)

@@ -43,16 +43,17 @@ fn gemm_scratch(bytes: u64, k: &mut Kernel, binds: &mut Vec<Bind>, extra: &mut O
 /// layout (`layout.from_panels` of panels as wide as this product's) is bound as it is. Returns
 /// whether it did.
 fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bind]) -> bool {
-    let Some(pack) = cx.gemm_pack_b.clone() else { return false };
+    let kernels = cx.kernels;
+    let Some(gemm) = kernels.f32_gemm() else { return false };
     let Some(b) = cx.konst(1) else { return false };
     if cx.ty(1) != Ok(Ty::F32) || spec.m * spec.n * spec.k == 0 || b.len() < spec.k * spec.n {
         return false;
     }
     let mut packed_spec = spec.clone();
     packed_spec.b_prepacked = true;
-    let chosen = match (cx.panels.get(1).copied().flatten(), &cx.gemm_panel) {
-        (Some(p), Some(nr_of)) if !spec.b_trans && spec.ldb == spec.n => {
-            let nr = nr_of(&packed_spec);
+    let chosen = match cx.panels.get(1).copied().flatten() {
+        Some(p) if !spec.b_trans && spec.ldb == spec.n => {
+            let nr = gemm.panel_width(&packed_spec);
             (p.shape() == [spec.n.div_ceil(nr), spec.k, nr])
                 .then(|| p.to_f64_vec().into_iter().map(|v| v as f32).collect())
         }
@@ -62,7 +63,7 @@ fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bi
         Some(p) => p,
         None => {
             let vals: Vec<f32> = b.to_f64_vec().into_iter().map(|v| v as f32).collect();
-            pack(&packed_spec, &vals)
+            gemm.pack_b(&packed_spec, &vals)
         }
     };
     let bytes: Vec<u8> = packed.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -114,7 +115,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     }
     let mut scratch = None;
     if cx.ty(0)? == Ty::F32 {
-        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+        gemm_scratch(cx.gemm_scratch(&spec), &mut k, &mut binds, &mut scratch);
     }
     let sy = strides(&bshape);
     k.body = k.nest(&bshape, |_, ix| {
@@ -159,7 +160,7 @@ fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
     }
     let mut scratch = None;
     if ty == Ty::F32 {
-        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+        gemm_scratch(cx.gemm_scratch(&spec), &mut k, &mut binds, &mut scratch);
     }
     k.body.push(Stmt::Gemm {
         spec,
@@ -231,7 +232,7 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
     };
     let mut scratch = None;
     if ty == Ty::F32 {
-        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+        gemm_scratch(cx.gemm_scratch(&spec), &mut k, &mut binds, &mut scratch);
     }
     let has_b = cx.has(2);
     let geom = g.clone();
@@ -423,7 +424,7 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
     let w_group_stride = if spec.b_prepacked { 0 } else { cg * rows };
     let mut scratch = None;
     if ty == Ty::F32 {
-        gemm_scratch((cx.gemm_scratch)(&spec), &mut k, &mut binds, &mut scratch);
+        gemm_scratch(cx.gemm_scratch(&spec), &mut k, &mut binds, &mut scratch);
     }
     let has_b = cx.has(2);
     // Output starts as the bias (or zero).

@@ -92,44 +92,86 @@ impl Program {
     }
 }
 
-/// Why a function cannot be lowered; names the op and its ONNX node.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} (node {loc}): {message}")]
-pub struct LowerError {
-    pub op: String,
-    pub loc: String,
-    pub message: String,
+/// How an ONNX location prints in messages: the node name quoted, fused nodes as a list.
+pub fn loc_text(loc: &Loc) -> String {
+    match loc {
+        Loc::Name(n) => format!("{n:?}"),
+        Loc::Fused(ns) => format!("{ns:?}"),
+        Loc::Unknown => "<unnamed>".into(),
+    }
 }
 
-/// Bytes of packing scratch the backend's GEMM routine needs for a product (0 for none).
-pub type GemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> u64 + Send + Sync>;
-/// Packs a constant f32 B (in the spec's `b_trans`/`ldb` layout) for a `b_prepacked` GEMM.
-pub type GemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec, &[f32]) -> Vec<f32> + Send + Sync>;
-/// The panel width (`nr`) a `b_prepacked` GEMM reads its packed B in.
-pub type GemmPanelFn = std::sync::Arc<dyn Fn(&crate::kir::GemmSpec) -> usize + Send + Sync>;
+/// Why a function cannot be lowered.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// The op (from the named ONNX node) cannot be compiled as it is: an op, attribute, element
+    /// type or dynamic shape the kernels do not cover. The input is at fault.
+    #[error("{op} (node {}): {message}", loc_text(loc))]
+    Unsupported { op: &'static str, loc: Loc, message: String },
+    /// Lowering broke one of its own invariants (a memory plan that does not hold up): a bug.
+    #[error("internal error in {op}: {message}")]
+    Internal { op: &'static str, message: String },
+}
 
-/// Bytes of scratch the backend's int8 GEMM routine needs (spec, has bias).
-pub type QGemmScratchFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool) -> u64 + Send + Sync>;
-/// Packs constant int8 weights (in the spec's layout) for a `prepacked` int8 GEMM.
-pub type QGemmPackFn = std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec, bool, &[i8]) -> Vec<i8> + Send + Sync>;
-/// Where [`QGemmPackFn`] puts each weight, for ops that read a packed constant directly.
-pub type QGemmLayoutFn =
-    std::sync::Arc<dyn Fn(&crate::kir::QGemmSpec) -> crate::quant::QPackedLayout + Send + Sync>;
+/// The backend's GEMM routines as lowering sees them: how much scratch a product needs, how
+/// constant operands are packed at compile time and in which layout. A backend that emits its
+/// own GEMM micro-kernels implements this (the LLVM backend's `llvm::codegen::LlvmKernels`);
+/// [`PortableKernels`] has none, so products lower to plain loops over unpacked operands.
+pub trait TargetKernels: Send + Sync {
+    /// Columns of the f32 GEMM's register tile: a row-major B with a multiple of this many
+    /// columns is read without packing, and `q.matmul_nbits` dequantizes weight blocks of a
+    /// multiple of this many rows.
+    fn gemm_nr(&self) -> usize;
+    /// The f32 GEMM's packing, if constants are packed for it at compile time.
+    fn f32_gemm(&self) -> Option<&dyn F32Gemm>;
+    /// The int8 GEMM; `None` lowers int8 products to plain loops.
+    fn int8_gemm(&self) -> Option<&dyn Int8Gemm>;
+}
+
+/// An f32 GEMM routine with compile-time packing of constant B operands.
+pub trait F32Gemm: Send + Sync {
+    /// Bytes of packing scratch a product needs at run time (0 for none).
+    fn scratch_bytes(&self, spec: &crate::kir::GemmSpec) -> u64;
+    /// Packs a constant B (in the spec's `b_trans`/`ldb` layout) for a `b_prepacked` product.
+    fn pack_b(&self, spec: &crate::kir::GemmSpec, b: &[f32]) -> Vec<f32>;
+    /// The panel width (`nr`) a `b_prepacked` product reads: a constant B that `choose-layout`
+    /// already stored as `layout.from_panels` of panels this wide is bound as it is.
+    fn panel_width(&self, spec: &crate::kir::GemmSpec) -> usize;
+}
+
+/// An int8 GEMM routine with compile-time packing of constant weights.
+pub trait Int8Gemm: Send + Sync {
+    /// Bytes of scratch a product needs at run time (with or without a bias).
+    fn scratch_bytes(&self, spec: &crate::kir::QGemmSpec, bias: bool) -> u64;
+    /// Packs constant int8 weights (in the spec's layout) for a `prepacked` product.
+    fn pack(&self, spec: &crate::kir::QGemmSpec, bias: bool, w: &[i8]) -> Vec<i8>;
+    /// Where [`Int8Gemm::pack`] puts each weight: with it, a constant that is only ever an int8
+    /// fully connected layer's weight or a `q.gather` table (a tied LM head and its token
+    /// embedding) is stored once, packed, and the lookup reads the packed panels.
+    fn layout(&self, spec: &crate::kir::QGemmSpec) -> crate::quant::QPackedLayout;
+}
+
+/// No GEMM routine of the backend's own: every product is a loop nest, nothing is packed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortableKernels;
+
+impl TargetKernels for PortableKernels {
+    fn gemm_nr(&self) -> usize {
+        16
+    }
+    fn f32_gemm(&self) -> Option<&dyn F32Gemm> {
+        None
+    }
+    fn int8_gemm(&self) -> Option<&dyn Int8Gemm> {
+        None
+    }
+}
 
 /// Options that shape lowering.
 #[derive(Clone)]
 pub struct LowerOptions {
-    pub gemm_scratch: GemmScratchFn,
-    /// Packs a constant f32 B for a GEMM with `b_prepacked` set (the backend's panel layout);
-    /// `None` keeps constants unpacked.
-    pub gemm_pack_b: Option<GemmPackFn>,
-    /// The int8 GEMM's scratch size and weight packing; `None` lowers int8 products to plain
-    /// loops.
-    pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
-    /// Where the int8 GEMM's packing puts each weight. With it, a constant that is only ever an
-    /// int8 fully connected layer's weight or a `q.gather` table (a tied LM head and its token
-    /// embedding) is stored once, packed, and the lookup reads the packed panels.
-    pub qgemm_layout: Option<QGemmLayoutFn>,
+    /// The backend's GEMM routines (see [`TargetKernels`]).
+    pub kernels: std::sync::Arc<dyn TargetKernels>,
     /// Alignment of every arena slot, in bytes.
     pub align: u64,
     /// Constants larger than this many elements are not produced by compile-time folding.
@@ -137,26 +179,15 @@ pub struct LowerOptions {
     /// Per-call scratch for the dequantized weight block of `q.matmul_nbits` (bytes; the
     /// block is this many bytes of f32 rows, at least one row).
     pub nbits_block_bytes: u64,
-    /// Columns of the backend GEMM's register tile (a row-major B with a multiple of this many
-    /// columns is read without packing).
-    pub gemm_nr: usize,
-    /// The panel width a `b_prepacked` GEMM reads: a constant B that `choose-layout` already
-    /// stored as `layout.from_panels` of panels this wide is bound as it is, not packed again.
-    pub gemm_panel: Option<GemmPanelFn>,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
         LowerOptions {
-            gemm_scratch: std::sync::Arc::new(|_| 0),
-            gemm_pack_b: None,
-            qgemm: None,
-            qgemm_layout: None,
+            kernels: std::sync::Arc::new(PortableKernels),
             align: 64,
             fold_limit: 1 << 22,
             nbits_block_bytes: 512 << 10,
-            gemm_nr: 16,
-            gemm_panel: None,
         }
     }
 }
@@ -232,15 +263,10 @@ pub(crate) struct OpCx<'a> {
     pub consts: Vec<Option<&'a Tensor>>,
     /// Tables (index maps, packed constants) the lowering adds.
     pub tables: Vec<ConstData>,
-    pub gemm_scratch: GemmScratchFn,
-    pub gemm_pack_b: Option<GemmPackFn>,
-    pub qgemm: Option<(QGemmScratchFn, QGemmPackFn)>,
-    pub qgemm_layout: Option<QGemmLayoutFn>,
+    /// The backend's GEMM routines.
+    pub kernels: &'a dyn TargetKernels,
     /// See [`LowerOptions::nbits_block_bytes`].
     pub nbits_block_bytes: u64,
-    pub gemm_nr: usize,
-    /// See [`LowerOptions::gemm_panel`].
-    pub gemm_panel: Option<GemmPanelFn>,
     /// The panels of operands that are `layout.from_panels` of a constant (`consts` holds the
     /// matrix they mean).
     pub panels: Vec<Option<&'a Tensor>>,
@@ -250,7 +276,7 @@ pub(crate) struct OpCx<'a> {
     /// constant would be stored beside the original instead of replacing it).
     pub shared: Vec<bool>,
     /// Whether each operand is a constant stored once in the int8 GEMM's packed layout and read
-    /// from it by every user (see [`LowerOptions::qgemm_layout`] and [`packed_weight_tables`]).
+    /// from it by every user (see [`Int8Gemm::layout`] and [`packed_weight_tables`]).
     pub packed: Vec<bool>,
 }
 
@@ -285,6 +311,10 @@ impl OpCx<'_> {
     }
     pub fn float(&self, name: &str, default: f64) -> f64 {
         self.attrs.float(name).unwrap_or(default)
+    }
+    /// Bytes of packing scratch the backend's f32 GEMM needs for a product (0 without one).
+    pub fn gemm_scratch(&self, spec: &crate::kir::GemmSpec) -> u64 {
+        self.kernels.f32_gemm().map_or(0, |g| g.scratch_bytes(spec))
     }
     pub fn add_table(&mut self, c: ConstData) -> usize {
         self.tables.push(c);
@@ -371,15 +401,51 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
     }
 }
 
+/// Ops that no lowering handles: they compile only when lowering can evaluate them, i.e. when
+/// their operands are compile-time constants (or computed from constants). Every other op has a
+/// lowering in [`lower_op`], whose fallthrough these reach.
+const NOT_LOWERED: &[OpKind] = &[
+    OpKind::Subgraph,
+    OpKind::Yield,
+    OpKind::MeanVarianceNorm,
+    OpKind::Lrn,
+    OpKind::Shape,
+    OpKind::Size,
+    OpKind::ConstantOfShape,
+    OpKind::Range,
+    OpKind::NonZero,
+];
+
+/// Whether [`lower`] can compile `op` of `f` (checked for every op before lowering starts, so
+/// that all unsupported ops are reported together). Shapes and element types are checked by
+/// lowering itself.
+pub fn supports(f: &Function, op: edgec_ir::Op) -> Result<(), String> {
+    let d = &f.ops[op];
+    if !NOT_LOWERED.contains(&d.kind) {
+        return Ok(());
+    }
+    // Whether a value is known at compile time: a constant, or a pure op of known values
+    // (lowering folds those). Bounded, since it only runs for the rare ops above.
+    fn known(f: &Function, v: Value, depth: usize) -> bool {
+        let ValueDef::Result { op, .. } = f.values[v].def else { return false };
+        let d = &f.ops[op];
+        d.kind == OpKind::Constant
+            || depth > 0
+                && d.kind.traits().contains(Traits::PURE)
+                && !d.kind.traits().contains(Traits::HAS_REGIONS)
+                && d.operands.iter().all(|&o| known(f, o, depth - 1))
+    }
+    if d.kind.traits().contains(Traits::PURE) && d.operands.iter().all(|&o| known(f, o, 16)) {
+        return Ok(());
+    }
+    Err("the machine backends cannot compile this op with run-time operands".into())
+}
+
 /// Lowers the function. It must be verifier-clean with static shapes throughout.
 pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
-    let err = |op: &str, loc: &Loc, message: String| LowerError {
-        op: op.to_string(),
-        loc: match loc {
-            Loc::Name(n) => format!("{n:?}"),
-            Loc::Fused(ns) => format!("{ns:?}"),
-            Loc::Unknown => "<unnamed>".into(),
-        },
+    let err = |op: &'static str, loc: &Loc, message: String| LowerError::Unsupported {
+        op,
+        loc: loc.clone(),
         message,
     };
     let mut b = Builder::default();
@@ -414,15 +480,17 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             use_count.set(o, use_count.get(o) + 1);
         }
     }
-    let packed = if opts.qgemm_layout.is_some() { packed_weight_tables(f) } else { HashSet::new() };
+    let packed = if opts.kernels.int8_gemm().is_some() { packed_weight_tables(f) } else { HashSet::new() };
     for &op in f.body_ops() {
         let d = &f.ops[op];
         let name = d.kind.name();
         match d.kind {
             OpKind::Return => continue,
             OpKind::Constant => {
-                let t = d.attrs.tensor("value").ok_or_else(|| err(name, &d.loc, "no value".into()))?;
-                let t = t.to_tensor().map_err(|m| err(name, &d.loc, m))?;
+                let bug = |message| LowerError::Internal { op: name, message };
+                let t =
+                    d.attrs.tensor("value").ok_or_else(|| bug("a verified constant has no value".into()))?;
+                let t = t.to_tensor().map_err(bug)?;
                 known.set(d.results[0], Some(t));
                 continue;
             }
@@ -480,13 +548,8 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             results: d.results.iter().map(|&v| f.values[v].ty.clone()).collect(),
             consts: d.operands.iter().map(|&v| known.get(v).as_ref()).collect(),
             tables: Vec::new(),
-            gemm_scratch: opts.gemm_scratch.clone(),
-            gemm_pack_b: opts.gemm_pack_b.clone(),
-            qgemm: opts.qgemm.clone(),
-            qgemm_layout: opts.qgemm_layout.clone(),
+            kernels: opts.kernels.as_ref(),
             nbits_block_bytes: opts.nbits_block_bytes,
-            gemm_nr: opts.gemm_nr,
-            gemm_panel: opts.gemm_panel.clone(),
             panels: d.operands.iter().map(|v| panels.get(v)).collect(),
             region: d.regions.first().and_then(|r| r.blocks.first()).map(|&b| (f, b)),
             shared: d.operands.iter().map(|&v| *use_count.get(v) > 1).collect(),
@@ -582,7 +645,8 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
         });
         b.push_call(k, vec![src, Pending::Ready(Slot::Output(j))], format!("output {}", outputs[j].name));
     }
-    b.finish(f, inputs, outputs, graph_ops, opts).map_err(|m| err("func", &Loc::Unknown, m))
+    b.finish(f, inputs, outputs, graph_ops, opts)
+        .map_err(|message| LowerError::Internal { op: "func", message })
 }
 
 /// An argument before arena planning.
@@ -789,7 +853,7 @@ impl Builder {
             .collect();
         let program =
             Program { name: f.name.clone(), inputs, outputs, consts, kernels, calls, arena, graph_ops };
-        plan::check(&program, &owners).map_err(|m| format!("internal: memory plan is wrong: {m}"))?;
+        plan::check(&program, &owners).map_err(|m| format!("the memory plan is wrong: {m}"))?;
         Ok(program)
     }
 }

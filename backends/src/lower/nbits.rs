@@ -13,7 +13,7 @@
 //!   into a per-call f32 scratch `[K, nb]`, then one [`Stmt::Gemm`] multiplies all rows of x
 //!   (leading dims flattened: the weight is shared) by it, writing columns `n0 .. n0 + nb` of y
 //!   with the bias added as C is stored. `nb` is the largest multiple of the GEMM's tile width
-//!   (`LowerOptions::gemm_nr`) whose rows fit `LowerOptions::nbits_block_bytes`, so the GEMM
+//!   (`TargetKernels::gemm_nr`) whose rows fit `LowerOptions::nbits_block_bytes`, so the GEMM
 //!   reads the block in place without packing it. Only `nb × K` floats of weights ever exist,
 //!   in cache; the constant data is the int4 table.
 //! - `q.gather_nbits` dequantizes the gathered rows straight into the output (indices wrap
@@ -52,7 +52,7 @@ fn geometry(cx: &OpCx, w: usize) -> Result<(usize, usize, usize), String> {
 /// Channel blocking of an `[n, k]` weight: (block width, full blocks, tail width).
 fn blocking(cx: &OpCx, n: usize, k: usize) -> (usize, usize, usize) {
     let fit = (cx.nbits_block_bytes / (4 * k as u64)).max(1) as usize;
-    let nr = cx.gemm_nr.max(1);
+    let nr = cx.kernels.gemm_nr().max(1);
     let nb = if fit >= nr { fit / nr * nr } else { fit }.min(n).max(1);
     (nb, n / nb, n % nb)
 }
@@ -176,7 +176,7 @@ fn matmul_nbits(cx: &mut OpCx) -> Result<Lowered, String> {
         b_prepacked: false,
     };
     let scratch_bytes =
-        (cx.gemm_scratch)(&spec(nb)).max(if tail > 0 { (cx.gemm_scratch)(&spec(tail)) } else { 0 });
+        cx.gemm_scratch(&spec(nb)).max(if tail > 0 { cx.gemm_scratch(&spec(tail)) } else { 0 });
     let gs = if scratch_bytes > 0 {
         binds.push(Bind::Scratch);
         Some(k.param(Ty::F32, scratch_bytes.div_ceil(4), Access::Scratch))

@@ -21,8 +21,8 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
         OpKind::QGather => gather(cx)?,
         OpKind::QLookup => lookup(cx)?,
         OpKind::QAdd => qadd(cx)?,
-        OpKind::QFullyConnected | OpKind::QConv if cx.qgemm.is_some() => gemm_layer(cx)?,
-        OpKind::QConvTranspose if cx.qgemm.is_some() => conv_transpose_layer(cx)?,
+        OpKind::QFullyConnected | OpKind::QConv if cx.kernels.int8_gemm().is_some() => gemm_layer(cx)?,
+        OpKind::QConvTranspose if cx.kernels.int8_gemm().is_some() => conv_transpose_layer(cx)?,
         OpKind::QConv | OpKind::QConvTranspose | OpKind::QFullyConnected => integer_layer(cx)?,
         _ => return Ok(None),
     }))
@@ -527,7 +527,8 @@ fn fc_weight_spec(n: usize, k: usize) -> QGemmSpec {
 /// are packed at compile time; a conv's input patches are gathered (im2col, padding with the
 /// input's zero point so that it contributes 0) unless the conv is a plain 1×1.
 fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
-    let (scratch_fn, pack_fn) = cx.qgemm.clone().ok_or("no int8 GEMM")?;
+    let kernels = cx.kernels;
+    let q = kernels.int8_gemm().ok_or("no int8 GEMM")?;
     let (xs, ws) = (cx.shape(0), cx.shape(1));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
     let out = layer_out(cx)?;
@@ -587,10 +588,10 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
             // small tables, whose second copy costs little, are still packed at compile time.
             spec.prepacked = false;
         } else {
-            let packed = pack_fn(&spec, has_bias, &w);
+            let packed = q.pack(&spec, has_bias, &w);
             bind_packed(cx, &mut k, &mut binds, 1, &packed);
         }
-        let scratch = scratch_param(&mut k, &mut binds, scratch_fn(&spec, has_bias));
+        let scratch = scratch_param(&mut k, &mut binds, q.scratch_bytes(&spec, has_bias));
         k.body.push(Stmt::QGemm {
             spec,
             a: View { buf: 0, offset: idx(0) },
@@ -626,7 +627,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let mut packed = Vec::new();
     let mut group_len = 0;
     for gi in 0..group {
-        let p = pack_fn(&spec, has_bias, &w[gi * mg * rows..(gi + 1) * mg * rows]);
+        let p = q.pack(&spec, has_bias, &w[gi * mg * rows..(gi + 1) * mg * rows]);
         group_len = p.len();
         packed.extend(p);
     }
@@ -637,7 +638,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         binds.push(Bind::Scratch);
         Some(k.param(Ty::I8, (rows * oprod) as u64, Access::Scratch))
     };
-    let scratch = scratch_param(&mut k, &mut binds, scratch_fn(&spec, has_bias));
+    let scratch = scratch_param(&mut k, &mut binds, q.scratch_bytes(&spec, has_bias));
     let xst = strides(&xs);
     let nd = g.kernel.len();
     k.body = k.nest(&[nb, group], |k, ix| {
@@ -705,7 +706,8 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
 /// as the bias, and a last pass requantizes per output channel into the int8 output. The int32
 /// sums wrap exactly as the interpreter's accumulator does.
 fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
-    let (scratch_fn, pack_fn) = cx.qgemm.clone().ok_or("no int8 GEMM")?;
+    let kernels = cx.kernels;
+    let q = kernels.int8_gemm().ok_or("no int8 GEMM")?;
     let (xs, ws) = (cx.shape(0), cx.shape(1));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
     let (s_y, zp_y) = per_tensor_i8(&cx.results[0], "y")?;
@@ -742,7 +744,7 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         out: QOut::I32,
         ..QGemmSpec::new(iprod, rows, c)
     };
-    let packed = pack_fn(&spec, false, &w);
+    let packed = q.pack(&spec, false, &w);
     bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let mut scratch_buf = |k: &mut Kernel, words: u64| {
         binds.push(Bind::Scratch);
@@ -750,7 +752,7 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     };
     let colb = scratch_buf(&mut k, (iprod * rows) as u64);
     let accb = scratch_buf(&mut k, (m * oprod) as u64);
-    let qbytes = scratch_fn(&spec, false);
+    let qbytes = q.scratch_bytes(&spec, false);
     let scratch = (qbytes > 0).then(|| scratch_buf(&mut k, qbytes.div_ceil(4)));
     let xsp = xs[2..].to_vec();
     k.body = k.nest(&[nb], |k, ix| {
@@ -803,18 +805,15 @@ fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
     // A table that is also an int8 fully connected layer's weight is stored once, in the GEMM's
     // packed layout (see `packed_weight_tables`): pack it exactly as `gemm_layer` does (the
     // interned table is then the same bytes) and read each row from its panel.
-    let packed_layout = match (
-        cx.packed.first().copied().unwrap_or(false),
-        cx.qgemm.clone(),
-        cx.qgemm_layout.clone(),
-        cx.konst(0),
-    ) {
-        (true, Some((_, pack_fn)), Some(layout_fn), Some(edgec_ir::Tensor::I8(a))) => {
+    let kernels = cx.kernels;
+    let packed_layout = match (cx.packed.first().copied().unwrap_or(false), kernels.int8_gemm(), cx.konst(0))
+    {
+        (true, Some(q), Some(edgec_ir::Tensor::I8(a))) => {
             let spec = fc_weight_spec(rows, row);
             let w: Vec<i8> = a.iter().copied().collect();
-            let packed = pack_fn(&spec, false, &w);
+            let packed = q.pack(&spec, false, &w);
             bind_packed(cx, &mut k, &mut binds, 0, &packed);
-            Some(layout_fn(&spec))
+            Some(q.layout(&spec))
         }
         _ => None,
     };

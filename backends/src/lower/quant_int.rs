@@ -355,7 +355,8 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
 /// MatMulInteger with a constant 2-D B on the int8 GEMM (see the module docs); `None` when the
 /// target has no int8 GEMM or the operands do not fit it.
 fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
-    let Some((scratch_fn, pack_fn)) = cx.qgemm.clone() else { return Ok(None) };
+    let kernels = cx.kernels;
+    let Some(q) = kernels.int8_gemm() else { return Ok(None) };
     let (asz, bsz) = (cx.shape(0), cx.shape(1));
     if asz.len() < 2 || bsz.len() != 2 {
         return Ok(None);
@@ -398,7 +399,7 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
     let (mut k, mut binds) = io_kernel(cx, "matmul_integer_gemm")?;
     let yb = cx.operands.len();
     let spec = QGemmSpec { out: QOut::I32, ..QGemmSpec::new(rows, n, kk) };
-    let packed = pack_fn(&spec, false, &w);
+    let packed = q.pack(&spec, false, &w);
     super::qint8::bind_packed(cx, &mut k, &mut binds, 1, &packed);
     let sb: Vec<u8> = colsum.iter().flat_map(|v| v.to_le_bytes()).collect();
     let ts = cx.add_table(ConstData { ty: Ty::I32, bytes: sb.into() });
@@ -411,7 +412,7 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
     } else {
         None
     };
-    let qbytes = scratch_fn(&spec, false);
+    let qbytes = q.scratch_bytes(&spec, false);
     let scratch = (qbytes > 0).then(|| {
         binds.push(Bind::Scratch);
         k.param(Ty::I32, qbytes.div_ceil(4), Access::Scratch)
@@ -463,7 +464,8 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
 /// second term (row sums of w' computed at compile time) is subtracted afterwards. The result
 /// equals ONNX's wrapping i32 sums.
 fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
-    let Some((scratch_fn, pack_fn)) = cx.qgemm.clone() else { return Ok(None) };
+    let kernels = cx.kernels;
+    let Some(q) = kernels.int8_gemm() else { return Ok(None) };
     let (xs, ws) = (cx.shape(0), cx.shape(1));
     let x_ty = cx.ty(0)?;
     if xs.len() < 3 || ws.len() != xs.len() || !matches!(x_ty, Ty::I8 | Ty::U8) {
@@ -520,7 +522,7 @@ fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
     let mut packed = Vec::new();
     let mut group_len = 0;
     for gi in 0..group {
-        let p = pack_fn(&spec, false, &w[gi * mg * rows..(gi + 1) * mg * rows]);
+        let p = q.pack(&spec, false, &w[gi * mg * rows..(gi + 1) * mg * rows]);
         group_len = p.len();
         packed.extend(p);
     }
@@ -531,7 +533,7 @@ fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
     let rs = k.param(Ty::I32, mch as u64, Access::Read);
     binds.push(Bind::Scratch);
     let colb = k.param(Ty::I8, (rows * oprod) as u64, Access::Scratch);
-    let qbytes = scratch_fn(&spec, false);
+    let qbytes = q.scratch_bytes(&spec, false);
     let scratch = (qbytes > 0).then(|| {
         binds.push(Bind::Scratch);
         k.param(Ty::I32, qbytes.div_ceil(4), Access::Scratch)

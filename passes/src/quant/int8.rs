@@ -133,6 +133,40 @@ pub fn activation_params(lo: f32, hi: f32) -> (f32, i32) {
     (scale, zp)
 }
 
+/// The `quantize-int8` pass: [`quantize_int8`] on the module's entry function with the
+/// calibration samples the driver gave; what it did is in [`QuantizeInt8::report`] afterwards.
+pub struct QuantizeInt8 {
+    calibration: std::sync::Arc<Vec<Vec<Tensor>>>,
+    options: Int8Options,
+    /// What the last run quantized.
+    pub report: Option<QuantReport>,
+}
+
+impl QuantizeInt8 {
+    pub fn new(calibration: std::sync::Arc<Vec<Vec<Tensor>>>, options: Int8Options) -> QuantizeInt8 {
+        QuantizeInt8 { calibration, options, report: None }
+    }
+}
+
+impl crate::Pass for QuantizeInt8 {
+    fn name(&self) -> &'static str {
+        "quantize-int8"
+    }
+    fn run(&mut self, module: &mut edgec_ir::Module) -> Result<(), crate::PassError> {
+        let f = module.main_mut().ok_or_else(|| crate::PassError::Failed {
+            pass: self.name().into(),
+            message: "the module has no entry function".into(),
+        })?;
+        let r = quantize_int8(f, &self.calibration, &self.options)
+            .map_err(|message| crate::PassError::Input { pass: "quantization".into(), message })?;
+        self.report = Some(r);
+        Ok(())
+    }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
 /// Quantizes the float function `f` of `module` to int8 where the calibration allows.
 /// `calibration` holds one input list per sample (in parameter order).
 pub fn quantize_int8(

@@ -118,8 +118,8 @@ fn bench_edgec(dir: &Path, runs: usize) -> Result<EdgecRun, String> {
     let times = session.bench_host(&compiled, &inputs, runs).map_err(|e| e.to_string())?;
     Ok(EdgecRun {
         median_ms: median(times),
-        kernels: compiled.program.calls.len(),
-        compile_seconds: compiled.compile_seconds,
+        kernels: compiled.program.as_ref().map_or(0, |p| p.calls.len()),
+        compile_seconds: compiled.seconds,
     })
 }
 

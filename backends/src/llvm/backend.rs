@@ -1,0 +1,382 @@
+//! The LLVM backend: machine code for Linux application processors (x86-64, AArch64, RISC-V 64)
+//! and bare-metal Cortex-M. It lowers the optimized function to kernel IR with this machine's
+//! GEMM routines ([`LlvmKernels`]), generates an object with LLVM, writes the C header, and links
+//! the generic harness with the C runtime to run the model natively, under qemu-user or on a
+//! QEMU Cortex-M board.
+
+use super::codegen::{emit_object, LlvmKernels, MachineSpec};
+use crate::backend::{Backend, BackendError, CodegenOptions, Compiled, Execution, Package};
+use crate::lower::{lower, LowerOptions, Program};
+use crate::target::{Target, TargetError};
+use edgec_ir::{Function, Tensor};
+use edgec_passes::{GemmPanel, TargetInfo};
+use edgec_runtime::toolchain::{self, TargetKind};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// The passes the LLVM backend runs after the shared prefix: kernel formation by equality
+/// saturation, greedy fusion of what it does not model, and weights stored in the GEMM's panel
+/// layout.
+pub const PIPELINE: &str = "egraph-kernels,fuse,choose-layout";
+
+/// The LLVM backend for one machine.
+pub struct Llvm {
+    target: Target,
+    spec: MachineSpec,
+    kind: TargetKind,
+}
+
+/// The registry's constructor.
+pub fn create(target: &Target) -> Result<Box<dyn Backend>, BackendError> {
+    let (spec, kind) = machine_of(target)?;
+    Ok(Box::new(Llvm { target: target.clone(), spec, kind }))
+}
+
+/// The machine description and runtime toolchain of a target.
+pub fn machine_of(target: &Target) -> Result<(MachineSpec, TargetKind), TargetError> {
+    use target_lexicon::{Architecture, OperatingSystem};
+    let Some(triple) = &target.triple else {
+        return Err(TargetError::Unsupported {
+            target: target.to_string(),
+            reason: "not a machine target".into(),
+        });
+    };
+    if target.name == "host" {
+        return Ok((MachineSpec::host(), TargetKind::X86_64Linux));
+    }
+    let t = triple.to_string();
+    let unsupported = |why: &str| TargetError::Unsupported { target: t.clone(), reason: why.into() };
+    let cpu = target.cpu.as_deref();
+    let (kind, default_cpu, default_features, bare) = match triple.architecture {
+        Architecture::X86_64 => (TargetKind::X86_64Linux, "x86-64-v3", "", false),
+        Architecture::Aarch64(_) => (TargetKind::Aarch64Linux, "generic", "+neon", false),
+        Architecture::Riscv64(_) => (TargetKind::Riscv64Linux, "generic-rv64", "", false),
+        Architecture::Arm(_) if triple.operating_system == OperatingSystem::None_ => {
+            let m4 = cpu == Some("cortex-m4");
+            (if m4 { TargetKind::CortexM4 } else { TargetKind::CortexM7 }, "cortex-m7", "+fp-armv8d16", true)
+        }
+        _ => return Err(unsupported("no runtime toolchain for this triple (supported: x86_64/aarch64/riscv64 Linux, thumbv7em bare metal)")),
+    };
+    if !bare && triple.operating_system != OperatingSystem::Linux {
+        return Err(unsupported("only Linux is supported for application processors"));
+    }
+    Ok((
+        MachineSpec {
+            triple: t.clone(),
+            cpu: cpu.unwrap_or(default_cpu).to_string(),
+            features: target.features.clone().unwrap_or_else(|| default_features.into()),
+            bare_metal: bare,
+            sanitize_address: false,
+        },
+        kind,
+    ))
+}
+
+fn tool_err(e: toolchain::ToolchainError) -> BackendError {
+    BackendError::Environment(e.to_string())
+}
+
+fn io_err(what: &Path, e: std::io::Error) -> BackendError {
+    BackendError::Environment(format!("{}: {e}", what.display()))
+}
+
+/// A fresh private directory under the system temp dir.
+fn tempdir(what: &str) -> Result<PathBuf, BackendError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "edgec-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+    Ok(d)
+}
+
+/// The runtime object for a target kind and its code bytes, built once per process (the
+/// runtime's source is part of this binary, so the object never changes).
+fn runtime_object(kind: TargetKind) -> Result<Arc<(Vec<u8>, u64)>, BackendError> {
+    static CACHE: OnceLock<Mutex<HashMap<TargetKind, Arc<(Vec<u8>, u64)>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(rt) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&kind) {
+        return Ok(rt.clone());
+    }
+    let dir = tempdir("runtime")?;
+    let res = (|| -> Result<_, BackendError> {
+        let o = toolchain::build_runtime(kind, &dir).map_err(tool_err)?;
+        let code = toolchain::code_bytes_of_object(&o).map_err(tool_err)?;
+        Ok(Arc::new((std::fs::read(&o).map_err(|e| io_err(&o, e))?, code)))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = res?;
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(kind, rt.clone());
+    Ok(rt)
+}
+
+impl Llvm {
+    fn program<'a>(&self, c: &'a Compiled) -> Result<&'a Program, BackendError> {
+        c.program.as_ref().ok_or_else(|| BackendError::internal(None, "an LLVM compile without its program"))
+    }
+
+    fn object<'a>(&self, c: &'a Compiled) -> Result<&'a [u8], BackendError> {
+        c.file("model.o").ok_or_else(|| BackendError::internal(None, "an LLVM compile without model.o"))
+    }
+
+    /// How [`Backend::execute`] runs code for this target, for messages.
+    fn how(&self) -> String {
+        match self.kind.qemu_machine() {
+            Some(board) => format!("under qemu-system-arm on the {board} board (semihosting)"),
+            None => {
+                let (prog, _) = toolchain::run_command(self.kind, Path::new("model.elf"));
+                if prog.contains("qemu") {
+                    format!("under {prog}")
+                } else {
+                    "natively".to_string()
+                }
+            }
+        }
+    }
+}
+
+impl Backend for Llvm {
+    fn name(&self) -> &'static str {
+        "llvm"
+    }
+
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Vector width and FMA from the same ISA detection the GEMM tiles follow, a microcontroller
+    /// model for bare-metal Arm, and the f32 GEMM's panel shape for `choose-layout`.
+    fn pass_target(&self) -> TargetInfo {
+        let name = self.target.to_string();
+        let Ok(isa) = self.spec.isa() else { return TargetInfo::generic() };
+        let mut info = if self.spec.bare_metal {
+            TargetInfo::microcontroller(&name, isa.has_fma)
+        } else {
+            TargetInfo::application_core(&name, isa.vector_bits / 8, isa.has_fma)
+        };
+        let (lanes, vectors) = super::codegen::gemm_panel(isa);
+        info.gemm_panel = Some(GemmPanel { lanes: lanes as u32, max_vectors: vectors as u32 });
+        info
+    }
+
+    fn pipeline(&self) -> &'static str {
+        PIPELINE
+    }
+
+    fn supports(&self, f: &Function, op: edgec_ir::Op) -> Result<(), String> {
+        crate::lower::supports(f, op)
+    }
+
+    fn compile(&self, f: &Function, options: &CodegenOptions) -> Result<Compiled, BackendError> {
+        let start = Instant::now();
+        let mut spec = self.spec.clone();
+        spec.sanitize_address = options.sanitize_address;
+        let machine_err = |m: String| BackendError::Environment(format!("LLVM target {}: {m}", spec.triple));
+        let isa = spec.isa().map_err(machine_err)?;
+        let qtile = spec.qtile().map_err(machine_err)?;
+        let opts = LowerOptions {
+            kernels: Arc::new(LlvmKernels { isa, qtile }),
+            align: if spec.bare_metal { 16 } else { 64 },
+            // Dequantized int4 weight blocks: a few KiB of SRAM on a microcontroller, L2-sized elsewhere.
+            nbits_block_bytes: if spec.bare_metal { 16 << 10 } else { 512 << 10 },
+            ..LowerOptions::default()
+        };
+        let program = lower(f, &opts)?;
+        let obj = emit_object(&program, &spec, &options.symbol, options.emit_text)
+            .map_err(|m| BackendError::internal(Some("llvm"), m))?;
+        let header = crate::c_header::header(&crate::c_header::HeaderSpec {
+            symbol: &options.symbol,
+            target: &self.target.to_string(),
+            arena_bytes: program.arena.arena_bytes,
+            arena_align: program.arena.alignment,
+            inputs: &program.inputs,
+            outputs: &program.outputs,
+        });
+        let mut files =
+            vec![("model.o".to_string(), obj.bytes), ("model.h".to_string(), header.into_bytes())];
+        if let Some(ir) = obj.llvm_ir {
+            files.push(("model.ll".to_string(), ir.into_bytes()));
+        }
+        Ok(Compiled {
+            target: self.target.clone(),
+            backend: "llvm",
+            symbol: options.symbol.clone(),
+            files,
+            inputs: program.inputs.clone(),
+            outputs: program.outputs.clone(),
+            program: Some(program),
+            seconds: start.elapsed().as_secs_f64(),
+            report: Default::default(),
+        })
+    }
+
+    /// The runtime (source, header, object for this target) and the report's code sizes: model
+    /// code is `.text` + `.rodata` of the object less the constant data (weights and index
+    /// tables), which `weights_bytes` reports separately.
+    fn package(&self, c: &Compiled) -> Result<Package, BackendError> {
+        let p = self.program(c)?;
+        let rt = runtime_object(self.kind)?;
+        let (runtime_o, runtime_code) = (&rt.0, rt.1);
+        let dir = tempdir("measure")?;
+        let model_code = (|| -> Result<u64, BackendError> {
+            let model_o = dir.join("model.o");
+            std::fs::write(&model_o, self.object(c)?).map_err(|e| io_err(&model_o, e))?;
+            Ok(toolchain::code_bytes_of_object(&model_o).map_err(tool_err)?.saturating_sub(p.weights_bytes()))
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        let model_code = model_code?;
+        let report = serde_json::json!({
+            "target": self.spec.triple,
+            "cpu": self.spec.cpu,
+            "onnx_nodes": p.graph_ops,
+            "kernels": p.calls.len(),
+            "distinct_kernels": p.kernels.len(),
+            "weights_bytes": p.weights_bytes(),
+            "arena_bytes": p.arena.arena_bytes,
+            "arena_lower_bound_bytes": p.arena.lower_bound_bytes,
+            "arena_naive_bytes": p.arena.naive_bytes,
+            "arena_greedy_by_size_bytes": p.arena.greedy_by_size_bytes,
+            "arena_topological_lower_bound_bytes": p.arena.topological_lower_bound_bytes,
+            "arena_placement": p.arena.placement,
+            "arena_alignment": p.arena.alignment,
+            "code_bytes": model_code + runtime_code,
+            "code_bytes_model": model_code,
+            "code_bytes_runtime": runtime_code,
+        });
+        let serde_json::Value::Object(report) = report else { unreachable!("a JSON object literal") };
+        Ok(Package {
+            files: vec![
+                ("edgec_runtime.h".into(), edgec_runtime::sources::RUNTIME_H.as_bytes().to_vec()),
+                ("edgec_runtime.c".into(), edgec_runtime::sources::RUNTIME_C.as_bytes().to_vec()),
+                ("edgec_runtime.o".into(), runtime_o.clone()),
+            ],
+            report,
+        })
+    }
+
+    /// Links the compiled model with the generic harness and runs it (natively or under
+    /// emulation).
+    fn execute(&self, c: &Compiled, inputs: &[Tensor]) -> Result<Execution, BackendError> {
+        let p = self.program(c)?;
+        check_inputs(p, inputs)?;
+        let dir = tempdir("run")?;
+        let res = (|| {
+            let obj = dir.join("model.o");
+            std::fs::write(&obj, self.object(c)?).map_err(|e| io_err(&obj, e))?;
+            let io_bytes: u64 = p.inputs.iter().chain(&p.outputs).map(|d| d.bytes().div_ceil(64) * 64).sum();
+            let exe = dir.join("model.elf");
+            toolchain::link_harness(
+                self.kind,
+                &obj,
+                &format!("{}_model", c.symbol),
+                p.arena.arena_bytes.max(1),
+                io_bytes.max(64),
+                &exe,
+            )
+            .map_err(tool_err)?;
+            for (i, t) in inputs.iter().enumerate() {
+                let path = dir.join(format!("in_{i}.bin"));
+                std::fs::write(&path, t.to_le_bytes()).map_err(|e| io_err(&path, e))?;
+            }
+            let out = toolchain::run_harness(self.kind, &exe, &dir).map_err(tool_err)?;
+            if !out.success() {
+                return Err(BackendError::internal(
+                    None,
+                    format!(
+                        "the compiled model failed on {} (status {:?}): {}{}",
+                        self.kind.name(),
+                        out.status,
+                        out.stdout.trim(),
+                        out.stderr.trim()
+                    ),
+                ));
+            }
+            let mut outs = Vec::new();
+            for (i, d) in p.outputs.iter().enumerate() {
+                let path = dir.join(format!("out_{i}.bin"));
+                let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+                outs.push(
+                    Tensor::from_le_bytes(d.ty, &d.dims, &bytes)
+                        .map_err(|m| BackendError::internal(None, m))?,
+                );
+            }
+            Ok(Execution { outputs: outs, log: out.stdout, how: self.how() })
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        res
+    }
+
+    /// Times the compiled model in-process on the host: loads it as a shared object, runs once
+    /// to warm up, then `runs` times.
+    fn bench(&self, c: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f64>, BackendError> {
+        if self.kind != TargetKind::X86_64Linux || self.spec.triple != MachineSpec::host().triple {
+            return Err(BackendError::Usage(
+                "bench times compiled code in-process; use --target host".into(),
+            ));
+        }
+        check_inputs(self.program(c)?, inputs)?;
+        let dir = tempdir("bench")?;
+        let res = (|| {
+            let obj = dir.join("model.o");
+            std::fs::write(&obj, self.object(c)?).map_err(|e| io_err(&obj, e))?;
+            let rt = dir.join("edgec_runtime.o");
+            std::fs::write(&rt, &runtime_object(self.kind)?.0).map_err(|e| io_err(&rt, e))?;
+            let so = dir.join("model.so");
+            toolchain::link_shared_host(&obj, &rt, &so).map_err(tool_err)?;
+            // SAFETY: the shared object was just generated by this compiler for this host.
+            let mut m = unsafe { edgec_runtime::HostModel::load(&so, &format!("{}_model", c.symbol)) }
+                .map_err(|e| BackendError::Environment(e.to_string()))?;
+            let ins: Vec<Vec<u8>> = inputs.iter().map(|t| t.to_le_bytes()).collect();
+            let in_refs: Vec<&[u8]> = ins.iter().map(|v| v.as_slice()).collect();
+            let mut outs: Vec<Vec<u8>> = m.outputs().iter().map(|d| vec![0u8; d.bytes as usize]).collect();
+            let mut run = |outs: &mut Vec<Vec<u8>>| -> Result<f64, BackendError> {
+                let mut out_refs: Vec<&mut [u8]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+                let t = Instant::now();
+                m.run(&in_refs, &mut out_refs).map_err(|e| BackendError::Usage(e.to_string()))?;
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            };
+            run(&mut outs)?;
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                times.push(run(&mut outs)?);
+            }
+            Ok(times)
+        })();
+        // EDGEC_KEEP_BENCH_DIR=1 keeps model.so for profilers (perf resolves the kernels' symbols).
+        if std::env::var_os("EDGEC_KEEP_BENCH_DIR").is_some_and(|v| v == "1") {
+            eprintln!("kept {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        res
+    }
+}
+
+/// The inputs must be the program's, in number, element type and shape.
+fn check_inputs(p: &Program, inputs: &[Tensor]) -> Result<(), BackendError> {
+    if inputs.len() != p.inputs.len() {
+        return Err(BackendError::Usage(format!(
+            "the model takes {} inputs, {} given",
+            p.inputs.len(),
+            inputs.len()
+        )));
+    }
+    for (t, d) in inputs.iter().zip(&p.inputs) {
+        if t.shape() != d.dims.as_slice() || t.scalar_type() != d.ty {
+            return Err(BackendError::Usage(format!(
+                "input {:?}: expected {} {:?}, got {} {:?}",
+                d.name,
+                d.ty.name(),
+                d.dims,
+                t.scalar_type().name(),
+                t.shape()
+            )));
+        }
+    }
+    Ok(())
+}
