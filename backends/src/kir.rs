@@ -6,11 +6,15 @@
 //! shapes are static, so every loop bound is a constant. The form is target independent: the LLVM
 //! backend lowers it to IR that LLVM's vectorizer handles, and a C-emitting backend can print it.
 //!
-//! Buffers are kernel parameters; a [`Program`] says which arena slot, graph input/output or
-//! constant each parameter of each kernel call is bound to.
+//! Buffers are kernel parameters; a [`Program`](crate::lower::Program) says which arena slot,
+//! graph input/output or constant each parameter of each kernel call is bound to. [`print`] gives
+//! both a stable text form (`docs/kernel-ir.md`).
 
 use crate::quant::{QChannel, QGemmDesc, QOut, QWeights};
 use edgec_ir::ScalarType;
+
+pub mod print;
+pub use print::{print_kernel, print_program};
 
 /// A kernel parameter (buffer) index.
 pub type BufId = usize;
