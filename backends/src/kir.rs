@@ -16,6 +16,43 @@ use edgec_ir::ScalarType;
 pub mod print;
 pub use print::{print_kernel, print_program};
 
+/// Defines a `u32` index newtype whose `Display` is `PREFIX<index>`, the name the text form
+/// (`print`) gives it.
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            /// The handle of position `i`; a program never holds 2^32 of them.
+            pub fn new(i: usize) -> Self {
+                $name(u32::try_from(i).expect(concat!(stringify!($name), " out of range")))
+            }
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+handle!(
+    /// A kernel of a [`Program`](crate::lower::Program) (index into its `kernels`); prints as `k3`.
+    KernelId,
+    "k"
+);
+handle!(
+    /// A constant of a [`Program`](crate::lower::Program) (index into its `consts`); prints as `c5`.
+    ConstId,
+    "c"
+);
+
 /// A kernel parameter (buffer) index.
 pub type BufId = usize;
 /// A scalar variable index (loop index or mutable local).

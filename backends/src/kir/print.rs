@@ -35,7 +35,7 @@
 //! Printing is deterministic: it only walks vectors in order and formats floats with Rust's
 //! shortest round-trip form.
 
-use super::{Access, BinOp, CmpOp, Expr, Kernel, Param, Stmt, Ty, UnOp, View};
+use super::{Access, BinOp, CmpOp, ConstId, Expr, Kernel, KernelId, Param, Stmt, Ty, UnOp, View};
 use crate::lower::{Program, Slot};
 use std::fmt::{self, Write};
 
@@ -71,7 +71,7 @@ impl fmt::Display for Slot {
         match self {
             Slot::Input(i) => write!(f, "in{i}"),
             Slot::Output(i) => write!(f, "out{i}"),
-            Slot::Const(c) => write!(f, "c{c}"),
+            Slot::Const(c) => write!(f, "{c}"),
             Slot::Arena(off) => write!(f, "arena+{off}"),
         }
     }
@@ -95,7 +95,8 @@ fn write_program(w: &mut impl Write, p: &Program) -> fmt::Result {
         let n = c.bytes.len() / c.ty.bytes();
         writeln!(
             w,
-            "  const c{i}: {} x {n}, {} B, fnv1a {:016x}",
+            "  const {}: {} x {n}, {} B, fnv1a {:016x}",
+            ConstId::new(i),
             c.ty.name(),
             c.bytes.len(),
             fnv1a(&c.bytes)
@@ -118,13 +119,13 @@ fn write_program(w: &mut impl Write, p: &Program) -> fmt::Result {
     writeln!(w, "  graph ops {}", p.graph_ops)?;
     for (i, k) in p.kernels.iter().enumerate() {
         writeln!(w)?;
-        write_kernel(w, k, Some(i))?;
+        write_kernel(w, k, Some(KernelId::new(i)))?;
     }
     writeln!(w)?;
     writeln!(w, "calls")?;
     for c in &p.calls {
         let args: Vec<String> = c.args.iter().map(|s| s.to_string()).collect();
-        writeln!(w, "  k{}({}) {:?}", c.kernel, args.join(", "), c.label)?;
+        writeln!(w, "  {}({}) {:?}", c.kernel, args.join(", "), c.label)?;
     }
     Ok(())
 }
@@ -137,9 +138,9 @@ fn access(a: Access) -> &'static str {
     }
 }
 
-fn write_kernel(w: &mut impl Write, k: &Kernel, id: Option<usize>) -> fmt::Result {
+fn write_kernel(w: &mut impl Write, k: &Kernel, id: Option<KernelId>) -> fmt::Result {
     if let Some(i) = id {
-        write!(w, "k{i}: ")?;
+        write!(w, "{i}: ")?;
     }
     let params: Vec<String> = k
         .params

@@ -1055,7 +1055,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                     .map_err(e)?;
                     cg.b.build_load(ptr, at, "iop").map_err(e)?.into_pointer_value()
                 }
-                Slot::Const(c) => consts[c],
+                Slot::Const(c) => consts[c.index()],
                 Slot::Arena(off) => unsafe {
                     cg.b.build_in_bounds_gep(cg.cx.i8_type(), parena, &[cg.idx.const_int(off, false)], "slot")
                 }
@@ -1067,7 +1067,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             self.b.build_call(hook, &[pctx.into(), ix.into(), i32t.const_zero().into()], "").map_err(e)?;
             let args: Vec<_> =
                 call.args.iter().map(|&s| slot_ptr(self, s).map(|p| p.into())).collect::<Result<_, _>>()?;
-            self.b.build_call(kernels[call.kernel], &args, "").map_err(e)?;
+            self.b.build_call(kernels[call.kernel.index()], &args, "").map_err(e)?;
             self.b
                 .build_call(hook, &[pctx.into(), ix.into(), i32t.const_int(1, false).into()], "")
                 .map_err(e)?;
@@ -1122,7 +1122,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             .map(|(i, c)| {
                 cstr(
                     self,
-                    &format!("{}:{}", p.kernels[c.kernel].name, c.label),
+                    &format!("{}:{}", p.kernels[c.kernel.index()].name, c.label),
                     &format!("{symbol}_kname{i}"),
                 )
             })

@@ -23,7 +23,7 @@ mod reduce;
 mod scan;
 mod schedule;
 
-use crate::kir::{Access, Kernel, Ty};
+use crate::kir::{Access, ConstId, Kernel, KernelId, Ty};
 use edgec_ir::entity::{EntityRef, SecondaryMap, Value};
 use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{EvalCtx, OpKind, Traits};
@@ -37,7 +37,7 @@ pub use plan::{memory_svg, ArenaPlan};
 pub enum Slot {
     Input(usize),
     Output(usize),
-    Const(usize),
+    Const(ConstId),
     /// A byte offset into the arena.
     Arena(u64),
 }
@@ -45,7 +45,7 @@ pub enum Slot {
 /// One kernel call of the schedule.
 #[derive(Clone, Debug)]
 pub struct Call {
-    pub kernel: usize,
+    pub kernel: KernelId,
     pub args: Vec<Slot>,
     /// The ONNX node(s) this call computes, for diagnostics and profiling.
     pub label: String,
@@ -516,7 +516,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             Lowered::Calls(calls) => {
                 // Identical tables (an int4 table shared by a tied head and its embedding) are
                 // stored once.
-                let table_slots: Vec<usize> = cx.tables.drain(..).map(|c| b.intern(c)).collect();
+                let table_slots: Vec<ConstId> = cx.tables.drain(..).map(|c| b.intern(c)).collect();
                 for (kernel, binds) in calls {
                     let mut args = Vec::new();
                     for (pi, bind) in binds.iter().enumerate() {
@@ -596,9 +596,9 @@ enum Pending {
 #[derive(Default)]
 struct Builder {
     consts: Vec<ConstData>,
-    const_of: HashMap<Value, usize>,
+    const_of: HashMap<Value, ConstId>,
     kernels: Vec<Kernel>,
-    calls: Vec<(usize, Vec<Pending>, String)>,
+    calls: Vec<(KernelId, Vec<Pending>, String)>,
     storage: HashMap<Value, Slot>,
     /// Call index that first writes each value.
     defined: HashMap<Value, usize>,
@@ -606,12 +606,12 @@ struct Builder {
 
 impl Builder {
     /// Index of a constant with these contents, added if there is none yet.
-    fn intern(&mut self, c: ConstData) -> usize {
+    fn intern(&mut self, c: ConstData) -> ConstId {
         match self.consts.iter().position(|o| o.ty == c.ty && o.bytes == c.bytes) {
-            Some(i) => i,
+            Some(i) => ConstId::new(i),
             None => {
                 self.consts.push(c);
-                self.consts.len() - 1
+                ConstId::new(self.consts.len() - 1)
             }
         }
     }
@@ -622,7 +622,7 @@ impl Builder {
                 ty: Ty::of(t.scalar_type()).unwrap_or(Ty::U8),
                 bytes: bytes::Bytes::from(t.to_le_bytes()),
             });
-            self.consts.len() - 1
+            ConstId::new(self.consts.len() - 1)
         });
         Pending::Ready(Slot::Const(i))
     }
@@ -634,16 +634,16 @@ impl Builder {
             .iter()
             .position(|k| k.params == kernel.params && k.vars == kernel.vars && k.body == kernel.body)
         {
-            Some(i) => i,
+            Some(i) => KernelId::new(i),
             None => {
                 let mut kernel = kernel;
                 kernel.name = format!("{}_{}", kernel.name, self.kernels.len());
                 self.kernels.push(kernel);
-                self.kernels.len() - 1
+                KernelId::new(self.kernels.len() - 1)
             }
         };
         let ci = self.calls.len();
-        for (a, p) in args.iter().zip(&self.kernels[ki].params) {
+        for (a, p) in args.iter().zip(&self.kernels[ki.index()].params) {
             if let (Pending::Value(v), Access::Write) = (a, p.access) {
                 self.defined.entry(*v).or_insert(ci);
             }
@@ -669,7 +669,7 @@ impl Builder {
             .iter()
             .map(|(ki, args, _)| {
                 args.iter()
-                    .zip(&kernels[*ki].params)
+                    .zip(&kernels[ki.index()].params)
                     .filter_map(|(a, p)| match a {
                         Pending::Value(v) => Some((*v, p.access)),
                         _ => None,
@@ -713,7 +713,7 @@ impl Builder {
         let mut sizes: HashMap<Value, u64> = HashMap::new();
         let mut order: Vec<Value> = Vec::new();
         for (ci, (ki, args, _)) in calls.iter().enumerate() {
-            for (a, p) in args.iter().zip(&kernels[*ki].params) {
+            for (a, p) in args.iter().zip(&kernels[ki.index()].params) {
                 if let Pending::Value(v) = a {
                     if storage.contains_key(v) {
                         continue;
@@ -801,7 +801,7 @@ impl Builder {
 /// and the result is recorded as an alias of the operand. Returns the aliases (result ->
 /// operand).
 fn place_in_place(
-    calls: &mut [(usize, Vec<Pending>, String)],
+    calls: &mut [(KernelId, Vec<Pending>, String)],
     kernels: &mut Vec<Kernel>,
     storage: &HashMap<Value, Slot>,
 ) -> HashMap<Value, Value> {
@@ -817,7 +817,7 @@ fn place_in_place(
     }
     let mut alias = HashMap::new();
     for (ci, (ki, args, _)) in calls.iter_mut().enumerate() {
-        for (pin, pout) in kernels[*ki].inplace.clone() {
+        for (pin, pout) in kernels[ki.index()].inplace.clone() {
             let (Pending::Value(vin), Pending::Value(vout)) = (&args[pin], &args[pout]) else { continue };
             let (vin, vout) = (*vin, *vout);
             let arena_values = !storage.contains_key(&vin) && !storage.contains_key(&vout);
@@ -825,12 +825,12 @@ fn place_in_place(
             if !arena_values || last[&vin] != ci || first[&vout] != ci || reads != 1 {
                 continue;
             }
-            let variant = kernels[*ki].in_place(pin, pout);
+            let variant = kernels[ki.index()].in_place(pin, pout);
             *ki = match kernels.iter().position(|k| *k == variant) {
-                Some(i) => i,
+                Some(i) => KernelId::new(i),
                 None => {
                     kernels.push(variant);
-                    kernels.len() - 1
+                    KernelId::new(kernels.len() - 1)
                 }
             };
             alias.insert(vout, vin);
@@ -843,7 +843,7 @@ fn place_in_place(
 /// Peak of live arena bytes over `calls` (those not `dropped`), with every value stored at
 /// `root(v)` (scratch included).
 fn live_peak(
-    calls: &[(usize, Vec<Pending>, String)],
+    calls: &[(KernelId, Vec<Pending>, String)],
     dropped: &[bool],
     storage: &HashMap<Value, Slot>,
     root: &dyn Fn(Value) -> Value,
@@ -879,7 +879,7 @@ fn live_peak(
 /// if the peak of live bytes does not grow (a UNet skip connection produced long before its
 /// concat stays a copy). Returns `part -> (result, byte offset)`.
 fn place_concats(
-    calls: &mut Vec<(usize, Vec<Pending>, String)>,
+    calls: &mut Vec<(KernelId, Vec<Pending>, String)>,
     kernels: &[Kernel],
     storage: &HashMap<Value, Slot>,
     in_place: &HashMap<Value, Value>,
@@ -899,9 +899,9 @@ fn place_concats(
     let mut best = live_peak(calls, &dropped, storage, &|v| root_of(&parts, v), bytes);
     for ci in 0..calls.len() {
         let (ki, args, _) = &calls[ci];
-        let Some((out, runs)) = &kernels[*ki].concat else { continue };
+        let Some((out, runs)) = &kernels[ki.index()].concat else { continue };
         let Pending::Value(vout) = args[*out] else { continue };
-        let elem = kernels[*ki].params[*out].ty.bytes() as u64;
+        let elem = kernels[ki.index()].params[*out].ty.bytes() as u64;
         let mut candidate = Vec::new();
         for &(p, at) in runs {
             let Pending::Value(v) = args[p] else { break };

@@ -185,7 +185,7 @@ pub(crate) fn check(p: &super::Program, owners: &[Vec<Option<u32>>]) -> Result<(
     // Disjoint segments (start, end, owner), kept sorted.
     let mut segs: Vec<(u64, u64, u32)> = Vec::new();
     for (ci, (call, own)) in p.calls.iter().zip(owners).enumerate() {
-        let k = &p.kernels[call.kernel];
+        let k = &p.kernels[call.kernel.index()];
         let mut writes = Vec::new();
         for ((slot, o), param) in call.args.iter().zip(own).zip(&k.params) {
             // Graph outputs are checked too (a schedule must not read one before it is written),
@@ -251,7 +251,7 @@ pub fn memory_svg(p: &super::Program) -> String {
     let mut boxes: BTreeMap<(u64, u64, usize), (usize, String)> = BTreeMap::new();
     let mut open: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     for (ci, call) in p.calls.iter().enumerate() {
-        let k = &p.kernels[call.kernel];
+        let k = &p.kernels[call.kernel.index()];
         for (slot, param) in call.args.iter().zip(&k.params) {
             let Slot::Arena(off) = slot else { continue };
             let len = param.len * param.ty.bytes() as u64;
