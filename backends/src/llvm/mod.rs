@@ -6,6 +6,7 @@ pub fn llvm_version() -> (u32, u32, u32) {
 pub mod codegen;
 pub mod gemm;
 pub mod gemm_bench;
+mod ir_helpers;
 pub mod lookup;
 pub mod math;
 pub mod qgemm;
