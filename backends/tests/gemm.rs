@@ -391,16 +391,8 @@ fn choose_layout_panels_are_the_packed_b() {
             let (lanes, vectors) = gemm_panel(isa);
             let nr = lanes * vectors.min(n.div_ceil(lanes)).max(1);
             let spec = edgec_backends::kir::GemmSpec {
-                m: 4,
-                n,
-                k,
-                a_trans: false,
-                b_trans: false,
-                lda: k,
-                ldb: n,
-                ldc: n,
-                accumulate: false,
                 b_prepacked: true,
+                ..edgec_backends::kir::GemmSpec::new(edgec_backends::kir::GemmShape::new(4, n, k))
             };
             assert_eq!(gemm_panel_fn(isa)(&spec), nr, "{isa:?} {k}x{n}");
             let m = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[k, n]), b).unwrap();
@@ -436,7 +428,7 @@ fn lowering_binds_chosen_panels_without_packing() {
         let opts = LowerOptions {
             gemm_pack_b: Some(Arc::new(move |s: &edgec_backends::kir::GemmSpec, b: &[f32]| {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let desc = GemmDesc { b_prepacked: true, ..GemmDesc::new(s.m, s.n, s.k) };
+                let desc = GemmDesc { b_prepacked: true, ..GemmDesc::new(s.shape.m, s.shape.n, s.shape.k) };
                 pack_b(&desc, isa, b)
             })),
             gemm_panel: Some(gemm_panel_fn(isa)),

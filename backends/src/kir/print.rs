@@ -204,20 +204,20 @@ fn write_stmt(w: &mut impl Write, k: &Kernel, s: &Stmt, depth: usize) -> fmt::Re
         }
         Stmt::Gemm { spec, a, b, c, bias, scratch } => {
             let mut f = vec![
-                format!("m={} n={} k={}", spec.m, spec.n, spec.k),
-                format!("a={} lda={}", view(a), spec.lda),
+                format!("m={} n={} k={}", spec.shape.m, spec.shape.n, spec.shape.k),
+                format!("a={} lda={}", view(a), spec.shape.lda),
             ];
-            if spec.a_trans {
+            if spec.shape.a_trans {
                 f.push("a_trans".into());
             }
-            f.push(format!("b={} ldb={}", view(b), spec.ldb));
-            if spec.b_trans {
+            f.push(format!("b={} ldb={}", view(b), spec.shape.ldb));
+            if spec.shape.b_trans {
                 f.push("b_trans".into());
             }
             if spec.b_prepacked {
                 f.push("b_prepacked".into());
             }
-            f.push(format!("c={} ldc={}", view(c), spec.ldc));
+            f.push(format!("c={} ldc={}", view(c), spec.shape.ldc));
             if spec.accumulate {
                 f.push("accumulate".into());
             }
@@ -235,17 +235,17 @@ fn write_stmt(w: &mut impl Write, k: &Kernel, s: &Stmt, depth: usize) -> fmt::Re
         }
         Stmt::QGemm { spec, a, b, c, bias, mult, shift, scratch } => {
             let mut f = vec![
-                format!("m={} n={} k={}", spec.m, spec.n, spec.k),
-                format!("a={} lda={}", view(a), spec.lda),
+                format!("m={} n={} k={}", spec.shape.m, spec.shape.n, spec.shape.k),
+                format!("a={} lda={}", view(a), spec.shape.lda),
             ];
-            if spec.a_trans {
+            if spec.shape.a_trans {
                 f.push("a_trans".into());
             }
-            f.push(format!("b={} ldb={}", view(b), spec.ldb));
-            if spec.b_trans {
+            f.push(format!("b={} ldb={}", view(b), spec.shape.ldb));
+            if spec.shape.b_trans {
                 f.push("b_trans".into());
             }
-            f.push(format!("c={} ldc={}", view(c), spec.ldc));
+            f.push(format!("c={} ldc={}", view(c), spec.shape.ldc));
             f.push(format!("zp=({}, {}, {})", spec.a_zp, spec.b_zp, spec.c_zp));
             f.push(format!("act=[{}, {}]", spec.act_min, spec.act_max));
             f.push(
