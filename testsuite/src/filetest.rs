@@ -514,6 +514,21 @@ mod tests {
     }
 
     #[test]
+    fn lower_kind() {
+        let text = "// test: lower\nfunc @main(%a: tensor<2xf32>) -> (\"y\": tensor<2xf32>) {\n  %0 = math.neg %a : tensor<2xf32> loc(\"neg\")\n  func.return %0 loc(unknown)\n}\n";
+        let out = run_source(text, false);
+        assert!(out.failures[0].contains("no `// ---- expected ----` block"), "{:?}", out.failures);
+        let blessed = run_source(text, true).blessed.unwrap();
+        assert!(run_source(&blessed, false).failures.is_empty(), "{blessed}");
+        assert!(blessed.contains("// k0: kernel neg_0(p0: f32[2] read, p1: f32[2] write)\n"), "{blessed}");
+        assert!(blessed.contains("//   k0(in0, out0) \"neg\"\n"), "{blessed}");
+        let both = text.replace("// test: lower\n", "// test: lower\n// test: print\n");
+        assert!(run_source(&both, false).failures[0].contains("only one of"));
+        let invalid = text.replace("math.neg %a", "math.neg %a, %a");
+        assert!(!run_source(&invalid, false).failures.is_empty());
+    }
+
+    #[test]
     fn verify_kind() {
         assert!(run_source(&format!("// test: verify\n{CLEAN}"), false).failures.is_empty());
         let bad = "// test: verify\nfunc @f() -> () {\n  // expected-error: missing required attribute `value`\n  %0 = builtin.constant : tensor<f32> loc(unknown)\n  func.return loc(unknown)\n}\n";
