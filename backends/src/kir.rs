@@ -7,8 +7,8 @@
 //! backend lowers it to IR that LLVM's vectorizer handles, and a C-emitting backend can print it.
 //!
 //! Buffers are kernel parameters; a [`Program`](crate::lower::Program) says which arena slot,
-//! graph input/output or constant each parameter of each kernel call is bound to. [`print`] gives
-//! both a stable text form (`docs/kernel-ir.md`).
+//! graph input/output or constant each parameter of each kernel call is bound to.
+//! [`print`](mod@print) gives both a stable text form (`docs/kernel-ir.md`).
 
 use crate::quant::{QChannel, QGemmDesc, QOut, QWeights};
 use edgec_ir::ScalarType;
