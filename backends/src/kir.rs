@@ -6,11 +6,52 @@
 //! shapes are static, so every loop bound is a constant. The form is target independent: the LLVM
 //! backend lowers it to IR that LLVM's vectorizer handles, and a C-emitting backend can print it.
 //!
-//! Buffers are kernel parameters; a [`Program`] says which arena slot, graph input/output or
-//! constant each parameter of each kernel call is bound to.
+//! Buffers are kernel parameters; a [`Program`](crate::lower::Program) says which arena slot,
+//! graph input/output or constant each parameter of each kernel call is bound to.
+//! [`print`](mod@print) gives both a stable text form (`docs/kernel-ir.md`).
 
 use crate::quant::{QChannel, QGemmDesc, QOut, QWeights};
 use edgec_ir::ScalarType;
+
+pub mod print;
+pub use print::print_kernel;
+
+/// Defines a `u32` index newtype whose `Display` is `PREFIX<index>`, the name the text form
+/// (`print`) gives it.
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            /// The handle of position `i`; a program never holds 2^32 of them.
+            pub fn new(i: usize) -> Self {
+                $name(u32::try_from(i).expect(concat!(stringify!($name), " out of range")))
+            }
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+handle!(
+    /// A kernel of a [`Program`](crate::lower::Program) (index into its `kernels`); prints as `k3`.
+    KernelId,
+    "k"
+);
+handle!(
+    /// A constant of a [`Program`](crate::lower::Program) (index into its `consts`); prints as `c5`.
+    ConstId,
+    "c"
+);
 
 /// A kernel parameter (buffer) index.
 pub type BufId = usize;
@@ -252,9 +293,10 @@ pub struct View {
     pub offset: Expr,
 }
 
-/// Shape of a matrix multiply `C (m×n) = A (m×k) · B (k×n)` on f32 row-major views.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GemmSpec {
+/// Shape and layout of a matrix multiply `C (m×n) = A (m×k) · B (k×n)` on row-major views: what
+/// the f32 ([`GemmSpec`]) and int8 ([`QGemmSpec`]) products have in common.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmShape {
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -262,14 +304,36 @@ pub struct GemmSpec {
     pub a_trans: bool,
     /// B is stored N×K (transposed).
     pub b_trans: bool,
+    /// Elements between consecutive stored rows of A, B and C.
     pub lda: usize,
     pub ldb: usize,
     pub ldc: usize,
+}
+
+impl GemmShape {
+    /// Dense `C[m×n] = A[m×k]·B[k×n]`, nothing transposed, tight leading dimensions (`lda = k`,
+    /// `ldb = ldc = n`). Callers override what differs with struct update syntax.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        GemmShape { m, n, k, a_trans: false, b_trans: false, lda: k, ldb: n, ldc: n }
+    }
+}
+
+/// A matrix multiply on f32 views (`Stmt::Gemm`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmSpec {
+    pub shape: GemmShape,
     /// `C += A·B` instead of `C = A·B`.
     pub accumulate: bool,
     /// B is a compile-time table already in the backend's packed panel layout (see
     /// `LowerOptions::gemm_pack_b`); `ldb`/`b_trans` describe the original constant.
     pub b_prepacked: bool,
+}
+
+impl GemmSpec {
+    /// `C = A·B` of this shape, with B read as stored.
+    pub fn new(shape: GemmShape) -> Self {
+        GemmSpec { shape, accumulate: false, b_prepacked: false }
+    }
 }
 
 /// A bias added to every element of a GEMM's result: `C[i][j] += bias[i]` (`per_row`, one value
@@ -288,16 +352,7 @@ pub struct GemmBias {
 /// which is whether the statement has a bias view.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct QGemmSpec {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    /// A is stored K×M (transposed).
-    pub a_trans: bool,
-    /// B is stored N×K (transposed).
-    pub b_trans: bool,
-    pub lda: usize,
-    pub ldb: usize,
-    pub ldc: usize,
+    pub shape: GemmShape,
     pub a_zp: i32,
     pub b_zp: i32,
     pub c_zp: i32,
@@ -315,19 +370,18 @@ pub struct QGemmSpec {
 }
 
 impl QGemmSpec {
-    /// Dense `C[m×n] = A[m×k]·B[k×n]`, row-major with tight leading dimensions; the weights are B
-    /// (prepacked, one channel per column); zero points 0; int8 output over the whole range.
-    /// Callers override what differs with struct update syntax.
+    /// Dense `C[m×n] = A[m×k]·B[k×n]` ([`GemmShape::new`]) with the defaults of
+    /// [`QGemmSpec::with_shape`].
     pub fn new(m: usize, n: usize, k: usize) -> Self {
+        QGemmSpec::with_shape(GemmShape::new(m, n, k))
+    }
+
+    /// A product of this shape whose weights are B (prepacked, one channel per column); zero
+    /// points 0; int8 output over the whole range. Callers override what differs with struct
+    /// update syntax.
+    pub fn with_shape(shape: GemmShape) -> Self {
         QGemmSpec {
-            m,
-            n,
-            k,
-            a_trans: false,
-            b_trans: false,
-            lda: k,
-            ldb: n,
-            ldc: n,
+            shape,
             a_zp: 0,
             b_zp: 0,
             c_zp: 0,
@@ -342,15 +396,16 @@ impl QGemmSpec {
 
     /// The routine's description, with or without a bias.
     pub fn desc(&self, bias: bool) -> QGemmDesc {
+        let s = &self.shape;
         QGemmDesc {
-            m: self.m,
-            n: self.n,
-            k: self.k,
-            a_trans: self.a_trans,
-            b_trans: self.b_trans,
-            lda: self.lda,
-            ldb: self.ldb,
-            ldc: self.ldc,
+            m: s.m,
+            n: s.n,
+            k: s.k,
+            a_trans: s.a_trans,
+            b_trans: s.b_trans,
+            lda: s.lda,
+            ldb: s.ldb,
+            ldc: s.ldc,
             a_zp: self.a_zp,
             b_zp: self.b_zp,
             c_zp: self.c_zp,

@@ -393,16 +393,8 @@ fn choose_layout_panels_are_the_packed_b() {
             let (lanes, vectors) = gemm_panel(isa);
             let nr = lanes * vectors.min(n.div_ceil(lanes)).max(1);
             let spec = edgec_backends::kir::GemmSpec {
-                m: 4,
-                n,
-                k,
-                a_trans: false,
-                b_trans: false,
-                lda: k,
-                ldb: n,
-                ldc: n,
-                accumulate: false,
                 b_prepacked: true,
+                ..edgec_backends::kir::GemmSpec::new(edgec_backends::kir::GemmShape::new(4, n, k))
             };
             let kernels = LlvmKernels { isa, qtile: QTile::for_kernel(QKernel::Scalar, 1) };
             assert_eq!(kernels.panel_width(&spec), nr, "{isa:?} {k}x{n}");

@@ -722,13 +722,17 @@ fn qgemm_cross_run_riscv64_qemu() {
 fn qgemm_kernel_statement_through_codegen() {
     // A kernel whose body is one `Stmt::QGemm` (prepacked weights, views at non-zero offsets),
     // compiled by the program code generator for the host, then JIT-run from its IR.
-    use edgec_backends::kir::{idx, Access, Kernel, QGemmSpec, Stmt, Ty, View};
+    use edgec_backends::kir::{idx, Access, GemmShape, Kernel, QGemmSpec, Stmt, Ty, View};
     use edgec_backends::llvm::codegen::{kernel_ir, MachineSpec};
     let spec_m = MachineSpec::host();
     let tm = host_target_machine();
     let tile = QTile::for_target_machine(&tm);
-    let qs =
-        QGemmSpec { b_trans: true, ldb: 45, a_zp: -7, c_zp: 2, act_max: 120, ..QGemmSpec::new(10, 37, 45) };
+    let qs = QGemmSpec {
+        a_zp: -7,
+        c_zp: 2,
+        act_max: 120,
+        ..QGemmSpec::with_shape(GemmShape { b_trans: true, ldb: 45, ..GemmShape::new(10, 37, 45) })
+    };
     let desc = qs.desc(true);
     let case = Case::random(desc.clone(), 99);
     let packed = pack_weights(&desc, tile, &case.b);

@@ -72,6 +72,9 @@ pub enum Command {
         /// Also write DIR/memory.svg: the arena over time (tensors as boxes, time × offset).
         #[arg(long)]
         memory_plot: bool,
+        /// Also write the lowered kernel IR as DIR/model.kir (docs/kernel-ir.md).
+        #[arg(long)]
+        emit_kir: bool,
     },
     /// Compile and execute a model on inputs; write outputs to an .npz.
     Run {
@@ -286,19 +289,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             emit_text(output.as_deref(), &edgec_ir::printer::print_module(&module))
         }
-        Command::Compile { model, target, output, common, emit_llvm, memory_plot } => {
+        Command::Compile { model, target, output, common, emit_llvm, memory_plot, emit_kir } => {
             let opts = common.options(&target)?;
             // Fail on a disabled or unknown backend before importing anything.
             crate::target::lookup(&opts.target)?;
             let session = Session::import(&model, &opts)?;
             let compiled = session.compile(&opts.target, &common.name, emit_llvm)?;
             let report = session.write_artifacts(&compiled, &output)?;
+            let program = |flag: &str| {
+                compiled.program.as_ref().ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{flag}: the {} backend does not lower to kernel IR",
+                        compiled.backend
+                    ))
+                })
+            };
             if memory_plot {
-                let program = compiled.program.as_ref().ok_or_else(|| {
-                    Error::Usage(format!("--memory-plot: target {} has no arena plan", opts.target))
-                })?;
-                let svg = edgec_backends::lower::memory_svg(program);
+                let svg = edgec_backends::lower::memory_svg(program("--memory-plot")?);
                 write_atomically(&output.join("memory.svg"), svg.as_bytes())?;
+            }
+            if emit_kir {
+                let text = edgec_backends::lower::print_program(program("--emit-kir")?);
+                write_atomically(&output.join("model.kir"), text.as_bytes())?;
             }
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             Ok(())

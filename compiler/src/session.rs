@@ -241,62 +241,48 @@ impl Session {
     /// `--passes` pipeline replaces the shared and backend passes; `quantize-int8` then goes
     /// before the first of the backend's passes it names (quantization must see the layers
     /// before kernels are formed), or last.
-    pub fn pipeline_for(&self, backend: &dyn Backend) -> String {
-        let mut passes: Vec<String> = Vec::new();
-        let prequantized = self.module.functions.iter().any(edgec_passes::quant::has_onnx_quant_ops);
-        let custom = self.pipeline.passes.as_deref();
-        let split = |p: &str| -> Vec<String> {
-            edgec_passes::parse_pipeline(p)
-                .map(|items| {
-                    items
-                        .into_iter()
-                        .map(|(n, o)| {
-                            if o.is_empty() {
-                                n
-                            } else {
-                                let kv: Vec<String> = o.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                                format!("{n}{{{}}}", kv.join(" "))
-                            }
-                        })
-                        .collect()
-                })
-                .unwrap_or_else(|_| vec![p.to_string()])
+    pub fn pipeline_for(&self, backend: &dyn Backend) -> Result<String, Error> {
+        let parse = |p: &str| edgec_passes::parse_pipeline(p).map_err(PassError::Pipeline);
+        let own = parse(backend.pipeline())?;
+        let mut body = match self.pipeline.passes.as_deref() {
+            Some(p) => parse(p)?,
+            None => parse(SHARED_PASSES)?.into_iter().chain(own.iter().cloned()).collect(),
         };
-        let body: Vec<String> = match custom {
-            Some(p) => split(p),
-            None => split(SHARED_PASSES).into_iter().chain(split(backend.pipeline())).collect(),
-        };
+        let names: Vec<&str> = body.iter().map(|(n, _)| n.as_str()).collect();
+        let mut head = Vec::new();
         // A pre-quantized model states its integer arithmetic as ONNX quantization ops; they
         // fold into the integer kernels before anything else (constant folding would turn the
         // weights' DequantizeLinear into float constants).
-        let name_of = |p: &str| p.split('{').next().unwrap_or("").trim().to_string();
-        if prequantized && !body.is_empty() && !body.iter().any(|p| name_of(p) == "fold-quantized") {
-            passes.push("fold-quantized".into());
+        let prequantized = self.module.functions.iter().any(edgec_passes::quant::has_onnx_quant_ops);
+        if prequantized && !names.is_empty() && !names.contains(&"fold-quantized") {
+            head.push(("fold-quantized".to_string(), BTreeMap::new()));
         }
         if let Quantize::Int4Weights { group_size } = &self.quantize {
-            passes.push(format!("quantize-int4-weights{{group-size={group_size}}}"));
+            let options = BTreeMap::from([("group-size".to_string(), group_size.to_string())]);
+            head.push(("quantize-int4-weights".to_string(), options));
         }
-        let int8 = match &self.quantize {
-            Quantize::Int8 { options, .. } if !body.iter().any(|p| name_of(p) == "quantize-int8") => Some(
-                format!("quantize-int8{{min-sqnr={} observer={}}}", options.min_sqnr_db, options.observer),
-            ),
-            _ => None,
-        };
-        let backend_passes: Vec<String> = split(backend.pipeline()).iter().map(|p| name_of(p)).collect();
-        let at = match custom {
-            None => split(SHARED_PASSES).len(),
-            Some(_) => body.iter().position(|p| backend_passes.contains(&name_of(p))).unwrap_or(body.len()),
-        };
-        for (i, p) in body.iter().enumerate() {
-            if i == at {
-                passes.extend(int8.clone());
+        if let Quantize::Int8 { options, .. } = &self.quantize {
+            if !names.contains(&"quantize-int8") {
+                let at = body.iter().position(|(n, _)| own.iter().any(|(o, _)| o == n)).unwrap_or(body.len());
+                let options = BTreeMap::from([
+                    ("min-sqnr".to_string(), options.min_sqnr_db.to_string()),
+                    ("observer".to_string(), options.observer.to_string()),
+                ]);
+                body.insert(at, ("quantize-int8".to_string(), options));
             }
-            passes.push(p.clone());
         }
-        if at >= body.len() {
-            passes.extend(int8);
-        }
-        passes.join(",")
+        let text: Vec<String> = head
+            .into_iter()
+            .chain(body)
+            .map(|(name, options)| {
+                if options.is_empty() {
+                    return name;
+                }
+                let kv: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{name}{{{}}}", kv.join(" "))
+            })
+            .collect();
+        Ok(text.join(","))
     }
 
     /// Runs [`Session::pipeline_for`] `backend` on a copy of the module, with the backend's
@@ -310,7 +296,7 @@ impl Session {
             _ => None,
         };
         let cx = PassContext { target: backend.pass_target(), calibration };
-        let mut pm = PassManager::parse_with(&self.pipeline_for(backend), &cx)?;
+        let mut pm = PassManager::parse_with(&self.pipeline_for(backend)?, &cx)?;
         pm.print_after = self.pipeline.print_after.clone();
         pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
         let mut module = self.module.clone();
@@ -433,4 +419,43 @@ pub fn quantization_json(mode: &str, r: Option<&QuantReport>) -> serde_json::Val
             "name": l.name, "op": l.op, "sqnr_db": (l.sqnr_db * 100.0).round() / 100.0, "int8": l.int8,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let src = "func @f(%x: tensor<2xf32>) -> (\"y\": tensor<2xf32>) {\n  %0 = math.relu %x : tensor<2xf32> loc(\"r\")\n  func.return %0 loc(unknown)\n}\n";
+        Session::from_module(edgec_ir::parser::parse_module(src).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn pipelines_place_quantization_between_shared_and_backend_passes() {
+        let interp = edgec_backends::registry::lookup(&Target::interp()).unwrap();
+        let mut s = session();
+        assert_eq!(s.pipeline_for(interp.as_ref()).unwrap(), format!("{SHARED_PASSES},egraph-kernels,fuse"));
+        let int8 =
+            Quantize::Int8 { calibration: Calibration::Samples(Vec::new()), options: Int8Options::default() };
+        s.set_quantize(int8);
+        assert_eq!(
+            s.pipeline_for(interp.as_ref()).unwrap(),
+            format!("{SHARED_PASSES},quantize-int8{{min-sqnr=20 observer=minmax}},egraph-kernels,fuse")
+        );
+        // A pipeline of one's own: before the first of the backend's passes it names, or last.
+        s.set_pipeline(Pipeline { passes: Some("dce,fuse,cse".into()), ..Pipeline::default() });
+        assert_eq!(
+            s.pipeline_for(interp.as_ref()).unwrap(),
+            "dce,quantize-int8{min-sqnr=20 observer=minmax},fuse,cse"
+        );
+        s.set_pipeline(Pipeline { passes: Some("dce".into()), ..Pipeline::default() });
+        assert_eq!(
+            s.pipeline_for(interp.as_ref()).unwrap(),
+            "dce,quantize-int8{min-sqnr=20 observer=minmax}"
+        );
+        s.set_quantize(Quantize::Int4Weights { group_size: 32 });
+        assert_eq!(s.pipeline_for(interp.as_ref()).unwrap(), "quantize-int4-weights{group-size=32},dce");
+        s.set_pipeline(Pipeline { passes: Some("dce{".into()), ..Pipeline::default() });
+        assert!(s.pipeline_for(interp.as_ref()).unwrap_err().is_user_error());
+    }
 }

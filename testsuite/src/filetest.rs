@@ -26,14 +26,18 @@
 //!   equal the expected block, as for `print`. The reference interpreter also runs the module
 //!   before and after the pipeline on deterministic pseudo-random inputs, and the outputs must
 //!   agree (to 1e-5 relative, since recognized ops may round differently).
+//! - `lower`: the module must verify; its main function is lowered to kernel IR with
+//!   `edgec_backends::lower::lower` and the default (portable loop) `LowerOptions`, and the
+//!   printed program (`edgec_backends::lower::print_program`, form in `docs/kernel-ir.md`) must
+//!   equal the expected block, as for `print`.
 //!
 //! A header line `// target: T` (`cortex-m7`, a triple, `interp`; default: none, the passes'
 //! generic target) builds the `passes=` pipeline for that target (its backend's `pass_target`),
 //! for passes whose choices depend on the machine.
 //!
 //! Every file that parses is also checked for print → parse → print stability. With
-//! `EDGEC_BLESS=1`, `print` blocks and `roundtrip` texts are rewritten from the actual output
-//! instead of being compared.
+//! `EDGEC_BLESS=1`, expected blocks (`print`, `passes=`, `lower`) and `roundtrip` texts are
+//! rewritten from the actual output instead of being compared.
 
 use edgec_ir::parser::{parse_module_with_lines, SourceLines};
 use edgec_ir::printer::print_module;
@@ -58,6 +62,8 @@ pub enum Kind {
     Print,
     /// Run a pass pipeline, then compare like `Print`.
     Passes(String),
+    /// Lower the main function to kernel IR and compare its text like `Print`.
+    Lower,
 }
 
 impl Kind {
@@ -66,12 +72,13 @@ impl Kind {
             "roundtrip" => Some(Kind::Roundtrip),
             "verify" => Some(Kind::Verify),
             "print" => Some(Kind::Print),
+            "lower" => Some(Kind::Lower),
             _ => s.strip_prefix("passes=").map(|p| Kind::Passes(p.trim().to_string())),
         }
     }
 
     fn has_expected_block(&self) -> bool {
-        matches!(self, Kind::Print | Kind::Passes(_))
+        matches!(self, Kind::Print | Kind::Passes(_) | Kind::Lower)
     }
 }
 
@@ -206,7 +213,7 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
                 Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
                 Some(_) => failures.push(format!("line {}: test kind `{}` is given twice", i + 1, k.trim())),
                 None => failures.push(format!(
-                    "line {}: unknown test kind `{}` (expected roundtrip, verify, print or passes=...)",
+                    "line {}: unknown test kind `{}` (expected roundtrip, verify, print, lower or passes=...)",
                     i + 1,
                     k.trim()
                 )),
@@ -223,12 +230,15 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
     let marker = lines.iter().position(|l| l.trim() == EXPECTED_MARKER);
     let input_lines = &lines[..marker.unwrap_or(lines.len())];
     if marker.is_some() && !kinds.iter().any(Kind::has_expected_block) {
-        failures
-            .push(format!("`{EXPECTED_MARKER}` block in a file without `{KIND_PREFIX} print` or `passes=`"));
+        failures.push(format!(
+            "`{EXPECTED_MARKER}` block in a file without `{KIND_PREFIX} print`, `lower` or `passes=`"
+        ));
     }
     if kinds.iter().filter(|k| k.has_expected_block()).count() > 1 {
-        failures
-            .push("a file may have only one of `print` and `passes=` (they share the expected block)".into());
+        failures.push(
+            "a file may have only one of `print`, `lower` and `passes=` (they share the expected block)"
+                .into(),
+        );
         return FileOutcome { failures, blessed };
     }
     if let Some(m) = marker {
@@ -291,7 +301,7 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
                     failures.push(format!("verify: {f}"));
                 }
             }
-            Kind::Print | Kind::Passes(_) => {
+            Kind::Print | Kind::Passes(_) | Kind::Lower => {
                 let Some(p) = &printed else {
                     failures.push(format!("print: {}", parse_error(&parsed)));
                     continue;
@@ -307,6 +317,19 @@ pub fn run_source(text: &str, bless: bool) -> FileOutcome {
                             }
                             Err(e) => {
                                 failures.push(format!("passes={pipeline}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    Kind::Lower => {
+                        let module = &parsed.as_ref().expect("printed implies parsed").0;
+                        match lower_main(module) {
+                            Ok(out) => {
+                                after = out;
+                                &after
+                            }
+                            Err(e) => {
+                                failures.push(format!("lower: {e}"));
                                 continue;
                             }
                         }
@@ -369,6 +392,16 @@ fn run_pipeline(
         }
     }
     Ok(print_module(&after))
+}
+
+/// Verifies `module` and lowers its main function with the default options; returns the printed
+/// kernel IR program.
+fn lower_main(module: &Module) -> Result<String, String> {
+    edgec_ir::verify::verify_module(module).map_err(|e| e.to_string())?;
+    let f = module.main().ok_or("the module has no main function")?;
+    let p = edgec_backends::lower::lower(f, &edgec_backends::lower::LowerOptions::default())
+        .map_err(|e| e.to_string())?;
+    Ok(edgec_backends::lower::print_program(&p))
 }
 
 fn parse_error(parsed: &Result<(Module, SourceLines), IrError>) -> String {
@@ -481,6 +514,21 @@ mod tests {
         assert!(run_source(&blessed, false).failures.is_empty(), "{blessed}");
         assert!(blessed
             .ends_with("// ---- expected ----\n// func @f() -> () {\n//   func.return loc(unknown)\n// }\n"));
+    }
+
+    #[test]
+    fn lower_kind() {
+        let text = "// test: lower\nfunc @main(%a: tensor<2xf32>) -> (\"y\": tensor<2xf32>) {\n  %0 = math.neg %a : tensor<2xf32> loc(\"neg\")\n  func.return %0 loc(unknown)\n}\n";
+        let out = run_source(text, false);
+        assert!(out.failures[0].contains("no `// ---- expected ----` block"), "{:?}", out.failures);
+        let blessed = run_source(text, true).blessed.unwrap();
+        assert!(run_source(&blessed, false).failures.is_empty(), "{blessed}");
+        assert!(blessed.contains("// k0: kernel neg_0(p0: f32[2] read, p1: f32[2] write)\n"), "{blessed}");
+        assert!(blessed.contains("//   k0(in0, out0) \"neg\"\n"), "{blessed}");
+        let both = text.replace("// test: lower\n", "// test: lower\n// test: print\n");
+        assert!(run_source(&both, false).failures[0].contains("only one of"));
+        let invalid = text.replace("math.neg %a", "math.neg %a, %a");
+        assert!(!run_source(&invalid, false).failures.is_empty());
     }
 
     #[test]

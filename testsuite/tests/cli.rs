@@ -152,6 +152,7 @@ fn compile_writes_object_header_runtime_and_report() {
         "--name",
         "dcgan",
         "--memory-plot",
+        "--emit-kir",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     for f in [
@@ -162,9 +163,13 @@ fn compile_writes_object_header_runtime_and_report() {
         "edgec_runtime.c",
         "edgec_runtime.o",
         "memory.svg",
+        "model.kir",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // The kernel IR lists every kernel call the report counts.
+    let kir = std::fs::read_to_string(dir.join("model.kir")).unwrap();
+    assert!(kir.starts_with("program @"), "{kir}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     for key in [

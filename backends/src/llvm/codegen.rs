@@ -127,14 +127,14 @@ impl crate::lower::Int8Gemm for LlvmKernels {
 
 fn gemm_desc(s: &kir::GemmSpec) -> GemmDesc {
     GemmDesc {
-        m: s.m,
-        n: s.n,
-        k: s.k,
-        a_trans: s.a_trans,
-        b_trans: s.b_trans,
-        lda: s.lda,
-        ldb: s.ldb,
-        ldc: s.ldc,
+        m: s.shape.m,
+        n: s.shape.n,
+        k: s.shape.k,
+        a_trans: s.shape.a_trans,
+        b_trans: s.shape.b_trans,
+        lda: s.shape.lda,
+        ldb: s.shape.ldb,
+        ldc: s.shape.ldc,
         b_prepacked: s.b_prepacked,
         accumulate: s.accumulate,
         bias: None,
@@ -458,7 +458,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                     Some(b) => Some(view(self, fr, &b.view)?),
                     None => None,
                 };
-                if t == Ty::F32 && spec.m * spec.n * spec.k > 0 {
+                if t == Ty::F32 && spec.shape.m * spec.shape.n * spec.shape.k > 0 {
                     let f = self.gemm_fn(spec, kind);
                     let null = self.ptr().const_null();
                     let sp = scratch.map(|s| fr.params[s]).unwrap_or(null);
@@ -472,7 +472,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                 }
             }
             Stmt::QGemm { spec, a, b, c, bias, mult, shift, scratch } => {
-                if spec.m * spec.n == 0 {
+                if spec.shape.m * spec.shape.n == 0 {
                     return Ok(());
                 }
                 let mut args = Vec::with_capacity(7);
@@ -554,16 +554,18 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         );
         let acc = self.tmp_alloca(fr, self.rty(ct))?;
         let s = s.clone();
-        self.for_loop(fr, s.m as u64, ci, &mut |cg, fr| {
-            cg.for_loop(fr, s.n as u64, cj, &mut |cg, fr| {
+        self.for_loop(fr, s.shape.m as u64, ci, &mut |cg, fr| {
+            cg.for_loop(fr, s.shape.n as u64, cj, &mut |cg, fr| {
                 let zero = cg.zero(ct);
                 cg.b.build_store(acc, zero).map_err(e)?;
-                cg.for_loop(fr, s.k as u64, cp, &mut |cg, _fr| {
+                cg.for_loop(fr, s.shape.k as u64, cp, &mut |cg, _fr| {
                     let i = cg.b.build_load(cg.idx, ci, "i").map_err(e)?.into_int_value();
                     let j = cg.b.build_load(cg.idx, cj, "j").map_err(e)?.into_int_value();
                     let p = cg.b.build_load(cg.idx, cp, "p").map_err(e)?.into_int_value();
-                    let ai = if s.a_trans { cg.lin(p, s.lda, i)? } else { cg.lin(i, s.lda, p)? };
-                    let bi = if s.b_trans { cg.lin(j, s.ldb, p)? } else { cg.lin(p, s.ldb, j)? };
+                    let ai =
+                        if s.shape.a_trans { cg.lin(p, s.shape.lda, i)? } else { cg.lin(i, s.shape.lda, p)? };
+                    let bi =
+                        if s.shape.b_trans { cg.lin(j, s.shape.ldb, p)? } else { cg.lin(p, s.shape.ldb, j)? };
                     let pa_ = cg.gep(t, pa, ai)?;
                     let av = cg.b.build_load(cg.mty(t), pa_, "a").map_err(e)?;
                     let pb_ = cg.gep(t, pb, bi)?;
@@ -578,7 +580,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                 })?;
                 let i = cg.b.build_load(cg.idx, ci, "i").map_err(e)?.into_int_value();
                 let j = cg.b.build_load(cg.idx, cj, "j").map_err(e)?.into_int_value();
-                let cidx = cg.lin(i, s.ldc, j)?;
+                let cidx = cg.lin(i, s.shape.ldc, j)?;
                 let pc_ = cg.gep(t, pc, cidx)?;
                 let mut v = cg.b.build_load(cg.rty(ct), acc, "acc").map_err(e)?;
                 if s.accumulate {
@@ -1038,7 +1040,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
                     .map_err(e)?;
                     cg.b.build_load(ptr, at, "iop").map_err(e)?.into_pointer_value()
                 }
-                Slot::Const(c) => consts[c],
+                Slot::Const(c) => consts[c.index()],
                 Slot::Arena(off) => unsafe {
                     cg.b.build_in_bounds_gep(cg.cx.i8_type(), parena, &[cg.idx.const_int(off, false)], "slot")
                 }
@@ -1050,7 +1052,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             self.b.build_call(hook, &[pctx.into(), ix.into(), i32t.const_zero().into()], "").map_err(e)?;
             let args: Vec<_> =
                 call.args.iter().map(|&s| slot_ptr(self, s).map(|p| p.into())).collect::<Result<_, _>>()?;
-            self.b.build_call(kernels[call.kernel], &args, "").map_err(e)?;
+            self.b.build_call(kernels[call.kernel.index()], &args, "").map_err(e)?;
             self.b
                 .build_call(hook, &[pctx.into(), ix.into(), i32t.const_int(1, false).into()], "")
                 .map_err(e)?;
@@ -1105,7 +1107,7 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
             .map(|(i, c)| {
                 cstr(
                     self,
-                    &format!("{}:{}", p.kernels[c.kernel].name, c.label),
+                    &format!("{}:{}", p.kernels[c.kernel.index()].name, c.label),
                     &format!("{symbol}_kname{i}"),
                 )
             })

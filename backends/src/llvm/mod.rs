@@ -7,6 +7,7 @@ pub mod backend;
 pub mod codegen;
 pub mod gemm;
 pub mod gemm_bench;
+mod ir_helpers;
 pub mod lookup;
 pub mod math;
 pub mod qgemm;

@@ -45,8 +45,9 @@
 
 pub use crate::quant::*;
 
+use super::ir_helpers::{IrHelpers, R};
 use inkwell::attributes::{Attribute, AttributeLoc};
-use inkwell::builder::{Builder, BuilderError};
+use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::intrinsics::Intrinsic;
 use inkwell::module::{Linkage, Module};
@@ -490,8 +491,6 @@ struct Emitter<'ctx> {
     dot: Vec<FunctionValue<'ctx>>,
 }
 
-type R<T> = Result<T, BuilderError>;
-
 /// The function's pointer arguments and scratch regions.
 #[derive(Clone, Copy)]
 struct Ptrs<'ctx> {
@@ -520,38 +519,22 @@ struct Operand {
     xor: bool,
 }
 
+impl<'ctx> IrHelpers<'ctx> for Emitter<'ctx> {
+    fn context(&self) -> &'ctx Context {
+        self.ctx
+    }
+    fn builder(&self) -> &Builder<'ctx> {
+        &self.b
+    }
+    fn function(&self) -> FunctionValue<'ctx> {
+        self.func
+    }
+    fn index_type(&self) -> IntType<'ctx> {
+        self.i64t
+    }
+}
+
 impl<'ctx> Emitter<'ctx> {
-    fn c(&self, v: usize) -> IntValue<'ctx> {
-        self.i64t.const_int(v as u64, false)
-    }
-    fn add(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> R<IntValue<'ctx>> {
-        self.b.build_int_nuw_add(a, b, "")
-    }
-    fn addc(&self, a: IntValue<'ctx>, b: usize) -> R<IntValue<'ctx>> {
-        if b == 0 {
-            return Ok(a);
-        }
-        self.add(a, self.c(b))
-    }
-    fn mulc(&self, a: IntValue<'ctx>, b: usize) -> R<IntValue<'ctx>> {
-        if b == 1 {
-            return Ok(a);
-        }
-        self.b.build_int_nuw_mul(a, self.c(b), "")
-    }
-    fn sub(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> R<IntValue<'ctx>> {
-        self.b.build_int_nuw_sub(a, b, "")
-    }
-    fn umin(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> R<IntValue<'ctx>> {
-        let lt = self.b.build_int_compare(IntPredicate::ULT, a, b, "")?;
-        Ok(self.b.build_select(lt, a, b, "")?.into_int_value())
-    }
-    fn udivc(&self, a: IntValue<'ctx>, b: usize) -> R<IntValue<'ctx>> {
-        if b == 1 {
-            return Ok(a);
-        }
-        self.b.build_int_unsigned_div(a, self.c(b), "")
-    }
     /// Byte address `base + idx`.
     fn gep8(&self, base: PointerValue<'ctx>, idx: IntValue<'ctx>) -> R<PointerValue<'ctx>> {
         unsafe { self.b.build_in_bounds_gep(self.i8t, base, &[idx], "") }
@@ -607,36 +590,6 @@ impl<'ctx> Emitter<'ctx> {
         Ok(self.b.build_select(c, a, b, "")?.into_vector_value())
     }
 
-    /// `for (i = start; i < end; i += step) body(i)`.
-    fn for_loop(
-        &self,
-        name: &str,
-        start: IntValue<'ctx>,
-        end: IntValue<'ctx>,
-        step: usize,
-        mut body: impl FnMut(IntValue<'ctx>) -> R<()>,
-    ) -> R<()> {
-        let pre = self.b.get_insert_block().unwrap();
-        let header = self.ctx.append_basic_block(self.func, &format!("{name}.head"));
-        let body_bb = self.ctx.append_basic_block(self.func, &format!("{name}.body"));
-        let exit = self.ctx.append_basic_block(self.func, &format!("{name}.exit"));
-        self.b.build_unconditional_branch(header)?;
-        self.b.position_at_end(header);
-        let phi = self.b.build_phi(self.i64t, name)?;
-        phi.add_incoming(&[(&start, pre)]);
-        let i = phi.as_basic_value().into_int_value();
-        let cond = self.b.build_int_compare(IntPredicate::ULT, i, end, "")?;
-        self.b.build_conditional_branch(cond, body_bb, exit)?;
-        self.b.position_at_end(body_bb);
-        body(i)?;
-        let next = self.addc(i, step)?;
-        let latch = self.b.get_insert_block().unwrap();
-        self.b.build_unconditional_branch(header)?;
-        phi.add_incoming(&[(&next, latch)]);
-        self.b.position_at_end(exit);
-        Ok(())
-    }
-
     /// `Σ_{i < n} term(i)` in int32 (a loop carrying the sum).
     fn sum_loop(
         &self,
@@ -667,26 +620,6 @@ impl<'ctx> Emitter<'ctx> {
         acc.add_incoming(&[(&s2, latch)]);
         self.b.position_at_end(exit);
         Ok(s)
-    }
-
-    fn if_else(
-        &self,
-        cond: IntValue<'ctx>,
-        then: impl FnOnce() -> R<()>,
-        els: impl FnOnce() -> R<()>,
-    ) -> R<()> {
-        let t = self.ctx.append_basic_block(self.func, "then");
-        let f = self.ctx.append_basic_block(self.func, "else");
-        let j = self.ctx.append_basic_block(self.func, "join");
-        self.b.build_conditional_branch(cond, t, f)?;
-        self.b.position_at_end(t);
-        then()?;
-        self.b.build_unconditional_branch(j)?;
-        self.b.position_at_end(f);
-        els()?;
-        self.b.build_unconditional_branch(j)?;
-        self.b.position_at_end(j);
-        Ok(())
     }
 
     fn operand_a(&self) -> Operand {

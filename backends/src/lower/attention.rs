@@ -110,30 +110,8 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
     };
     let sc = scratch(&mut k, sq * total);
     let yh = scratch(&mut k, sq * dv);
-    let spec_s = GemmSpec {
-        m: sq,
-        n: total,
-        k: d,
-        a_trans: false,
-        b_trans: true,
-        lda: d,
-        ldb: d,
-        ldc: total,
-        accumulate: false,
-        b_prepacked: false,
-    };
-    let spec_y = GemmSpec {
-        m: sq,
-        n: dv,
-        k: total,
-        a_trans: false,
-        b_trans: false,
-        lda: total,
-        ldb: dv,
-        ldc: dv,
-        accumulate: false,
-        b_prepacked: false,
-    };
+    let spec_s = GemmSpec::new(GemmShape { b_trans: true, ldb: d, ..GemmShape::new(sq, total, d) });
+    let spec_y = GemmSpec::new(GemmShape::new(sq, dv, total));
     let gs = if ct == Ty::F32 { cx.gemm_scratch(&spec_s).max(cx.gemm_scratch(&spec_y)) } else { 0 };
     let gscratch = (gs > 0).then(|| {
         binds.push(Bind::Scratch);

@@ -46,15 +46,18 @@ fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bi
     let kernels = cx.kernels;
     let Some(gemm) = kernels.f32_gemm() else { return false };
     let Some(b) = cx.konst(1) else { return false };
-    if cx.ty(1) != Ok(Ty::F32) || spec.m * spec.n * spec.k == 0 || b.len() < spec.k * spec.n {
+    if cx.ty(1) != Ok(Ty::F32)
+        || spec.shape.m * spec.shape.n * spec.shape.k == 0
+        || b.len() < spec.shape.k * spec.shape.n
+    {
         return false;
     }
     let mut packed_spec = spec.clone();
     packed_spec.b_prepacked = true;
     let chosen = match cx.panels.get(1).copied().flatten() {
-        Some(p) if !spec.b_trans && spec.ldb == spec.n => {
+        Some(p) if !spec.shape.b_trans && spec.shape.ldb == spec.shape.n => {
             let nr = gemm.panel_width(&packed_spec);
-            (p.shape() == [spec.n.div_ceil(nr), spec.k, nr])
+            (p.shape() == [spec.shape.n.div_ceil(nr), spec.shape.k, nr])
                 .then(|| p.to_f64_vec().into_iter().map(|v| v as f32).collect())
         }
         _ => None,
@@ -94,18 +97,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     let sa = broadcast_strides(&a[..a.len() - 2], &bshape);
     let sb = broadcast_strides(&b[..b.len() - 2], &bshape);
     let (mut k, mut binds) = io_kernel(cx, "matmul")?;
-    let spec = GemmSpec {
-        m,
-        n,
-        k: kk,
-        a_trans: false,
-        b_trans: false,
-        lda: kk,
-        ldb: n,
-        ldc: n,
-        accumulate: false,
-        b_prepacked: false,
-    };
+    let spec = GemmSpec::new(GemmShape::new(m, n, kk));
     let mut spec = spec;
     let mut sb = sb;
     if cx.ty(0)? == Ty::F32 && sb.iter().all(|&s| s == 0) {
@@ -142,18 +134,8 @@ fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
     let ty = cx.rty(0)?;
     let (mut k, mut binds) = io_kernel(cx, "gemm")?;
     let y = cx.operands.len();
-    let spec = GemmSpec {
-        m,
-        n,
-        k: kk,
-        a_trans: ta,
-        b_trans: tb,
-        lda: a[1],
-        ldb: b[1],
-        ldc: n,
-        accumulate: false,
-        b_prepacked: false,
-    };
+    let spec =
+        GemmSpec::new(GemmShape { m, n, k: kk, a_trans: ta, b_trans: tb, lda: a[1], ldb: b[1], ldc: n });
     let mut spec = spec;
     if ty == Ty::F32 {
         prepack_b(cx, &mut spec, &mut k, &mut binds);
@@ -218,18 +200,7 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
     if col.is_some() {
         binds.push(Bind::Scratch);
     }
-    let spec = GemmSpec {
-        m: mg,
-        n: oprod,
-        k: kdim,
-        a_trans: false,
-        b_trans: false,
-        lda: kdim,
-        ldb: oprod,
-        ldc: oprod,
-        accumulate: false,
-        b_prepacked: false,
-    };
+    let spec = GemmSpec::new(GemmShape::new(mg, oprod, kdim));
     let mut scratch = None;
     if ty == Ty::F32 {
         gemm_scratch(cx.gemm_scratch(&spec), &mut k, &mut binds, &mut scratch);
@@ -406,18 +377,7 @@ fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
     binds.push(Bind::Scratch);
     // colᵀ (P_in × mg·K) = X_gᵀ (X_g stored cg × P_in) · W_g (cg × mg·K): the weights are B, so
     // a constant W is packed at compile time (one group only), and the small P_in is M.
-    let mut spec = GemmSpec {
-        m: iprod,
-        n: rows,
-        k: cg,
-        a_trans: true,
-        b_trans: false,
-        lda: iprod,
-        ldb: rows,
-        ldc: rows,
-        accumulate: false,
-        b_prepacked: false,
-    };
+    let mut spec = GemmSpec::new(GemmShape { a_trans: true, lda: iprod, ..GemmShape::new(iprod, rows, cg) });
     if ty == Ty::F32 && group == 1 {
         prepack_b(cx, &mut spec, &mut k, &mut binds);
     }

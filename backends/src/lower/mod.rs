@@ -3,8 +3,9 @@
 //!
 //! Each op family has a lowering in a submodule. Ops whose operands are all known at compile time
 //! are evaluated here with their reference semantics and become constants; view ops (reshape and
-//! friends) share their operand's storage. Then a planner gives every intermediate tensor an arena
-//! offset from its live range.
+//! friends) share their operand's storage. [`lower_ops`] stops there, with calls over the
+//! function's values ([`UnplannedProgram`]); [`plan_memory`] then schedules the calls and gives
+//! every intermediate tensor an arena offset from its live range. [`lower`] does both.
 
 mod attention;
 mod einsum;
@@ -16,6 +17,7 @@ mod movement;
 mod nbits;
 mod norm;
 mod plan;
+mod print;
 mod qint8;
 mod quant;
 mod quant_int;
@@ -23,21 +25,22 @@ mod reduce;
 mod scan;
 mod schedule;
 
-use crate::kir::{Access, Kernel, Ty};
-use edgec_ir::entity::{EntityRef, SecondaryMap, Value};
+use crate::kir::{Access, ConstId, Kernel, KernelId, Ty};
+use edgec_ir::entity::{SecondaryMap, Value};
 use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{EvalCtx, OpKind, Traits};
 use edgec_ir::{Attrs, Function, Loc, ScalarType, Tensor, TensorType};
 use std::collections::{HashMap, HashSet};
 
-pub use plan::{memory_svg, ArenaPlan};
+pub use plan::{memory_svg, plan_memory, ArenaPlan};
+pub use print::print_program;
 
 /// Where a kernel argument lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
     Input(usize),
     Output(usize),
-    Const(usize),
+    Const(ConstId),
     /// A byte offset into the arena.
     Arena(u64),
 }
@@ -45,7 +48,7 @@ pub enum Slot {
 /// One kernel call of the schedule.
 #[derive(Clone, Debug)]
 pub struct Call {
-    pub kernel: usize,
+    pub kernel: KernelId,
     pub args: Vec<Slot>,
     /// The ONNX node(s) this call computes, for diagnostics and profiling.
     pub label: String,
@@ -441,8 +444,15 @@ pub fn supports(f: &Function, op: edgec_ir::Op) -> Result<(), String> {
     Err("the machine backends cannot compile this op with run-time operands".into())
 }
 
-/// Lowers the function. It must be verifier-clean with static shapes throughout.
+/// Lowers the function and plans its memory: [`lower_ops`], then [`plan_memory`] with the
+/// options' alignment.
 pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
+    plan_memory(lower_ops(f, opts)?, opts.align)
+}
+
+/// Lowers every op of the function to kernel calls over its values, without memory planning.
+/// The function must be verifier-clean with static shapes throughout.
+pub fn lower_ops(f: &Function, opts: &LowerOptions) -> Result<UnplannedProgram, LowerError> {
     let err = |op: &'static str, loc: &Loc, message: String| LowerError::Unsupported {
         op,
         loc: loc.clone(),
@@ -579,7 +589,7 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
             Lowered::Calls(calls) => {
                 // Identical tables (an int4 table shared by a tied head and its embedding) are
                 // stored once.
-                let table_slots: Vec<usize> = cx.tables.drain(..).map(|c| b.intern(c)).collect();
+                let table_slots: Vec<ConstId> = cx.tables.drain(..).map(|c| b.intern(c)).collect();
                 for (kernel, binds) in calls {
                     let mut args = Vec::new();
                     for (pi, bind) in binds.iter().enumerate() {
@@ -645,24 +655,55 @@ pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
         });
         b.push_call(k, vec![src, Pending::Ready(Slot::Output(j))], format!("output {}", outputs[j].name));
     }
-    b.finish(f, inputs, outputs, graph_ops, opts)
-        .map_err(|message| LowerError::Internal { op: "func", message })
+    Ok(b.unplanned(f, inputs, outputs, graph_ops))
 }
 
-/// An argument before arena planning.
+/// A kernel argument before memory planning.
 #[derive(Clone, Debug)]
-enum Pending {
+pub enum Pending {
+    /// A tensor value of the source function: stored where [`UnplannedProgram::fixed`] says, or
+    /// in the arena where planning puts it.
     Value(Value),
+    /// Storage lowering already knows (a constant, the graph output a copy fills).
     Ready(Slot),
+    /// Per-call scratch of this many bytes.
     Scratch(u64),
+}
+
+/// One kernel call before memory planning.
+#[derive(Clone, Debug)]
+pub struct PendingCall {
+    pub kernel: KernelId,
+    pub args: Vec<Pending>,
+    /// As [`Call::label`].
+    pub label: String,
+}
+
+/// A lowered function before memory planning ([`lower_ops`]): kernels and calls over the
+/// function's values, in the IR's order. [`plan_memory`] turns it into a [`Program`].
+#[derive(Clone, Debug)]
+pub struct UnplannedProgram {
+    pub name: String,
+    pub inputs: Vec<IoDesc>,
+    pub outputs: Vec<IoDesc>,
+    pub consts: Vec<ConstData>,
+    pub kernels: Vec<Kernel>,
+    pub calls: Vec<PendingCall>,
+    /// Values whose storage lowering fixed (graph inputs, and graph outputs written by the call
+    /// that produces them); every other value a call names lives in the arena.
+    pub fixed: HashMap<Value, Slot>,
+    /// Bytes of every value a call names.
+    pub value_bytes: HashMap<Value, u64>,
+    /// As [`Program::graph_ops`].
+    pub graph_ops: usize,
 }
 
 #[derive(Default)]
 struct Builder {
     consts: Vec<ConstData>,
-    const_of: HashMap<Value, usize>,
+    const_of: HashMap<Value, ConstId>,
     kernels: Vec<Kernel>,
-    calls: Vec<(usize, Vec<Pending>, String)>,
+    calls: Vec<(KernelId, Vec<Pending>, String)>,
     storage: HashMap<Value, Slot>,
     /// Call index that first writes each value.
     defined: HashMap<Value, usize>,
@@ -670,12 +711,12 @@ struct Builder {
 
 impl Builder {
     /// Index of a constant with these contents, added if there is none yet.
-    fn intern(&mut self, c: ConstData) -> usize {
+    fn intern(&mut self, c: ConstData) -> ConstId {
         match self.consts.iter().position(|o| o.ty == c.ty && o.bytes == c.bytes) {
-            Some(i) => i,
+            Some(i) => ConstId::new(i),
             None => {
                 self.consts.push(c);
-                self.consts.len() - 1
+                ConstId::new(self.consts.len() - 1)
             }
         }
     }
@@ -686,7 +727,7 @@ impl Builder {
                 ty: Ty::of(t.scalar_type()).unwrap_or(Ty::U8),
                 bytes: bytes::Bytes::from(t.to_le_bytes()),
             });
-            self.consts.len() - 1
+            ConstId::new(self.consts.len() - 1)
         });
         Pending::Ready(Slot::Const(i))
     }
@@ -698,16 +739,16 @@ impl Builder {
             .iter()
             .position(|k| k.params == kernel.params && k.vars == kernel.vars && k.body == kernel.body)
         {
-            Some(i) => i,
+            Some(i) => KernelId::new(i),
             None => {
                 let mut kernel = kernel;
                 kernel.name = format!("{}_{}", kernel.name, self.kernels.len());
                 self.kernels.push(kernel);
-                self.kernels.len() - 1
+                KernelId::new(self.kernels.len() - 1)
             }
         };
         let ci = self.calls.len();
-        for (a, p) in args.iter().zip(&self.kernels[ki].params) {
+        for (a, p) in args.iter().zip(&self.kernels[ki.index()].params) {
             if let (Pending::Value(v), Access::Write) = (a, p.access) {
                 self.defined.entry(*v).or_insert(ci);
             }
@@ -715,292 +756,37 @@ impl Builder {
         self.calls.push((ki, args, label));
     }
 
-    fn finish(
+    /// The lowered program before memory planning (see [`UnplannedProgram`]).
+    fn unplanned(
         self,
         f: &Function,
         inputs: Vec<IoDesc>,
         outputs: Vec<IoDesc>,
         graph_ops: usize,
-        opts: &LowerOptions,
-    ) -> Result<Program, String> {
-        let Builder { consts, mut kernels, calls, mut storage, .. } = self;
-        // Values in graph inputs/outputs take part in the dependencies but not in arena bytes.
-        let size_of =
-            |v: &Value| if storage.contains_key(v) { 0 } else { f.values[*v].ty.size_bytes().unwrap_or(0) };
-        // Choose the schedule: the IR's order, or a memory-aware reordering of the calls when
-        // that has a lower peak of live bytes.
-        let accesses: Vec<Vec<(Value, Access)>> = calls
-            .iter()
-            .map(|(ki, args, _)| {
-                args.iter()
-                    .zip(&kernels[*ki].params)
-                    .filter_map(|(a, p)| match a {
-                        Pending::Value(v) => Some((*v, p.access)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .collect();
-        let scratch: Vec<u64> = calls
-            .iter()
-            .map(|(_, args, _)| args.iter().map(|a| if let Pending::Scratch(b) = a { *b } else { 0 }).sum())
-            .collect();
-        let ready_slots: Vec<Vec<Slot>> = calls
-            .iter()
-            .map(|(_, args, _)| {
-                args.iter().filter_map(|a| if let Pending::Ready(s) = a { Some(*s) } else { None }).collect()
-            })
-            .collect();
-        let sched = schedule::choose(&accesses, &scratch, &ready_slots, &size_of);
-        let topo_peak = sched.original_peak;
-        let mut calls: Vec<_> = calls.into_iter().map(Some).collect();
-        let mut calls: Vec<_> =
-            sched.order.iter().map(|&i| calls[i].take().expect("each call once")).collect();
-        let alias = place_in_place(&mut calls, &mut kernels, &storage);
-        let in_place_root = |mut v: Value| {
-            while let Some(&a) = alias.get(&v) {
-                v = a;
-            }
-            v
-        };
-        let value_bytes = |v: Value| f.values[v].ty.size_bytes().unwrap_or(0);
-        let parts = place_concats(&mut calls, &kernels, &storage, &alias, &value_bytes, opts.align);
-        // Storage root and byte offset of every arena value.
-        let resolve = |v: Value| {
-            let r = in_place_root(v);
-            parts.get(&r).copied().unwrap_or((r, 0))
-        };
-        let canon = |v: Value| resolve(v).0;
-        // Live ranges of arena values (by call index) and per-call scratch.
-        let mut first: HashMap<Value, usize> = HashMap::new();
-        let mut last: HashMap<Value, usize> = HashMap::new();
-        let mut sizes: HashMap<Value, u64> = HashMap::new();
-        let mut order: Vec<Value> = Vec::new();
-        for (ci, (ki, args, _)) in calls.iter().enumerate() {
-            for (a, p) in args.iter().zip(&kernels[*ki].params) {
-                if let Pending::Value(v) = a {
-                    if storage.contains_key(v) {
-                        continue;
-                    }
-                    let v = &canon(*v);
-                    if !first.contains_key(v) {
-                        if p.access != Access::Write {
-                            return Err(format!("value {v} is read before it is computed"));
-                        }
-                        first.insert(*v, ci);
-                        order.push(*v);
-                        sizes.insert(*v, f.values[*v].ty.size_bytes().unwrap_or(0));
-                    }
-                    last.insert(*v, ci);
-                }
-            }
-        }
-        let mut requests = Vec::new();
-        for &v in &order {
-            requests.push(plan::Request { size: sizes[&v], start: first[&v], end: last[&v] });
-        }
-        let mut scratch_req = Vec::new();
-        for (ci, (_, args, _)) in calls.iter().enumerate() {
+    ) -> UnplannedProgram {
+        let Builder { consts, kernels, calls, storage, .. } = self;
+        let mut value_bytes = HashMap::new();
+        for (_, args, _) in &calls {
             for a in args {
-                if let Pending::Scratch(bytes) = a {
-                    scratch_req.push(requests.len());
-                    requests.push(plan::Request { size: *bytes, start: ci, end: ci });
+                if let Pending::Value(v) = a {
+                    value_bytes.entry(*v).or_insert_with(|| f.values[*v].ty.size_bytes().unwrap_or(0));
                 }
             }
         }
-        let mut arena = plan::plan(&requests, opts.align);
-        arena.topological_lower_bound_bytes = topo_peak;
-        for (i, &v) in order.iter().enumerate() {
-            storage.insert(v, Slot::Arena(arena.offsets[i]));
-        }
-        for &v in alias.keys().chain(parts.keys()) {
-            let (root, off) = resolve(v);
-            let Slot::Arena(base) = storage[&root] else { unreachable!("roots are arena values") };
-            storage.insert(v, Slot::Arena(base + off));
-        }
-        let mut scratch_iter = scratch_req.into_iter();
-        // For the plan checker: which value (or scratch buffer) each arena argument holds.
-        let mut next_scratch = u32::MAX;
-        let mut owners: Vec<Vec<Option<u32>>> = Vec::new();
-        let calls = calls
-            .into_iter()
-            .map(|(kernel, args, label)| {
-                let mut own = Vec::new();
-                let args = args
-                    .into_iter()
-                    .map(|a| match a {
-                        Pending::Ready(s) => {
-                            own.push(None);
-                            s
-                        }
-                        Pending::Value(v) => {
-                            // A concat part's bytes belong to the concat's result, which reads
-                            // them as its own; an in-place result keeps its own identity.
-                            let owner = if parts.contains_key(&v) { resolve(v).0 } else { v };
-                            own.push(Some(owner.index() as u32));
-                            storage[&v]
-                        }
-                        Pending::Scratch(_) => {
-                            next_scratch -= 1;
-                            own.push(Some(next_scratch));
-                            Slot::Arena(arena.offsets[scratch_iter.next().unwrap()])
-                        }
-                    })
-                    .collect();
-                owners.push(own);
-                Call { kernel, args, label }
-            })
-            .collect();
-        let program =
-            Program { name: f.name.clone(), inputs, outputs, consts, kernels, calls, arena, graph_ops };
-        plan::check(&program, &owners).map_err(|m| format!("the memory plan is wrong: {m}"))?;
-        Ok(program)
-    }
-}
-
-/// In-place results: where a call's kernel may write its result over an operand (its
-/// `inplace` pairs), the operand is an arena value that dies at this call and is read only
-/// through that parameter, and the result is an arena value this call computes first, the
-/// result takes over the operand's storage: the call switches to the kernel's in-place variant
-/// and the result is recorded as an alias of the operand. Returns the aliases (result ->
-/// operand).
-fn place_in_place(
-    calls: &mut [(usize, Vec<Pending>, String)],
-    kernels: &mut Vec<Kernel>,
-    storage: &HashMap<Value, Slot>,
-) -> HashMap<Value, Value> {
-    let mut first: HashMap<Value, usize> = HashMap::new();
-    let mut last: HashMap<Value, usize> = HashMap::new();
-    for (ci, (_, args, _)) in calls.iter().enumerate() {
-        for a in args {
-            if let Pending::Value(v) = a {
-                first.entry(*v).or_insert(ci);
-                last.insert(*v, ci);
-            }
+        let calls =
+            calls.into_iter().map(|(kernel, args, label)| PendingCall { kernel, args, label }).collect();
+        UnplannedProgram {
+            name: f.name.clone(),
+            inputs,
+            outputs,
+            consts,
+            kernels,
+            calls,
+            fixed: storage,
+            value_bytes,
+            graph_ops,
         }
     }
-    let mut alias = HashMap::new();
-    for (ci, (ki, args, _)) in calls.iter_mut().enumerate() {
-        for (pin, pout) in kernels[*ki].inplace.clone() {
-            let (Pending::Value(vin), Pending::Value(vout)) = (&args[pin], &args[pout]) else { continue };
-            let (vin, vout) = (*vin, *vout);
-            let arena_values = !storage.contains_key(&vin) && !storage.contains_key(&vout);
-            let reads = args.iter().filter(|a| matches!(a, Pending::Value(v) if *v == vin)).count();
-            if !arena_values || last[&vin] != ci || first[&vout] != ci || reads != 1 {
-                continue;
-            }
-            let variant = kernels[*ki].in_place(pin, pout);
-            *ki = match kernels.iter().position(|k| *k == variant) {
-                Some(i) => i,
-                None => {
-                    kernels.push(variant);
-                    kernels.len() - 1
-                }
-            };
-            alias.insert(vout, vin);
-            break;
-        }
-    }
-    alias
-}
-
-/// Peak of live arena bytes over `calls` (those not `dropped`), with every value stored at
-/// `root(v)` (scratch included).
-fn live_peak(
-    calls: &[(usize, Vec<Pending>, String)],
-    dropped: &[bool],
-    storage: &HashMap<Value, Slot>,
-    root: &dyn Fn(Value) -> Value,
-    bytes: &dyn Fn(Value) -> u64,
-) -> u64 {
-    let mut span: HashMap<Value, (usize, usize)> = HashMap::new();
-    let mut live = vec![0u64; calls.len()];
-    for (ci, (_, args, _)) in calls.iter().enumerate().filter(|(ci, _)| !dropped[*ci]) {
-        for a in args {
-            match a {
-                Pending::Value(v) if !storage.contains_key(v) => {
-                    let e = span.entry(root(*v)).or_insert((ci, ci));
-                    e.1 = ci;
-                }
-                Pending::Scratch(b) => live[ci] += b,
-                _ => {}
-            }
-        }
-    }
-    for (v, (a, b)) in span {
-        for l in &mut live[a..=b] {
-            *l += bytes(v);
-        }
-    }
-    live.into_iter().max().unwrap_or(0)
-}
-
-/// Concat in place: where a concat kernel copies each operand into one contiguous run of its
-/// result (`Kernel::concat`), every operand is an arena value used once there and not already
-/// sharing storage, and its run starts aligned, the operands become views into the result at
-/// their runs (so their producers write there directly) and the concat call is dropped. That
-/// extends the result's life back to its first part's producer, so each concat is taken only
-/// if the peak of live bytes does not grow (a UNet skip connection produced long before its
-/// concat stays a copy). Returns `part -> (result, byte offset)`.
-fn place_concats(
-    calls: &mut Vec<(usize, Vec<Pending>, String)>,
-    kernels: &[Kernel],
-    storage: &HashMap<Value, Slot>,
-    in_place: &HashMap<Value, Value>,
-    bytes: &dyn Fn(Value) -> u64,
-    align: u64,
-) -> HashMap<Value, (Value, u64)> {
-    let mut parts: HashMap<Value, (Value, u64)> = HashMap::new();
-    let mut dropped = vec![false; calls.len()];
-    let shares = |v: &Value| in_place.contains_key(v) || in_place.values().any(|x| x == v);
-    let root_of = |parts: &HashMap<Value, (Value, u64)>, v: Value| {
-        let mut r = v;
-        while let Some(&a) = in_place.get(&r) {
-            r = a;
-        }
-        parts.get(&r).map(|p| p.0).unwrap_or(r)
-    };
-    let mut best = live_peak(calls, &dropped, storage, &|v| root_of(&parts, v), bytes);
-    for ci in 0..calls.len() {
-        let (ki, args, _) = &calls[ci];
-        let Some((out, runs)) = &kernels[*ki].concat else { continue };
-        let Pending::Value(vout) = args[*out] else { continue };
-        let elem = kernels[*ki].params[*out].ty.bytes() as u64;
-        let mut candidate = Vec::new();
-        for &(p, at) in runs {
-            let Pending::Value(v) = args[p] else { break };
-            let once = args.iter().filter(|a| matches!(a, Pending::Value(x) if *x == v)).count() == 1;
-            let off = at * elem;
-            if storage.contains_key(&v)
-                || shares(&v)
-                || parts.contains_key(&v)
-                || !once
-                || !off.is_multiple_of(align)
-            {
-                break;
-            }
-            candidate.push((v, (vout, off)));
-        }
-        if candidate.len() != runs.len() || storage.contains_key(&vout) || shares(&vout) {
-            continue;
-        }
-        let mut trial = parts.clone();
-        trial.extend(candidate.iter().copied());
-        dropped[ci] = true;
-        let peak = live_peak(calls, &dropped, storage, &|v| root_of(&trial, v), bytes);
-        if peak <= best {
-            best = peak;
-            parts = trial;
-        } else {
-            dropped[ci] = false;
-        }
-    }
-    let mut i = 0;
-    calls.retain(|_| {
-        i += 1;
-        !dropped[i - 1]
-    });
-    parts
 }
 
 /// Dropout with a (possibly run-time) training flag and ratio: the reference's random draws for

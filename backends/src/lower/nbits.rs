@@ -163,18 +163,7 @@ fn matmul_nbits(cx: &mut OpCx) -> Result<Lowered, String> {
     binds.push(Bind::Result(0));
     let db = k.param(Ty::F32, (nb * kk) as u64, Access::Scratch);
     binds.push(Bind::Scratch);
-    let spec = |cols: usize| GemmSpec {
-        m,
-        n: cols,
-        k: kk,
-        a_trans: false,
-        b_trans: false,
-        lda: kk,
-        ldb: cols,
-        ldc: n,
-        accumulate: false,
-        b_prepacked: false,
-    };
+    let spec = |cols: usize| GemmSpec::new(GemmShape { ldc: n, ..GemmShape::new(m, cols, kk) });
     let scratch_bytes =
         cx.gemm_scratch(&spec(nb)).max(if tail > 0 { cx.gemm_scratch(&spec(tail)) } else { 0 });
     let gs = if scratch_bytes > 0 {

@@ -1,6 +1,11 @@
-//! Arena offsets from live ranges: greedy by size (largest first, lowest offset that does not
-//! overlap a placed tensor whose live range intersects). Issue-level planning (schedule search,
-//! in-place reuse) builds on this.
+//! Memory planning of a lowered program ([`plan_memory`]): the schedule, in-place results and
+//! concats, and arena offsets from live ranges (greedy by size and other orders: lowest offset
+//! that does not overlap a placed tensor whose live range intersects), checked by simulation.
+
+use super::{Call, LowerError, Pending, Program, Slot, UnplannedProgram};
+use crate::kir::{Access, Kernel, KernelId};
+use edgec_ir::entity::{EntityRef, Value};
+use std::collections::HashMap;
 
 /// One buffer to place: `size` bytes live from call `start` to call `end`, inclusive.
 #[derive(Clone, Copy, Debug)]
@@ -150,6 +155,306 @@ pub fn plan(reqs: &[Request], align: u64) -> ArenaPlan {
     }
 }
 
+/// Plans the memory of a lowered program: chooses the schedule (the IR's order or a
+/// memory-aware reordering, `schedule.rs`), puts results over operands that die at their call
+/// (`Kernel::inplace`) and concat operands into their runs of the result (`Kernel::concat`),
+/// gives every remaining arena value and per-call scratch buffer an offset from its live range
+/// (slots aligned to `align` bytes), and checks the plan by simulation. [`super::lower`] is
+/// [`super::lower_ops`] followed by this.
+pub fn plan_memory(u: UnplannedProgram, align: u64) -> Result<Program, LowerError> {
+    let UnplannedProgram {
+        name,
+        inputs,
+        outputs,
+        consts,
+        mut kernels,
+        calls,
+        fixed: mut storage,
+        value_bytes,
+        graph_ops,
+    } = u;
+    let calls: Vec<(KernelId, Vec<Pending>, String)> =
+        calls.into_iter().map(|c| (c.kernel, c.args, c.label)).collect();
+    let bytes_of = |v: Value| value_bytes.get(&v).copied().unwrap_or(0);
+    // Values in graph inputs/outputs take part in the dependencies but not in arena bytes.
+    let size_of = |v: &Value| if storage.contains_key(v) { 0 } else { bytes_of(*v) };
+    // Choose the schedule: the IR's order, or a memory-aware reordering of the calls when
+    // that has a lower peak of live bytes.
+    let accesses: Vec<Vec<(Value, Access)>> = calls
+        .iter()
+        .map(|(ki, args, _)| {
+            args.iter()
+                .zip(&kernels[ki.index()].params)
+                .filter_map(|(a, p)| match a {
+                    Pending::Value(v) => Some((*v, p.access)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let scratch: Vec<u64> = calls
+        .iter()
+        .map(|(_, args, _)| args.iter().map(|a| if let Pending::Scratch(b) = a { *b } else { 0 }).sum())
+        .collect();
+    let ready_slots: Vec<Vec<Slot>> = calls
+        .iter()
+        .map(|(_, args, _)| {
+            args.iter().filter_map(|a| if let Pending::Ready(s) = a { Some(*s) } else { None }).collect()
+        })
+        .collect();
+    let sched = super::schedule::choose(&accesses, &scratch, &ready_slots, &size_of);
+    let topo_peak = sched.original_peak;
+    let mut calls: Vec<_> = calls.into_iter().map(Some).collect();
+    let mut calls: Vec<_> = sched.order.iter().map(|&i| calls[i].take().expect("each call once")).collect();
+    let alias = place_in_place(&mut calls, &mut kernels, &storage);
+    let in_place_root = |mut v: Value| {
+        while let Some(&a) = alias.get(&v) {
+            v = a;
+        }
+        v
+    };
+    let parts = place_concats(&mut calls, &kernels, &storage, &alias, &bytes_of, align);
+    // Storage root and byte offset of every arena value.
+    let resolve = |v: Value| {
+        let r = in_place_root(v);
+        parts.get(&r).copied().unwrap_or((r, 0))
+    };
+    let canon = |v: Value| resolve(v).0;
+    // Live ranges of arena values (by call index) and per-call scratch.
+    let mut first: HashMap<Value, usize> = HashMap::new();
+    let mut last: HashMap<Value, usize> = HashMap::new();
+    let mut sizes: HashMap<Value, u64> = HashMap::new();
+    let mut order: Vec<Value> = Vec::new();
+    for (ci, (ki, args, _)) in calls.iter().enumerate() {
+        for (a, p) in args.iter().zip(&kernels[ki.index()].params) {
+            if let Pending::Value(v) = a {
+                if storage.contains_key(v) {
+                    continue;
+                }
+                let v = &canon(*v);
+                if !first.contains_key(v) {
+                    if p.access != Access::Write {
+                        return Err(plan_error(format!("value {v} is read before it is computed")));
+                    }
+                    first.insert(*v, ci);
+                    order.push(*v);
+                    sizes.insert(*v, bytes_of(*v));
+                }
+                last.insert(*v, ci);
+            }
+        }
+    }
+    let mut requests = Vec::new();
+    for &v in &order {
+        requests.push(Request { size: sizes[&v], start: first[&v], end: last[&v] });
+    }
+    let mut scratch_req = Vec::new();
+    for (ci, (_, args, _)) in calls.iter().enumerate() {
+        for a in args {
+            if let Pending::Scratch(bytes) = a {
+                scratch_req.push(requests.len());
+                requests.push(Request { size: *bytes, start: ci, end: ci });
+            }
+        }
+    }
+    let mut arena = plan(&requests, align);
+    arena.topological_lower_bound_bytes = topo_peak;
+    for (i, &v) in order.iter().enumerate() {
+        storage.insert(v, Slot::Arena(arena.offsets[i]));
+    }
+    for &v in alias.keys().chain(parts.keys()) {
+        let (root, off) = resolve(v);
+        let Slot::Arena(base) = storage[&root] else { unreachable!("roots are arena values") };
+        storage.insert(v, Slot::Arena(base + off));
+    }
+    let mut scratch_iter = scratch_req.into_iter();
+    // For the plan checker: which value (or scratch buffer) each arena argument holds.
+    let mut next_scratch = u32::MAX;
+    let mut owners: Vec<Vec<Option<u32>>> = Vec::new();
+    let calls = calls
+        .into_iter()
+        .map(|(kernel, args, label)| {
+            let mut own = Vec::new();
+            let args = args
+                .into_iter()
+                .map(|a| match a {
+                    Pending::Ready(s) => {
+                        own.push(None);
+                        s
+                    }
+                    Pending::Value(v) => {
+                        // A concat part's bytes belong to the concat's result, which reads
+                        // them as its own; an in-place result keeps its own identity.
+                        let owner = if parts.contains_key(&v) { resolve(v).0 } else { v };
+                        own.push(Some(owner.index() as u32));
+                        storage[&v]
+                    }
+                    Pending::Scratch(_) => {
+                        next_scratch -= 1;
+                        own.push(Some(next_scratch));
+                        Slot::Arena(arena.offsets[scratch_iter.next().unwrap()])
+                    }
+                })
+                .collect();
+            owners.push(own);
+            Call { kernel, args, label }
+        })
+        .collect();
+    let program = Program { name, inputs, outputs, consts, kernels, calls, arena, graph_ops };
+    check(&program, &owners).map_err(|m| plan_error(format!("the memory plan is wrong: {m}")))?;
+    Ok(program)
+}
+
+/// A planning failure: lowering broke one of its own invariants, a bug.
+fn plan_error(message: String) -> LowerError {
+    LowerError::Internal { op: "func", message }
+}
+
+/// In-place results: where a call's kernel may write its result over an operand (its
+/// `inplace` pairs), the operand is an arena value that dies at this call and is read only
+/// through that parameter, and the result is an arena value this call computes first, the
+/// result takes over the operand's storage: the call switches to the kernel's in-place variant
+/// and the result is recorded as an alias of the operand. Returns the aliases (result ->
+/// operand).
+fn place_in_place(
+    calls: &mut [(KernelId, Vec<Pending>, String)],
+    kernels: &mut Vec<Kernel>,
+    storage: &HashMap<Value, Slot>,
+) -> HashMap<Value, Value> {
+    let mut first: HashMap<Value, usize> = HashMap::new();
+    let mut last: HashMap<Value, usize> = HashMap::new();
+    for (ci, (_, args, _)) in calls.iter().enumerate() {
+        for a in args {
+            if let Pending::Value(v) = a {
+                first.entry(*v).or_insert(ci);
+                last.insert(*v, ci);
+            }
+        }
+    }
+    let mut alias = HashMap::new();
+    for (ci, (ki, args, _)) in calls.iter_mut().enumerate() {
+        for (pin, pout) in kernels[ki.index()].inplace.clone() {
+            let (Pending::Value(vin), Pending::Value(vout)) = (&args[pin], &args[pout]) else { continue };
+            let (vin, vout) = (*vin, *vout);
+            let arena_values = !storage.contains_key(&vin) && !storage.contains_key(&vout);
+            let reads = args.iter().filter(|a| matches!(a, Pending::Value(v) if *v == vin)).count();
+            if !arena_values || last[&vin] != ci || first[&vout] != ci || reads != 1 {
+                continue;
+            }
+            let variant = kernels[ki.index()].in_place(pin, pout);
+            *ki = match kernels.iter().position(|k| *k == variant) {
+                Some(i) => KernelId::new(i),
+                None => {
+                    kernels.push(variant);
+                    KernelId::new(kernels.len() - 1)
+                }
+            };
+            alias.insert(vout, vin);
+            break;
+        }
+    }
+    alias
+}
+
+/// Peak of live arena bytes over `calls` (those not `dropped`), with every value stored at
+/// `root(v)` (scratch included).
+fn live_peak(
+    calls: &[(KernelId, Vec<Pending>, String)],
+    dropped: &[bool],
+    storage: &HashMap<Value, Slot>,
+    root: &dyn Fn(Value) -> Value,
+    bytes: &dyn Fn(Value) -> u64,
+) -> u64 {
+    let mut span: HashMap<Value, (usize, usize)> = HashMap::new();
+    let mut live = vec![0u64; calls.len()];
+    for (ci, (_, args, _)) in calls.iter().enumerate().filter(|(ci, _)| !dropped[*ci]) {
+        for a in args {
+            match a {
+                Pending::Value(v) if !storage.contains_key(v) => {
+                    let e = span.entry(root(*v)).or_insert((ci, ci));
+                    e.1 = ci;
+                }
+                Pending::Scratch(b) => live[ci] += b,
+                _ => {}
+            }
+        }
+    }
+    for (v, (a, b)) in span {
+        for l in &mut live[a..=b] {
+            *l += bytes(v);
+        }
+    }
+    live.into_iter().max().unwrap_or(0)
+}
+
+/// Concat in place: where a concat kernel copies each operand into one contiguous run of its
+/// result (`Kernel::concat`), every operand is an arena value used once there and not already
+/// sharing storage, and its run starts aligned, the operands become views into the result at
+/// their runs (so their producers write there directly) and the concat call is dropped. That
+/// extends the result's life back to its first part's producer, so each concat is taken only
+/// if the peak of live bytes does not grow (a UNet skip connection produced long before its
+/// concat stays a copy). Returns `part -> (result, byte offset)`.
+fn place_concats(
+    calls: &mut Vec<(KernelId, Vec<Pending>, String)>,
+    kernels: &[Kernel],
+    storage: &HashMap<Value, Slot>,
+    in_place: &HashMap<Value, Value>,
+    bytes: &dyn Fn(Value) -> u64,
+    align: u64,
+) -> HashMap<Value, (Value, u64)> {
+    let mut parts: HashMap<Value, (Value, u64)> = HashMap::new();
+    let mut dropped = vec![false; calls.len()];
+    let shares = |v: &Value| in_place.contains_key(v) || in_place.values().any(|x| x == v);
+    let root_of = |parts: &HashMap<Value, (Value, u64)>, v: Value| {
+        let mut r = v;
+        while let Some(&a) = in_place.get(&r) {
+            r = a;
+        }
+        parts.get(&r).map(|p| p.0).unwrap_or(r)
+    };
+    let mut best = live_peak(calls, &dropped, storage, &|v| root_of(&parts, v), bytes);
+    for ci in 0..calls.len() {
+        let (ki, args, _) = &calls[ci];
+        let Some((out, runs)) = &kernels[ki.index()].concat else { continue };
+        let Pending::Value(vout) = args[*out] else { continue };
+        let elem = kernels[ki.index()].params[*out].ty.bytes() as u64;
+        let mut candidate = Vec::new();
+        for &(p, at) in runs {
+            let Pending::Value(v) = args[p] else { break };
+            let once = args.iter().filter(|a| matches!(a, Pending::Value(x) if *x == v)).count() == 1;
+            let off = at * elem;
+            if storage.contains_key(&v)
+                || shares(&v)
+                || parts.contains_key(&v)
+                || !once
+                || !off.is_multiple_of(align)
+            {
+                break;
+            }
+            candidate.push((v, (vout, off)));
+        }
+        if candidate.len() != runs.len() || storage.contains_key(&vout) || shares(&vout) {
+            continue;
+        }
+        let mut trial = parts.clone();
+        trial.extend(candidate.iter().copied());
+        dropped[ci] = true;
+        let peak = live_peak(calls, &dropped, storage, &|v| root_of(&trial, v), bytes);
+        if peak <= best {
+            best = peak;
+            parts = trial;
+        } else {
+            dropped[ci] = false;
+        }
+    }
+    let mut i = 0;
+    calls.retain(|_| {
+        i += 1;
+        !dropped[i - 1]
+    });
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +490,7 @@ pub(crate) fn check(p: &super::Program, owners: &[Vec<Option<u32>>]) -> Result<(
     // Disjoint segments (start, end, owner), kept sorted.
     let mut segs: Vec<(u64, u64, u32)> = Vec::new();
     for (ci, (call, own)) in p.calls.iter().zip(owners).enumerate() {
-        let k = &p.kernels[call.kernel];
+        let k = &p.kernels[call.kernel.index()];
         let mut writes = Vec::new();
         for ((slot, o), param) in call.args.iter().zip(own).zip(&k.params) {
             // Graph outputs are checked too (a schedule must not read one before it is written),
@@ -251,7 +556,7 @@ pub fn memory_svg(p: &super::Program) -> String {
     let mut boxes: BTreeMap<(u64, u64, usize), (usize, String)> = BTreeMap::new();
     let mut open: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     for (ci, call) in p.calls.iter().enumerate() {
-        let k = &p.kernels[call.kernel];
+        let k = &p.kernels[call.kernel.index()];
         for (slot, param) in call.args.iter().zip(&k.params) {
             let Slot::Arena(off) = slot else { continue };
             let len = param.len * param.ty.bytes() as u64;

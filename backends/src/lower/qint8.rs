@@ -520,7 +520,7 @@ fn i32_table(cx: &mut OpCx, k: &mut Kernel, binds: &mut Vec<Bind>, vals: &[i32])
 /// prepacked as B. Its packed weights do not depend on the row count or requantization, so a
 /// `q.gather` of the same table packs it with this spec and gets the layer's bytes.
 fn fc_weight_spec(n: usize, k: usize) -> QGemmSpec {
-    QGemmSpec { b_trans: true, ldb: k, ..QGemmSpec::new(1, n, k) }
+    QGemmSpec::with_shape(GemmShape { b_trans: true, ldb: k, ..GemmShape::new(1, n, k) })
 }
 
 /// q.fully_connected and q.conv through the backend's int8 GEMM ([`Stmt::QGemm`]): the weights
@@ -576,7 +576,12 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
         // Y[rows × N] = X[rows × K] · Wᵀ, W stored N × K: the weights are B, per column.
         let kk = xs[xs.len() - 1];
         let rows: usize = xs[..xs.len() - 1].iter().product();
-        let mut spec = with_output(QGemmSpec { m: rows, a_zp: zp_x as i32, ..fc_weight_spec(channels, kk) });
+        let weight_spec = fc_weight_spec(channels, kk);
+        let mut spec = with_output(QGemmSpec {
+            shape: GemmShape { m: rows, ..weight_spec.shape },
+            a_zp: zp_x as i32,
+            ..weight_spec
+        });
         let packed_for_all = cx.packed.get(1).copied().unwrap_or(false);
         if !packed_for_all
             && cx.shared.get(1).copied().unwrap_or(false)
@@ -738,11 +743,9 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     // colᵀ (P_in × M·K) = Xᵀ (X stored C × P_in) · W (C × M·K): the weights are B, the small
     // P_in is M.
     let spec = QGemmSpec {
-        a_trans: true,
-        lda: iprod,
         a_zp: zp_x as i32,
         out: QOut::I32,
-        ..QGemmSpec::new(iprod, rows, c)
+        ..QGemmSpec::with_shape(GemmShape { a_trans: true, lda: iprod, ..GemmShape::new(iprod, rows, c) })
     };
     let packed = q.pack(&spec, false, &w);
     bind_packed(cx, &mut k, &mut binds, 1, &packed);
