@@ -25,6 +25,9 @@ pub enum BackendError {
     /// The target's backend was compiled out of this build.
     #[error(transparent)]
     Target(#[from] crate::target::TargetError),
+    /// Lowering to kernel IR refused an op (the input's fault) or broke an invariant (a bug).
+    #[error(transparent)]
+    Lower(#[from] LowerError),
     /// A request the backend cannot serve with these arguments (wrong input shapes, running a
     /// target that cannot run here, a size beyond the target's limits).
     #[error("{0}")]
@@ -59,26 +62,16 @@ fn unsupported_message(backend: &str, ops: &[UnsupportedOp]) -> String {
 impl BackendError {
     /// Whether the user's input (model, flags, input data) is at fault.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, BackendError::Unsupported { .. } | BackendError::Target(_) | BackendError::Usage(_))
+        match self {
+            BackendError::Unsupported { .. } | BackendError::Target(_) | BackendError::Usage(_) => true,
+            BackendError::Lower(e) => matches!(e, LowerError::Unsupported { .. }),
+            BackendError::Internal { .. } | BackendError::Environment(_) => false,
+        }
     }
 
     /// A bug, with the op it concerns.
     pub fn internal(op: Option<&str>, message: impl Into<String>) -> BackendError {
         BackendError::Internal { op: op.map(str::to_string), message: message.into() }
-    }
-}
-
-impl From<LowerError> for BackendError {
-    fn from(e: LowerError) -> BackendError {
-        match e {
-            LowerError::Unsupported { op, loc, message } => BackendError::Unsupported {
-                backend: "lowering",
-                ops: vec![UnsupportedOp { op, loc, reason: message }],
-            },
-            LowerError::Internal { op, message } => {
-                BackendError::Internal { op: Some(op.to_string()), message }
-            }
-        }
     }
 }
 
@@ -213,5 +206,34 @@ pub fn check_supported(backend: &dyn Backend, f: &Function) -> Result<(), Backen
         Ok(())
     } else {
         Err(BackendError::Unsupported { backend: backend.name(), ops })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An op the kernels do not cover blames the input (exit 2); a broken invariant of
+    /// lowering is a bug (exit 1), whatever the op.
+    #[test]
+    fn lowering_errors_keep_whose_fault_they_are() {
+        let unsupported = LowerError::Unsupported {
+            op: "nn.lrn",
+            loc: Loc::Name("n1".into()),
+            message: "no kernel".into(),
+        };
+        let e = BackendError::from(unsupported);
+        assert!(e.is_user_error());
+        assert_eq!(e.to_string(), "nn.lrn (node \"n1\"): no kernel");
+        let bug = LowerError::Internal { op: "func", message: "the memory plan is wrong".into() };
+        let e = BackendError::from(bug);
+        assert!(!e.is_user_error());
+        assert_eq!(
+            e.to_string(),
+            "internal error in func: the memory plan is wrong (this is a bug in edgec)"
+        );
+        let internal = BackendError::internal(Some("llvm"), "no object");
+        assert!(!internal.is_user_error());
+        assert_eq!(internal.to_string(), "internal error in llvm: no object (this is a bug in edgec)");
     }
 }

@@ -8,7 +8,7 @@
 //! with no attendable key become zeros), and a second GEMM multiplies by V. Half types round at
 //! the points the reference rounds (scaled Q and K, scores, probabilities).
 
-use super::{io_kernel, kty, Bind, Lowered, OpCx};
+use super::{io_kernel, kty, Bind, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::{Attr, ScalarType};
 
@@ -22,17 +22,17 @@ fn round_to(e: Expr, narrow: Ty, wide: Ty) -> Expr {
     }
 }
 
-fn onnx_float_type(code: i64) -> Result<Ty, String> {
+fn onnx_float_type(code: i64) -> Result<Ty, OpError> {
     Ok(match code {
         1 => Ty::F32,
         10 => Ty::F16,
         11 => Ty::F64,
         16 => Ty::BF16,
-        _ => return Err(format!("softmax_precision must be a float type code, found {code}")),
+        _ => return Err(format!("softmax_precision must be a float type code, found {code}").into()),
     })
 }
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let ty = cx.ty(0)?;
     let ct = if matches!(ty, Ty::F16 | Ty::BF16) { Ty::F32 } else { ty };
     let rnd = move |e: Expr| round_to(e, ty, ct);
@@ -40,7 +40,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
         None => ty,
         Some(Attr::Type(t)) => kty(*t)?,
         Some(Attr::Int(i)) => onnx_float_type(*i)?,
-        Some(a) => return Err(format!("softmax_precision must be a type, found {a:?}")),
+        Some(a) => return Err(format!("softmax_precision must be a type, found {a:?}").into()),
     };
     let (qs, ks, vs) = (cx.shape(0), cx.shape(1), cx.shape(2));
     let rank = qs.len();
@@ -56,7 +56,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
         (qs[0], hq, qs[1], qs[2] / hq, hkv, ks[1], vs[2] / hkv)
     };
     if hkv == 0 || hq % hkv != 0 {
-        return Err(format!("{hq} query heads are not a multiple of {hkv} key/value heads"));
+        return Err(format!("{hq} query heads are not a multiple of {hkv} key/value heads").into());
     }
     let group = hq / hkv;
     let past = cx.has(4) && cx.has(5);
@@ -353,7 +353,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
 
 /// `nn.rotary_embedding`: rotates pairs of each head's first `rotary_embedding_dim` features by
 /// the angles in the cos/sin caches (rows picked by `position_ids`, or by (batch, seq)).
-pub(super) fn rotary(cx: &mut OpCx) -> Result<Lowered, String> {
+pub(super) fn rotary(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
     let (b, h, s, hs, xst) = match x.len() {
@@ -366,14 +366,14 @@ pub(super) fn rotary(cx: &mut OpCx) -> Result<Lowered, String> {
             let d = x[2] / heads;
             (x[0], heads, x[1], d, [x[1] * x[2], d, x[2]])
         }
-        r => return Err(format!("X must be 3-D or 4-D, found rank {r}")),
+        r => return Err(format!("X must be 3-D or 4-D, found rank {r}").into()),
     };
     let rd = match cx.int("rotary_embedding_dim", 0) {
         0 => hs,
         r => r as usize,
     };
     if rd > hs || rd % 2 != 0 {
-        return Err(format!("rotary_embedding_dim {rd} must be even and at most the head size {hs}"));
+        return Err(format!("rotary_embedding_dim {rd} must be even and at most the head size {hs}").into());
     }
     let half = rd / 2;
     let interleaved = cx.int("interleaved", 0) != 0;

@@ -2,7 +2,7 @@
 //! labels, and the product of the operands' elements accumulated (half types in f32). Repeated
 //! labels in one term (diagonals) and broadcast ellipsis dims fall out of the indexing.
 
-use super::{io_kernel, Lowered, OpCx};
+use super::{io_kernel, Lowered, OpCx, OpError};
 use crate::kir::*;
 
 /// Labels: ASCII letters, or `ELLIPSIS + i` for the i-th ellipsis dim.
@@ -19,11 +19,11 @@ fn term(t: &str) -> Result<(Vec<u32>, Option<usize>), String> {
             rest = &rest[1..];
         } else if let Some(r) = rest.strip_prefix("...") {
             if ell.replace(letters.len()).is_some() {
-                return Err(format!("einsum term {t:?} has two ellipses"));
+                return Err(format!("einsum term {t:?} has two ellipses").into());
             }
             rest = r;
         } else {
-            return Err(format!("einsum term {t:?} has an invalid character {c:?}"));
+            return Err(format!("einsum term {t:?} has an invalid character {c:?}").into());
         }
     }
     Ok((letters, ell))
@@ -37,7 +37,7 @@ fn expand(letters: &[u32], ell: Option<usize>, n: usize, max_ell: usize) -> Vec<
     v
 }
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let eq: String =
         cx.attrs.str("equation").ok_or("missing equation")?.chars().filter(|c| *c != ' ').collect();
     let (lhs, rhs) = match eq.split_once("->") {
@@ -55,7 +55,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
         .map(|((l, e), s)| match e {
             Some(_) if s.len() >= l.len() => Ok(s.len() - l.len()),
             None if s.len() == l.len() => Ok(0),
-            _ => Err(format!("einsum term {l:?} does not match rank {}", s.len())),
+            _ => Err(OpError::from(format!("einsum term {l:?} does not match rank {}", s.len()))),
         })
         .collect::<Result<_, _>>()?;
     let max_ell = ells.iter().copied().max().unwrap_or(0);

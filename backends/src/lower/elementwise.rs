@@ -2,11 +2,11 @@
 //! the op's scalar formula in the body. Half-precision inputs compute in f32 and round once, as the
 //! reference does.
 
-use super::{io_kernel, Lowered, OpCx};
+use super::{io_kernel, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let out_shape = cx.rshape(0);
     let (mut k, binds) = io_kernel(cx, cx.kind.name().trim_start_matches("math."))?;
     let n_in = cx.operands.len();

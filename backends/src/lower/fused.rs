@@ -5,14 +5,14 @@
 //! intermediate buffer. Intermediate values are locals; operands are read through broadcast
 //! strides, and scalar constants become immediates.
 
-use super::{elementwise, kty, lower_op, Bind, Lowered, OpCx};
+use super::{elementwise, kty, lower_op, Bind, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::module::ValueDef;
 use edgec_ir::ops::Traits;
 use edgec_ir::{Block, Function, OpKind, Value};
 use std::collections::HashMap;
 
-pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered, String> {
+pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered, OpError> {
     let args = &f.blocks[block].args;
     let arg_index: HashMap<Value, usize> = args.iter().enumerate().map(|(i, &a)| (a, i)).collect();
     let ops: Vec<_> =
@@ -27,7 +27,7 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
     let (anchor, epilogue) = if first_is_anchor { (Some(ops[0]), &ops[1..]) } else { (None, &ops[..]) };
     for &o in epilogue {
         if !f.ops[o].kind.traits().contains(Traits::ELEMENTWISE) {
-            return Err(format!("fused kernel member {} is not elementwise", f.ops[o].kind.name()));
+            return Err(format!("fused kernel member {} is not elementwise", f.ops[o].kind.name()).into());
         }
     }
 
@@ -44,7 +44,8 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                     "the anchor {} must produce exactly the fused kernel's result type {}",
                     d.kind.name(),
                     cx.results[0]
-                ));
+                )
+                .into());
             }
             let map: Vec<usize> = d
                 .operands
@@ -66,7 +67,7 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                 packed: map.iter().map(|&i| cx.packed.get(i).copied().unwrap_or(false)).collect(),
             };
             let Lowered::Calls(inner_calls) = lower_op(&mut inner)? else {
-                return Err(format!("{} lowered to a view", d.kind.name()));
+                return Err(format!("{} lowered to a view", d.kind.name()).into());
             };
             let base = cx.tables.len();
             cx.tables.append(&mut inner.tables);
@@ -129,7 +130,7 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
 
     let operand_info: Vec<(Vec<usize>, Ty, Option<f64>)> = (0..cx.operands.len())
         .map(|i| Ok((cx.shape(i), cx.ty(i)?, scalar_const(i))))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, OpError>>()?;
     let body = k.try_nest(&out_shape, |k, ix| {
         let lin = linear(ix, &strides(&out_shape));
         let mut env: HashMap<Value, Expr> = HashMap::new();
@@ -161,7 +162,8 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
                             return Err(format!(
                                 "operand from {} is not in the region",
                                 f.ops[op].kind.name()
-                            ))
+                            )
+                            .into())
                         }
                         ValueDef::Arg { .. } => return Err("operand is not a region argument".into()),
                     },
@@ -175,7 +177,7 @@ pub(super) fn lower(cx: &mut OpCx, f: &Function, block: Block) -> Result<Lowered
         }
         let value = env.get(&root).cloned().ok_or("the region yields a value it does not compute")?;
         stmts.push(Stmt::Store { buf: out_buf, index: lin, value });
-        Ok::<_, String>(stmts)
+        Ok::<_, OpError>(stmts)
     })?;
     k.body.extend(body);
     if anchor.is_none() {

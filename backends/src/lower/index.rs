@@ -2,11 +2,11 @@
 //! `k`, one-hot. Negative indices count from the end; indices are clamped into range so a kernel
 //! never touches memory outside its buffers (the reference rejects out-of-range indices).
 
-use super::{io_kernel, norm_axis, Lowered, OpCx};
+use super::{io_kernel, norm_axis, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     use OpKind as K;
     Ok(Some(match cx.kind {
         K::GatherElements if cx.konst(1).is_none() => gather_elements(cx)?,
@@ -27,7 +27,7 @@ fn norm_index(raw: Expr, n: usize) -> Expr {
     bin(BinOp::Min, bin(BinOp::Max, wrapped, idx(0)), idx(n.max(1) as i64 - 1))
 }
 
-fn gather_elements(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gather_elements(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let data = cx.shape(0);
     let ishape = cx.shape(1);
     let axis = norm_axis(cx.int("axis", 0), data.len())?;
@@ -56,7 +56,7 @@ fn nd_offset(data: &[usize], ix: &[Expr], b: usize, m: usize, tuple: Expr) -> Ex
     off
 }
 
-fn gather_nd(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gather_nd(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let data = cx.shape(0);
     let ishape = cx.shape(1);
     let b = cx.int("batch_dims", 0) as usize;
@@ -76,9 +76,9 @@ fn gather_nd(cx: &mut OpCx) -> Result<Lowered, String> {
 }
 
 /// `old ⊕ new` for a scatter `reduction`.
-fn combine(red: &str, ty: Ty, old: Expr, new: Expr) -> Result<Expr, String> {
+fn combine(red: &str, ty: Ty, old: Expr, new: Expr) -> Result<Expr, OpError> {
     if red != "none" && ty == Ty::Bool {
-        return Err(format!("scatter reduction {red} on bool data is not supported"));
+        return Err(format!("scatter reduction {red} on bool data is not supported").into());
     }
     Ok(match red {
         "none" => new,
@@ -87,12 +87,12 @@ fn combine(red: &str, ty: Ty, old: Expr, new: Expr) -> Result<Expr, String> {
         // NaN-propagating, as the reference's.
         "max" => bin(BinOp::Max, old, new),
         "min" => bin(BinOp::Min, old, new),
-        r => return Err(format!("unknown scatter reduction {r:?}")),
+        r => return Err(format!("unknown scatter reduction {r:?}").into()),
     })
 }
 
 /// Output = data, then `body` applies the updates in order.
-fn scatter_kernel(cx: &mut OpCx, name: &str, dst: impl Fn(&[Expr]) -> Expr) -> Result<Lowered, String> {
+fn scatter_kernel(cx: &mut OpCx, name: &str, dst: impl Fn(&[Expr]) -> Expr) -> Result<Lowered, OpError> {
     let data = cx.shape(0);
     let ushape = cx.shape(2);
     let ty = cx.ty(0)?;
@@ -107,7 +107,7 @@ fn scatter_kernel(cx: &mut OpCx, name: &str, dst: impl Fn(&[Expr]) -> Expr) -> R
     let body = k.try_nest(&ushape, |_, ix| {
         let d = dst(ix);
         let new = load(2, linear(ix, &strides(&ushape)));
-        Ok::<_, String>(vec![Stmt::Store {
+        Ok::<_, OpError>(vec![Stmt::Store {
             buf: 3,
             index: d.clone(),
             value: combine(&red, ty, load(3, d), new)?,
@@ -117,7 +117,7 @@ fn scatter_kernel(cx: &mut OpCx, name: &str, dst: impl Fn(&[Expr]) -> Expr) -> R
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn scatter_elements(cx: &mut OpCx) -> Result<Lowered, String> {
+fn scatter_elements(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let data = cx.shape(0);
     let ishape = cx.shape(1);
     let axis = norm_axis(cx.int("axis", 0), data.len())?;
@@ -132,7 +132,7 @@ fn scatter_elements(cx: &mut OpCx) -> Result<Lowered, String> {
     })
 }
 
-fn scatter_nd(cx: &mut OpCx) -> Result<Lowered, String> {
+fn scatter_nd(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let data = cx.shape(0);
     let ishape = cx.shape(1);
     let q = ishape.len();
@@ -144,7 +144,7 @@ fn scatter_nd(cx: &mut OpCx) -> Result<Lowered, String> {
     })
 }
 
-fn trilu(cx: &mut OpCx) -> Result<Lowered, String> {
+fn trilu(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let r = x.len();
     let upper = cx.int("upper", 1) != 0;
@@ -160,7 +160,7 @@ fn trilu(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn one_hot(cx: &mut OpCx) -> Result<Lowered, String> {
+fn one_hot(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let s = cx.shape(0);
     let out = cx.rshape(0);
     let axis = norm_axis(cx.int("axis", -1), s.len() + 1)?;

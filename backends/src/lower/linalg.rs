@@ -5,12 +5,12 @@
 //! group (1×1 unit-stride convs skip the im2col); transposed convolutions are GEMM into columns
 //! followed by a scatter-add (col2im), so no zero-stuffed input is ever built.
 
-use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
+use super::{io_kernel, Bind, ConstData, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::ops::{conv_geometry, conv_transpose_geometry, pool_geometry, ConvGeometry};
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     Ok(Some(match cx.kind {
         OpKind::MatMul => matmul(cx)?,
         OpKind::Gemm => gemm(cx)?,
@@ -46,7 +46,7 @@ fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bi
     let kernels = cx.kernels;
     let Some(gemm) = kernels.f32_gemm() else { return false };
     let Some(b) = cx.konst(1) else { return false };
-    if cx.ty(1) != Ok(Ty::F32)
+    if cx.ty(1).ok() != Some(Ty::F32)
         || spec.shape.m * spec.shape.n * spec.shape.k == 0
         || b.len() < spec.shape.k * spec.shape.n
     {
@@ -77,7 +77,7 @@ fn prepack_b(cx: &mut OpCx, spec: &mut GemmSpec, k: &mut Kernel, binds: &mut [Bi
     true
 }
 
-fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
+fn matmul(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (mut a, mut b) = (cx.shape(0), cx.shape(1));
     if a.len() == 1 {
         a.insert(0, 1);
@@ -124,7 +124,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn gemm(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gemm(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (a, b) = (cx.shape(0), cx.shape(1));
     let (ta, tb) = (cx.int("transA", 0) != 0, cx.int("transB", 0) != 0);
     let (m, kk) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
@@ -179,7 +179,7 @@ fn in_range(i: &Expr, hi: usize) -> Expr {
     bin(BinOp::And, cmp(CmpOp::Ge, i.clone(), idx(0)), cmp(CmpOp::Lt, i.clone(), idx(hi as i64)))
 }
 
-fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
+fn conv(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (x, w) = (cx.shape(0), cx.shape(1));
     let g = conv_geometry(cx.attrs, &w, &x[2..])?;
     let group = cx.int("group", 1) as usize;
@@ -359,7 +359,7 @@ fn taps(
     s
 }
 
-fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, String> {
+fn conv_transpose(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (x, w) = (cx.shape(0), cx.shape(1));
     let g = conv_transpose_geometry(cx.attrs, &w, &x[2..])?;
     let group = cx.int("group", 1) as usize;
@@ -503,7 +503,7 @@ pub(super) fn col2im(
     s
 }
 
-fn pool(cx: &mut OpCx) -> Result<Lowered, String> {
+fn pool(cx: &mut OpCx) -> Result<Lowered, OpError> {
     if cx.results.len() > 1 {
         return Err("MaxPool's Indices result is not supported by machine backends yet".into());
     }

@@ -112,7 +112,7 @@ pub enum LowerError {
     #[error("{op} (node {}): {message}", loc_text(loc))]
     Unsupported { op: &'static str, loc: Loc, message: String },
     /// Lowering broke one of its own invariants (a memory plan that does not hold up): a bug.
-    #[error("internal error in {op}: {message}")]
+    #[error("internal error in {op}: {message} (this is a bug in edgec)")]
     Internal { op: &'static str, message: String },
 }
 
@@ -237,6 +237,42 @@ fn packed_weight_tables(f: &Function) -> HashSet<Value> {
         .collect()
 }
 
+/// Why one op cannot be lowered. Op lowerings return it; `lower_ops` turns it into a
+/// [`LowerError`] with the op and its ONNX node. Plain messages (`?` on a `String` or `&str`,
+/// `Err("...".into())`) are [`OpError::Unsupported`]: the op as given is outside what the kernels
+/// cover. [`bug`] marks a broken invariant of lowering itself.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    Unsupported(String),
+    Bug(String),
+}
+
+impl From<String> for OpError {
+    fn from(m: String) -> OpError {
+        OpError::Unsupported(m)
+    }
+}
+
+impl From<&str> for OpError {
+    fn from(m: &str) -> OpError {
+        OpError::Unsupported(m.to_string())
+    }
+}
+
+impl OpError {
+    /// The message, whichever kind.
+    pub(crate) fn into_message(self) -> String {
+        match self {
+            OpError::Unsupported(m) | OpError::Bug(m) => m,
+        }
+    }
+}
+
+/// A broken invariant of lowering (not the input's fault).
+pub(crate) fn bug(message: impl Into<String>) -> OpError {
+    OpError::Bug(message.into())
+}
+
 /// What an op lowering produces.
 pub(crate) enum Lowered {
     /// Result 0 is operand 0's bytes unchanged (reshape, squeeze, ...).
@@ -290,10 +326,10 @@ impl OpCx<'_> {
     pub fn rshape(&self, i: usize) -> Vec<usize> {
         self.results[i].static_shape().unwrap_or_default()
     }
-    pub fn ty(&self, i: usize) -> Result<Ty, String> {
+    pub fn ty(&self, i: usize) -> Result<Ty, OpError> {
         kty(self.operands[i].scalar())
     }
-    pub fn rty(&self, i: usize) -> Result<Ty, String> {
+    pub fn rty(&self, i: usize) -> Result<Ty, OpError> {
         kty(self.results[i].scalar())
     }
     /// Whether optional operand `i` is given (present and not a zero-element placeholder).
@@ -304,10 +340,10 @@ impl OpCx<'_> {
         self.consts.get(i).copied().flatten()
     }
     /// A constant operand as integers (axes, pads, shapes).
-    pub fn const_ints(&self, i: usize) -> Result<Vec<i64>, String> {
+    pub fn const_ints(&self, i: usize) -> Result<Vec<i64>, OpError> {
         self.konst(i)
             .and_then(|t| t.to_i64_vec())
-            .ok_or_else(|| format!("operand #{i} must be a compile-time constant"))
+            .ok_or_else(|| OpError::from(format!("operand #{i} must be a compile-time constant")))
     }
     pub fn int(&self, name: &str, default: i64) -> i64 {
         self.attrs.int(name).unwrap_or(default)
@@ -325,21 +361,23 @@ impl OpCx<'_> {
     }
 }
 
-pub(crate) fn kty(s: ScalarType) -> Result<Ty, String> {
-    Ty::of(s).ok_or_else(|| format!("element type {} is not supported by machine backends yet", s.name()))
+pub(crate) fn kty(s: ScalarType) -> Result<Ty, OpError> {
+    Ty::of(s).ok_or_else(|| {
+        OpError::from(format!("element type {} is not supported by machine backends yet", s.name()))
+    })
 }
 
 /// Normalizes a possibly negative axis.
-pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     if a < 0 || a >= rank.max(1) as i64 {
-        return Err(format!("axis {axis} is out of range for rank {rank}"));
+        return Err(format!("axis {axis} is out of range for rank {rank}").into());
     }
     Ok(a as usize)
 }
 
 /// A kernel with one parameter per operand (read), then one per result (write), in that order.
-pub(crate) fn io_kernel(cx: &OpCx, name: &str) -> Result<(Kernel, Vec<Bind>), String> {
+pub(crate) fn io_kernel(cx: &OpCx, name: &str) -> Result<(Kernel, Vec<Bind>), OpError> {
     let mut k = Kernel::new(name);
     let mut binds = Vec::new();
     for (i, t) in cx.operands.iter().enumerate() {
@@ -353,7 +391,7 @@ pub(crate) fn io_kernel(cx: &OpCx, name: &str) -> Result<(Kernel, Vec<Bind>), St
     Ok((k, binds))
 }
 
-fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
+fn lower_op(cx: &mut OpCx) -> Result<Lowered, OpError> {
     use OpKind as K;
     match cx.kind {
         K::Reshape | K::Squeeze | K::Unsqueeze | K::Flatten => Ok(Lowered::View),
@@ -361,7 +399,7 @@ fn lower_op(cx: &mut OpCx) -> Result<Lowered, String> {
         K::Dropout if !cx.has(2) && cx.results.len() == 1 => Ok(Lowered::View),
         K::Dropout => dropout(cx),
         K::FusedKernel => {
-            let (f, block) = cx.region.ok_or("fused kernel without its region")?;
+            let (f, block) = cx.region.ok_or_else(|| bug("fused kernel without its region"))?;
             fused::lower(cx, f, block)
         }
         _ if cx.kind.traits().contains(Traits::ELEMENTWISE) => elementwise::lower(cx),
@@ -565,7 +603,10 @@ pub fn lower_ops(f: &Function, opts: &LowerOptions) -> Result<UnplannedProgram, 
             shared: d.operands.iter().map(|&v| *use_count.get(v) > 1).collect(),
             packed: d.operands.iter().map(|v| packed.contains(v)).collect(),
         };
-        let lowered = lower_op(&mut cx).map_err(|m| err(name, &d.loc, m))?;
+        let lowered = lower_op(&mut cx).map_err(|e| match e {
+            OpError::Unsupported(m) => err(name, &d.loc, m),
+            OpError::Bug(message) => LowerError::Internal { op: name, message },
+        })?;
         let label = match &d.loc {
             Loc::Name(n) => n.clone(),
             Loc::Fused(ns) => ns.join("+"),
@@ -639,7 +680,7 @@ pub fn lower_ops(f: &Function, opts: &LowerOptions) -> Result<UnplannedProgram, 
             b.storage.insert(r, Slot::Output(j));
             continue;
         }
-        let ty = kty(outputs[j].ty).map_err(|m| err("func.return", &Loc::Unknown, m))?;
+        let ty = kty(outputs[j].ty).map_err(|e| err("func.return", &Loc::Unknown, e.into_message()))?;
         let n = outputs[j].dims.iter().product::<usize>() as u64;
         let src = match known.get(r) {
             Some(t) => b.const_slot(r, t),
@@ -792,7 +833,7 @@ impl Builder {
 /// Dropout with a (possibly run-time) training flag and ratio: the reference's random draws for
 /// the op's seed are a compile-time table; each element is kept when training is off, the ratio is
 /// 0, or its draw is at least the ratio, and kept elements are scaled by 1/(1-ratio) in training.
-fn dropout(cx: &mut OpCx) -> Result<Lowered, String> {
+fn dropout(cx: &mut OpCx) -> Result<Lowered, OpError> {
     use crate::kir::*;
     let n = cx.operands[0].num_elements().unwrap_or(0) as usize;
     let seed = cx.int("seed", 0);

@@ -8,13 +8,13 @@
 //! is stored as a constant table. Every op with these semantics is thereby compiled exactly as the
 //! reference defines it. Concat and gathers with run-time indices have their own kernels.
 
-use super::{io_kernel, kty, Bind, ConstData, Lowered, OpCx};
+use super::{io_kernel, kty, Bind, ConstData, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::ops::EvalCtx;
 use edgec_ir::{OpKind, ScalarType, Tensor, TensorType};
 use ndarray::{ArrayD, IxDyn};
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     use OpKind as K;
     Ok(Some(match cx.kind {
         K::Concat => concat(cx)?,
@@ -120,7 +120,7 @@ fn signed_linear(ix: &[Expr], stride: &[i64], base: i64) -> Expr {
     e
 }
 
-fn index_mapped(cx: &mut OpCx, data: usize) -> Result<Lowered, String> {
+fn index_mapped(cx: &mut OpCx, data: usize) -> Result<Lowered, OpError> {
     let maps = index_maps(cx, data)?;
     let (mut k, mut binds) =
         io_kernel(cx, cx.kind.name().trim_start_matches("shape.").trim_start_matches("nn."))?;
@@ -172,7 +172,7 @@ fn index_mapped(cx: &mut OpCx, data: usize) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn concat(cx: &mut OpCx) -> Result<Lowered, String> {
+fn concat(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let out = cx.rshape(0);
     let axis = super::norm_axis(cx.int("axis", 0), out.len())?;
     let (mut k, binds) = io_kernel(cx, "concat")?;
@@ -208,7 +208,7 @@ fn concat(cx: &mut OpCx) -> Result<Lowered, String> {
 
 /// Gather along `axis` with run-time indices (negative indices count from the end; out-of-range
 /// indices are clamped so the kernel never reads outside the data).
-fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gather(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let data = cx.shape(0);
     let ishape = cx.shape(1);
     let axis = super::norm_axis(cx.int("axis", 0), data.len())?;

@@ -19,12 +19,12 @@
 //! - `q.gather_nbits` dequantizes the gathered rows straight into the output (indices wrap
 //!   when negative and are clamped to the table, like `shape.gather`'s lowering).
 
-use super::{Bind, Lowered, OpCx};
+use super::{Bind, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::ops::quant_nbits::num_groups;
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     Ok(Some(match cx.kind {
         OpKind::MatMulNBits => matmul_nbits(cx)?,
         OpKind::GatherNBits => gather_nbits(cx)?,
@@ -33,7 +33,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
 }
 
 /// Group size, N and K, checking what the backend needs.
-fn geometry(cx: &OpCx, w: usize) -> Result<(usize, usize, usize), String> {
+fn geometry(cx: &OpCx, w: usize) -> Result<(usize, usize, usize), OpError> {
     if cx.int("bits", 4) != 4 {
         return Err("only bits = 4 is supported".into());
     }
@@ -41,7 +41,9 @@ fn geometry(cx: &OpCx, w: usize) -> Result<(usize, usize, usize), String> {
     let ws = cx.shape(w);
     let (n, k) = (ws[0], ws[1]);
     if !k.is_multiple_of(2) || !g.is_multiple_of(2) {
-        return Err(format!("machine backends need an even K and group size (K = {k}, group_size = {g})"));
+        return Err(
+            format!("machine backends need an even K and group size (K = {k}, group_size = {g})").into()
+        );
     }
     if cx.konst(w).is_none() {
         return Err("the int4 weight must be a compile-time constant".into());
@@ -58,7 +60,7 @@ fn blocking(cx: &OpCx, n: usize, k: usize) -> (usize, usize, usize) {
 }
 
 /// The weight and scales repacked block by block (see the module docs), as tables.
-fn repack(cx: &mut OpCx, w: usize, g: usize, n: usize, k: usize) -> Result<(usize, usize), String> {
+fn repack(cx: &mut OpCx, w: usize, g: usize, n: usize, k: usize) -> Result<(usize, usize), OpError> {
     let (nb, full, tail) = blocking(cx, n, k);
     let q = match cx.konst(w) {
         Some(edgec_ir::Tensor::I4(a)) => a.iter().copied().collect::<Vec<i8>>(),
@@ -137,7 +139,7 @@ fn dequant(
     stmts
 }
 
-fn matmul_nbits(cx: &mut OpCx) -> Result<Lowered, String> {
+fn matmul_nbits(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (g, n, kk) = geometry(cx, 1)?;
     let xs = cx.shape(0);
     let m: usize = xs[..xs.len() - 1].iter().product();
@@ -211,7 +213,7 @@ fn matmul_nbits(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn gather_nbits(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gather_nbits(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (g, n, kk) = geometry(cx, 0)?;
     let count: usize = cx.shape(2).iter().product();
     let ity = cx.ty(2)?;

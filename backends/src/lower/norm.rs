@@ -2,11 +2,11 @@
 //! take mean and variance (or mean square) per group, then scale and shift", differing only in
 //! the grouping and in how the scale/bias element is found for a position.
 
-use super::{io_kernel, norm_axis, Lowered, OpCx};
+use super::{io_kernel, norm_axis, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     use OpKind as K;
     let x = cx.shape(0);
     let eps = cx.float("epsilon", 1e-5);
@@ -77,7 +77,7 @@ fn groups(
     eps: f64,
     rms: bool,
     pidx: &ParamIndex,
-) -> Result<Lowered, String> {
+) -> Result<Lowered, OpError> {
     let ty = cx.ty(0)?;
     let ct = if matches!(ty, Ty::F16 | Ty::BF16) { Ty::F32 } else { ty };
     let pty = cx.ty(1)?;
@@ -141,7 +141,7 @@ fn groups(
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn batch_norm(cx: &mut OpCx, eps: f64) -> Result<Lowered, String> {
+fn batch_norm(cx: &mut OpCx, eps: f64) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
     let ct = if matches!(ty, Ty::F16 | Ty::BF16) { Ty::F32 } else { ty };

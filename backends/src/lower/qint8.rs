@@ -6,14 +6,14 @@
 //! (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT), with per-channel multipliers
 //! and shifts in compile-time tables, so every target produces the interpreter's bits.
 
-use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
+use super::{io_kernel, Bind, ConstData, Lowered, OpCx, OpError};
 use crate::kir::*;
 use crate::quant::{QChannel, QOut, QWeights};
 use edgec_ir::ops::qint8::{add_params, per_tensor_i8, quantize_multiplier, weight_scales};
 use edgec_ir::ops::{conv_geometry, conv_transpose_geometry};
 use edgec_ir::{OpKind, QuantParams};
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     Ok(Some(match cx.kind {
         OpKind::QQuantize => quantize(cx)?,
         OpKind::QDequantize => dequantize(cx)?,
@@ -83,7 +83,7 @@ fn clamp_i8(e: Expr, lo: i64, hi: i64) -> Expr {
     cast(Ty::I8, bin(BinOp::Min, bin(BinOp::Max, e, i32c(lo)), i32c(hi)))
 }
 
-fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
+fn quantize(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let shape = cx.shape(0);
     let (scale, zp) = per_tensor_i8(&cx.results[0], "y")?;
     let (mut k, binds) = io_kernel(cx, "quantize")?;
@@ -134,7 +134,7 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
 /// An element's `(scale, zero_point)` from its index.
 type ParamsAt = Box<dyn Fn(&[Expr]) -> (Expr, Expr)>;
 
-fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
+fn dequantize(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let shape = cx.shape(0);
     let q = match &cx.operands[0].elem {
         edgec_ir::ElemType::Quant(q) => q.clone(),
@@ -172,7 +172,7 @@ fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn requantize(cx: &mut OpCx) -> Result<Lowered, String> {
+fn requantize(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let shape = cx.shape(0);
     let (s_in, zp_in) = per_tensor_i8(&cx.operands[0], "x")?;
     let (s_out, zp_out) = per_tensor_i8(&cx.results[0], "y")?;
@@ -194,7 +194,7 @@ fn requantize(cx: &mut OpCx) -> Result<Lowered, String> {
 }
 
 /// q.lookup: `y[i] = table[x[i] + 128]` over the flat tensor.
-fn lookup(cx: &mut OpCx) -> Result<Lowered, String> {
+fn lookup(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let n: usize = cx.shape(0).iter().product();
     let (mut k, binds) = io_kernel(cx, "lookup")?;
     let view = |buf| View { buf, offset: idx(0) };
@@ -205,7 +205,7 @@ fn lookup(cx: &mut OpCx) -> Result<Lowered, String> {
 /// q.add: TFLite's int8 ADD with numpy broadcasting. Both centered inputs are shifted left by
 /// 20 bits and rescaled to twice the larger input scale, summed, rescaled to the output scale
 /// (every multiplier is below 1, so each right shift is `−shift`), offset and clamped.
-fn qadd(cx: &mut OpCx) -> Result<Lowered, String> {
+fn qadd(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (ash, bsh, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
     let (s1, z1) = per_tensor_i8(&cx.operands[0], "a")?;
     let (s2, z2) = per_tensor_i8(&cx.operands[1], "b")?;
@@ -272,7 +272,7 @@ impl LayerOut {
     }
 }
 
-fn layer_out(cx: &OpCx) -> Result<LayerOut, String> {
+fn layer_out(cx: &OpCx) -> Result<LayerOut, OpError> {
     if cx.kind == OpKind::QFullyConnected && edgec_ir::ops::qint8::real_result(cx.attrs)? {
         return Ok(LayerOut::Real);
     }
@@ -299,7 +299,7 @@ enum Epilogue {
 /// no int8 GEMM): int32 accumulation of `w · (x − zp_x)` over the input positions that exist
 /// (padding contributes 0, as TFLite skips it), plus the bias, then per-channel requantization
 /// (or, for a real-valued result, the per-channel scale).
-fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
+fn integer_layer(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (xs, ws, ys) = (cx.shape(0), cx.shape(1), cx.rshape(0));
     let (s_x, zp_x) = per_tensor_i8(&cx.operands[0], "x")?;
     let out = layer_out(cx)?;
@@ -344,7 +344,7 @@ fn integer_layer(cx: &mut OpCx) -> Result<Lowered, String> {
     let kind = cx.kind;
     let attrs = cx.attrs.clone();
     let ystr = strides(&ys);
-    let body = k.try_nest(&ys, |k, ix| -> Result<Vec<Stmt>, String> {
+    let body = k.try_nest(&ys, |k, ix| -> Result<Vec<Stmt>, OpError> {
         let ch = if kind == OpKind::QFullyConnected { ix[ix.len() - 1].clone() } else { ix[1].clone() };
         let init = if has_bias { load(2, ch.clone()) } else { i32c(0) };
         let mut s = vec![Stmt::Let { var: acc, value: init }];
@@ -526,7 +526,7 @@ fn fc_weight_spec(n: usize, k: usize) -> QGemmSpec {
 /// q.fully_connected and q.conv through the backend's int8 GEMM ([`Stmt::QGemm`]): the weights
 /// are packed at compile time; a conv's input patches are gathered (im2col, padding with the
 /// input's zero point so that it contributes 0) unless the conv is a plain 1×1.
-fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let kernels = cx.kernels;
     let q = kernels.int8_gemm().ok_or("no int8 GEMM")?;
     let (xs, ws) = (cx.shape(0), cx.shape(1));
@@ -710,7 +710,7 @@ fn gemm_layer(cx: &mut OpCx) -> Result<Lowered, String> {
 /// weights packed at compile time), col2im scatter-adds them into int32 accumulators that start
 /// as the bias, and a last pass requantizes per output channel into the int8 output. The int32
 /// sums wrap exactly as the interpreter's accumulator does.
-fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
+fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let kernels = cx.kernels;
     let q = kernels.int8_gemm().ok_or("no int8 GEMM")?;
     let (xs, ws) = (cx.shape(0), cx.shape(1));
@@ -796,7 +796,7 @@ fn conv_transpose_layer(cx: &mut OpCx) -> Result<Lowered, String> {
 /// q.gather: each index selects a row of the i8 table, dequantized with that row's scale and
 /// zero point (`f32(f64(scale) · (q − zp))`, as the interpreter). Indices are wrapped when
 /// negative and clamped into range, like the float gather's lowering.
-fn gather(cx: &mut OpCx) -> Result<Lowered, String> {
+fn gather(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let (ts, is) = (cx.shape(0), cx.shape(1));
     let q = match &cx.operands[0].elem {
         edgec_ir::ElemType::Quant(q) => q.clone(),

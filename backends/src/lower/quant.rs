@@ -2,11 +2,11 @@
 //! with the reference's numerics: quantize divides in the division precision and rounds half to
 //! even before adding the zero point and saturating; dequantize computes in f32.
 
-use super::{io_kernel, kty, norm_axis, Lowered, OpCx};
+use super::{io_kernel, kty, norm_axis, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::{OpKind, ScalarType};
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     use OpKind as K;
     Ok(Some(match cx.kind {
         K::QuantizeLinear => quantize(cx)?,
@@ -17,7 +17,7 @@ pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
 }
 
 /// Index of the parameter (operand `p`) for the element of `x` at multi-index `ix`.
-fn param_index(cx: &OpCx, p: usize, ix: &[Expr]) -> Result<Expr, String> {
+fn param_index(cx: &OpCx, p: usize, ix: &[Expr]) -> Result<Expr, OpError> {
     let x = cx.shape(0);
     let ps = cx.shape(p);
     if ps.iter().product::<usize>() == 1 {
@@ -34,18 +34,18 @@ fn param_index(cx: &OpCx, p: usize, ix: &[Expr]) -> Result<Expr, String> {
 }
 
 /// (min, max) of an integer type.
-fn int_range(t: Ty) -> Result<(i64, i64), String> {
+fn int_range(t: Ty) -> Result<(i64, i64), OpError> {
     Ok(match t {
         Ty::I8 => (i8::MIN as i64, i8::MAX as i64),
         Ty::U8 => (0, u8::MAX as i64),
         Ty::I16 => (i16::MIN as i64, i16::MAX as i64),
         Ty::U16 => (0, u16::MAX as i64),
         Ty::I32 => (i32::MIN as i64, i32::MAX as i64),
-        t => return Err(format!("cannot quantize to {}", t.name())),
+        t => return Err(format!("cannot quantize to {}", t.name()).into()),
     })
 }
 
-fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
+fn quantize(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let (xt, st) = (cx.operands[0].scalar(), cx.operands[1].scalar());
     // The division precision: the `precision` attribute, else numpy's promotion.
@@ -66,7 +66,7 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
     let ob = cx.operands.len();
     let f = Ty::F64;
     let rp = move |e: Expr| if prec != f { cast(f, cast(prec, e)) } else { e };
-    let body = k.try_nest(&x, |_, ix| -> Result<Vec<Stmt>, String> {
+    let body = k.try_nest(&x, |_, ix| -> Result<Vec<Stmt>, OpError> {
         let si = param_index(cx, 1, ix)?;
         let xv = rp(cast(f, load(0, linear(ix, &strides(&x)))));
         let sv = rp(cast(f, load(1, si)));
@@ -80,7 +80,7 @@ fn quantize(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
+fn dequantize(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let out = cx.rty(0)?;
     cx.ty(0)?;
@@ -88,7 +88,7 @@ fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
     let (mut k, binds) = io_kernel(cx, "dequantize_linear")?;
     let ob = cx.operands.len();
     let f = Ty::F32;
-    let body = k.try_nest(&x, |_, ix| -> Result<Vec<Stmt>, String> {
+    let body = k.try_nest(&x, |_, ix| -> Result<Vec<Stmt>, OpError> {
         let mut v = cast(f, load(0, linear(ix, &strides(&x))));
         if has_zp {
             v = bin(BinOp::Sub, v, cast(f, load(2, param_index(cx, 2, ix)?)));
@@ -101,7 +101,7 @@ fn dequantize(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn dynamic_quantize(cx: &mut OpCx) -> Result<Lowered, String> {
+fn dynamic_quantize(cx: &mut OpCx) -> Result<Lowered, OpError> {
     if cx.ty(0)? != Ty::F32 || cx.results.len() != 3 {
         return Err("dynamic_quantize_linear takes f32 and has 3 results".into());
     }

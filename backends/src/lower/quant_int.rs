@@ -18,13 +18,13 @@
 //! the same per image and group over an im2col of the input ([`gemm_conv_integer`]).
 //! Everything else is plain loops.
 
-use super::{io_kernel, Bind, ConstData, Lowered, OpCx};
+use super::{bug, io_kernel, Bind, ConstData, Lowered, OpCx, OpError};
 use crate::kir::*;
 use crate::quant::{QChannel, QOut, QWeights};
 use edgec_ir::ops::conv_geometry;
 use edgec_ir::{OpKind, Tensor};
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     Ok(Some(match cx.kind {
         OpKind::MatMulInteger => match gemm_matmul_integer(cx)? {
             Some(l) => l,
@@ -59,7 +59,7 @@ fn param_at(
     rows: Option<usize>,
     cols: Option<usize>,
     what: &str,
-) -> Result<ParamAt, String> {
+) -> Result<ParamAt, OpError> {
     let n = cx.operands[p].num_elements().unwrap_or(0) as usize;
     if n == 1 {
         return Ok(ParamAt::Tensor);
@@ -73,7 +73,8 @@ fn param_at(
     Err(format!(
         "{what} has {n} elements: only per-tensor or per-{} parameters are supported",
         if rows.is_some() { "row" } else { "column / output-channel" }
-    ))
+    )
+    .into())
 }
 
 fn param_load(buf: BufId, at: ParamAt, i: &Expr, j: &Expr) -> Expr {
@@ -100,11 +101,11 @@ fn qlinear_requant(
     zp: Expr,
     ts: Ty,
     out: Ty,
-) -> Result<(Vec<Stmt>, Expr), String> {
+) -> Result<(Vec<Stmt>, Expr), OpError> {
     let (lo, hi) = match out {
         Ty::I8 => (-128i64, 127i64),
         Ty::U8 => (0, 255),
-        t => return Err(format!("a QLinear result of type {} is not supported", t.name())),
+        t => return Err(format!("a QLinear result of type {} is not supported", t.name()).into()),
     };
     let f = Ty::F64;
     let prod = cast(f, cast(ts, bin(BinOp::Mul, cast(f, sa), cast(f, sb))));
@@ -144,7 +145,7 @@ struct Mm {
     n: usize,
 }
 
-fn mm_shape(a: &[usize], b: &[usize], out: &[usize]) -> Result<Mm, String> {
+fn mm_shape(a: &[usize], b: &[usize], out: &[usize]) -> Result<Mm, OpError> {
     let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
     let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
     if a2.len() < 2 || b2.len() < 2 {
@@ -153,7 +154,7 @@ fn mm_shape(a: &[usize], b: &[usize], out: &[usize]) -> Result<Mm, String> {
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
-        return Err(format!("reduction dims differ: {k} and {k2}"));
+        return Err(format!("reduction dims differ: {k} and {k2}").into());
     }
     let total: usize = out.iter().product();
     let batch_n = total / (m * n).max(1);
@@ -172,7 +173,7 @@ fn mm_shape(a: &[usize], b: &[usize], out: &[usize]) -> Result<Mm, String> {
         batch[d] = get(&a2).max(get(&b2));
     }
     if batch.iter().product::<usize>() != batch_n {
-        return Err("internal: matmul batch dims do not match the result".into());
+        return Err(bug("matmul batch dims do not match the result"));
     }
     Ok(Mm { a_batch: a2[..a2.len() - 2].to_vec(), b_batch: b2[..b2.len() - 2].to_vec(), batch, m, k, n })
 }
@@ -191,7 +192,7 @@ fn bcast_index(bs: &[usize], tail_dims: &[usize], bix: &[Expr], tail: &[Expr]) -
 
 /// MatMulInteger (operands A, B, a_zp?, b_zp?) and QLinearMatMul (a, a_scale, a_zp, b, b_scale,
 /// b_zp, y_scale, y_zp) as loops.
-fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
+fn matmul(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let qlinear = cx.kind == OpKind::QLinearMatMul;
     let (ai, bi) = if qlinear { (0, 3) } else { (0, 1) };
     let g = mm_shape(&cx.shape(ai), &cx.shape(bi), &cx.rshape(0))?;
@@ -221,7 +222,7 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
     dims.extend([m, n]);
     let ystr = strides(&dims);
     let nbatch = g.batch.len();
-    let body = k_.try_nest(&dims, |kn, ix| -> Result<Vec<Stmt>, String> {
+    let body = k_.try_nest(&dims, |kn, ix| -> Result<Vec<Stmt>, OpError> {
         let (bix, i, j) = (&ix[..nbatch], &ix[nbatch], &ix[nbatch + 1]);
         let kv = Expr::Var(r);
         let mut av = cast(Ty::I32, load(ai, bcast_index(&a_batch, &[m, k], bix, &[i.clone(), kv.clone()])));
@@ -270,12 +271,12 @@ fn matmul(cx: &mut OpCx) -> Result<Lowered, String> {
 
 /// ConvInteger (x, w, x_zp?, w_zp?) and QLinearConv (x, x_scale, x_zp, w, w_scale, w_zp,
 /// y_scale, y_zp, B?) as direct loops over the input positions that exist.
-fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
+fn conv(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let qlinear = cx.kind == OpKind::QLinearConv;
     let (xi, wi) = if qlinear { (0, 3) } else { (0, 1) };
     let (xs, ws, ys) = (cx.shape(xi), cx.shape(wi), cx.rshape(0));
     if xs.len() < 3 || ws.len() != xs.len() {
-        return Err(format!("x and w must have the same rank >= 3, found {xs:?} and {ws:?}"));
+        return Err(format!("x and w must have the same rank >= 3, found {xs:?} and {ws:?}").into());
     }
     let mch = ws[0];
     let (xzi, wzi) = if qlinear { (2, 5) } else { (2, 3) };
@@ -300,7 +301,7 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
     let acc = k.var(Ty::I32);
     let nd = g.kernel.len();
     let ystr = strides(&ys);
-    let body = k.try_nest(&ys, |k, ix| -> Result<Vec<Stmt>, String> {
+    let body = k.try_nest(&ys, |k, ix| -> Result<Vec<Stmt>, OpError> {
         let ch = ix[1].clone();
         let c = k.var(Ty::Idx);
         let kv: Vec<VarId> = (0..nd).map(|_| k.var(Ty::Idx)).collect();
@@ -354,7 +355,7 @@ fn conv(cx: &mut OpCx) -> Result<Lowered, String> {
 
 /// MatMulInteger with a constant 2-D B on the int8 GEMM (see the module docs); `None` when the
 /// target has no int8 GEMM or the operands do not fit it.
-fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     let kernels = cx.kernels;
     let Some(q) = kernels.int8_gemm() else { return Ok(None) };
     let (asz, bsz) = (cx.shape(0), cx.shape(1));
@@ -463,7 +464,7 @@ fn gemm_matmul_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
 /// input zero point `z`, so that `Σ w'·(col − z) = Σ w'·col − z · Σ w'` over every tap; the
 /// second term (row sums of w' computed at compile time) is subtracted afterwards. The result
 /// equals ONNX's wrapping i32 sums.
-fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+fn gemm_conv_integer(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     let kernels = cx.kernels;
     let Some(q) = kernels.int8_gemm() else { return Ok(None) };
     let (xs, ws) = (cx.shape(0), cx.shape(1));

@@ -1,11 +1,11 @@
 //! Reductions, softmax, arg-max/min and global pooling: loops over the kept dims outside, the
 //! reduced dims inside, with an accumulator local. Half types accumulate in f32.
 
-use super::{io_kernel, norm_axis, Lowered, OpCx};
+use super::{io_kernel, norm_axis, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     use OpKind as K;
     Ok(Some(match cx.kind {
         K::ReduceMean
@@ -53,7 +53,7 @@ fn compute(t: Ty) -> Ty {
     }
 }
 
-fn reduce(cx: &mut OpCx, axes: &[usize]) -> Result<Lowered, String> {
+fn reduce(cx: &mut OpCx, axes: &[usize]) -> Result<Lowered, OpError> {
     use OpKind as K;
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
@@ -146,7 +146,7 @@ fn reduce(cx: &mut OpCx, axes: &[usize]) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn softmax(cx: &mut OpCx) -> Result<Lowered, String> {
+fn softmax(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let axis = norm_axis(cx.int("axis", -1), x.len())?;
     let ty = cx.ty(0)?;
@@ -243,7 +243,7 @@ fn softmax(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn argext(cx: &mut OpCx) -> Result<Lowered, String> {
+fn argext(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let axis = norm_axis(cx.int("axis", 0), x.len())?;
     let last = cx.int("select_last_index", 0) != 0;

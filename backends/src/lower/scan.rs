@@ -1,11 +1,11 @@
 //! Ops over the 1-D lanes along one axis: running sums and products, hardmax, Lp normalization
 //! and top-k. A lane is `outer × n × inner`: element `(o, j, i)` is at `(o·n + j)·inner + i`.
 
-use super::{io_kernel, norm_axis, Lowered, OpCx};
+use super::{io_kernel, norm_axis, Lowered, OpCx, OpError};
 use crate::kir::*;
 use edgec_ir::OpKind;
 
-pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, String> {
+pub(super) fn lower(cx: &mut OpCx) -> Result<Option<Lowered>, OpError> {
     use OpKind as K;
     Ok(Some(match cx.kind {
         K::CumSum | K::CumProd => cum(cx)?,
@@ -34,7 +34,7 @@ fn narrow_f64(e: Expr, ty: Ty) -> Expr {
     }
 }
 
-fn cum(cx: &mut OpCx) -> Result<Lowered, String> {
+fn cum(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
     let prod = cx.kind == OpKind::CumProd;
@@ -93,7 +93,7 @@ fn cum(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn hardmax(cx: &mut OpCx) -> Result<Lowered, String> {
+fn hardmax(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
     let axis = norm_axis(cx.int("axis", -1), x.len())?;
@@ -122,13 +122,13 @@ fn hardmax(cx: &mut OpCx) -> Result<Lowered, String> {
     Ok(Lowered::Calls(vec![(k, binds)]))
 }
 
-fn lp_norm(cx: &mut OpCx) -> Result<Lowered, String> {
+fn lp_norm(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
     let axis = norm_axis(cx.int("axis", -1), x.len())?;
     let p = cx.int("p", 2);
     if !(p == 1 || p == 2) {
-        return Err(format!("p must be 1 or 2, found {p}"));
+        return Err(format!("p must be 1 or 2, found {p}").into());
     }
     let (outer, n, inner) = lanes(&x, axis);
     let (mut k, binds) = io_kernel(cx, "lp_norm")?;
@@ -165,7 +165,7 @@ fn lp_norm(cx: &mut OpCx) -> Result<Lowered, String> {
 /// Top-k by rank counting: an element's rank is the number of elements ordered before it
 /// (greater — NaN above every number — or equal with a lower index, for `largest`); ranks
 /// below k are written to their position. O(n²) per lane, exact and stable.
-fn top_k(cx: &mut OpCx) -> Result<Lowered, String> {
+fn top_k(cx: &mut OpCx) -> Result<Lowered, OpError> {
     let x = cx.shape(0);
     let ty = cx.ty(0)?;
     let axis = norm_axis(cx.int("axis", -1), x.len())?;
