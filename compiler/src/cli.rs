@@ -257,6 +257,18 @@ fn check_pipeline(pipeline: &str) -> Result<(), Error> {
 
 /// Runs a parsed command line. Returns the process exit code.
 pub fn run(cli: Cli) -> Result<(), Error> {
+    // `--target help` lists the targets, as `edgec targets` does.
+    let target = match &cli.command {
+        Command::Opt { target, .. }
+        | Command::Compile { target, .. }
+        | Command::Run { target, .. }
+        | Command::Bench { target, .. } => Some(target.as_str()),
+        Command::Import { .. } | Command::Targets => None,
+    };
+    if target == Some("help") {
+        print!("{}", crate::target::targets_text());
+        return Ok(());
+    }
     match cli.command {
         Command::Import { model, output, dims, elide_constants } => {
             let opts = CompileOptions { dims: dims.parse()?, ..CompileOptions::default() };

@@ -373,6 +373,8 @@ fn targets_lists_every_backend() {
     let o = edgec(&["targets"]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
+    let help = edgec(&["compile", "m.onnx", "--target", "help", "-o", "x"]);
+    assert_eq!((help.status.code(), String::from_utf8_lossy(&help.stdout)), (Some(0), text.clone()));
     for b in edgec::target::BACKENDS {
         for (name, _) in b.targets {
             let row = text.lines().find(|l| l.split_whitespace().next() == Some(*name));
