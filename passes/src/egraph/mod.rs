@@ -21,11 +21,12 @@
 //! `fused.kernel`s to build.
 //!
 //! Output is deterministic: the e-graph is built in body order, egg is deterministic given its
-//! insertion order, and the rebuild walks roots in body order (no hash-map iteration decides
-//! anything). Only the time limit, a safety net set far above the zoo's needs, could make two
-//! runs differ.
+//! insertion order, extraction ([`extract`]) walks classes in id order, and the rebuild walks
+//! roots in body order (no hash-map iteration decides anything). The runner's limits are
+//! iterations and e-nodes, never wall-clock time, so machine load cannot change what it finds.
 
 pub mod cost;
+pub mod extract;
 pub mod kernels;
 pub mod lang;
 pub mod rules;
@@ -37,7 +38,7 @@ use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{InferCtx, OpKind, Traits};
 use edgec_ir::verify::constant_value;
 use edgec_ir::{Attr, Attrs, ConstTensor, Function, Loc, Module, Op, ScalarType, Tensor, TensorType, Value};
-use egg::{Extractor, Id, Language, Runner, SimpleScheduler, StopReason};
+use egg::{Id, Language, Runner, SimpleScheduler, StopReason};
 use kernels::{Role, ValueInfo, OUTSIDE};
 use lang::{
     ir_op, is_fused, mean_axes_tensor, CastTo, IrValue, KGraph, Kernel, Leaf, MeanSpec, Perm, Scalar,
@@ -45,23 +46,22 @@ use lang::{
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Limits of one saturation run.
+/// Limits of one saturation run: deterministic work bounds only (a wall-clock limit would make
+/// the result depend on machine load).
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub iterations: usize,
     /// E-node budget: `nodes_per_input_node` times the initial size, at least `min_nodes`.
     pub nodes_per_input_node: usize,
     pub min_nodes: usize,
-    pub time: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         // The zoo saturates in under 10 iterations; the commutativity rules at most double a
         // class's nodes, so 16x the input is ample room.
-        Limits { iterations: 30, nodes_per_input_node: 16, min_nodes: 10_000, time: Duration::from_secs(2) }
+        Limits { iterations: 30, nodes_per_input_node: 16, min_nodes: 10_000 }
     }
 }
 
@@ -816,7 +816,9 @@ pub fn optimize_function_with(
         .with_egraph(egraph)
         .with_iter_limit(limits.iterations)
         .with_node_limit(node_limit)
-        .with_time_limit(limits.time);
+        // egg's default is a 5 s time limit; the work bounds above end every run instead (a
+        // 16,000-op chain saturates in about 11 s), so only they decide what is found.
+        .with_time_limit(std::time::Duration::from_secs(u32::MAX as u64));
     let runner = match phase {
         Phase::Recognize => runner.run(&rules::all()),
         Phase::Kernels => {
@@ -843,7 +845,7 @@ pub fn optimize_function_with(
         .chain(eg.classes().flat_map(|c| c.nodes.iter()).filter(|n| matches!(n, Kernel::Opaque(_))).cloned())
         .chain(model.scalar_values.keys().map(|&s| Kernel::Num(s)))
         .collect();
-    let extractor = Extractor::new(eg, cost::CostModel { egraph: eg, weights: *weights, originals });
+    let extractor = extract::BestNodes::new(eg, cost::CostModel { egraph: eg, weights: *weights, originals });
     let mut best = HashMap::new();
     for &v in &roots {
         collect_best(&extractor, eg, model.class_of[&v], &mut best);
@@ -886,12 +888,7 @@ pub fn optimize_function_with(
 }
 
 /// Records the best node of `id` and of every class its best term reaches.
-fn collect_best(
-    ex: &Extractor<cost::CostModel, Kernel, TypeInfo>,
-    eg: &KGraph,
-    id: Id,
-    best: &mut HashMap<Id, Kernel>,
-) {
+fn collect_best(ex: &extract::BestNodes<Kernel>, eg: &KGraph, id: Id, best: &mut HashMap<Id, Kernel>) {
     let mut stack = vec![eg.find(id)];
     while let Some(c) = stack.pop() {
         if best.contains_key(&c) {
