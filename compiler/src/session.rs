@@ -186,9 +186,22 @@ impl Session {
         Ok(crate::io::read_inputs(path.as_ref(), self.main())?)
     }
 
+    /// A model without outputs computes nothing a caller could see: compiling or running it is
+    /// an error (the input's fault), not an empty program. Importing and printing it still work.
+    fn check_has_outputs(&self) -> Result<(), Error> {
+        if self.main().results().is_empty() {
+            return Err(Error::Usage(format!(
+                "the model's graph @{} has no outputs, so there is nothing to compute",
+                self.main().name
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs the model in the reference interpreter: the imported model, or the quantized one
     /// when the session quantizes (so that `--target interp` shows the quantized numerics).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        self.check_has_outputs()?;
         if matches!(self.quantize, Quantize::None) {
             return edgec_ir::interp::run_function(self.main(), inputs).map_err(Error::Run);
         }
@@ -330,6 +343,7 @@ impl Session {
     /// of the result, and compiles with it. Also for backends that are not in the registry (an
     /// integrator's own; `docs/add-a-backend.md`).
     pub fn compile_for(&self, backend: &dyn Backend, options: &CodegenOptions) -> Result<Compiled, Error> {
+        self.check_has_outputs()?;
         let start = std::time::Instant::now();
         let opt = self.optimize_for(backend)?;
         let f = opt.module.main().expect("a verified module has an entry function");

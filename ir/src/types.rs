@@ -216,9 +216,20 @@ impl TensorType {
         self.dims.iter().try_fold(1u64, |acc, d| d.as_static().and_then(|n| acc.checked_mul(n)))
     }
 
-    /// Size in bytes of the tensor's storage if static (4-bit types round up per tensor).
+    /// Size in bytes of the tensor's storage if static (4-bit types round up per tensor); `None`
+    /// also when the size does not fit in a `u64`.
     pub fn size_bytes(&self) -> Option<u64> {
-        self.num_elements().map(|n| (n * self.elem.storage().bits() as u64).div_ceil(8))
+        self.num_elements()?.checked_mul(self.elem.storage().bits() as u64).map(|b| b.div_ceil(8))
+    }
+
+    /// The exact size in bytes of a static tensor, computed wide (`None` if not static or beyond
+    /// even 128 bits), for messages about sizes that do not fit.
+    pub fn size_bytes_wide(&self) -> Option<u128> {
+        let n = self
+            .dims
+            .iter()
+            .try_fold(1u128, |acc, d| d.as_static().and_then(|n| acc.checked_mul(n as u128)))?;
+        n.checked_mul(self.elem.storage().bits() as u128).map(|b| b.div_ceil(8))
     }
 
     pub fn scalar(&self) -> ScalarType {

@@ -410,3 +410,34 @@ fn bad_pass_options_exit_2() {
         assert!(!out.exists(), "{passes}");
     }
 }
+
+/// Sizes never wrap: a tensor whose byte count exceeds what the target can address (2^70 bytes
+/// on the host; 2^31 + 4 on a 32-bit Cortex-M7) is exit 2 naming the tensor with its exact size,
+/// and a graph without outputs is exit 2 instead of a model that computes nothing.
+#[test]
+fn oversized_tensors_and_empty_graphs_exit_2() {
+    let relu = |ty: &str| {
+        format!(
+            "func @main(%x: {ty}) -> (\"y\": {ty}) {{\n  %0 = math.relu %x : {ty} loc(\"relu0\")\n  func.return %0 loc(unknown)\n}}\n"
+        )
+    };
+    let cases = [
+        (relu("tensor<1099511627776x1073741824xf32>"), "host", "needs 4722366482869645213696 bytes"),
+        (relu("tensor<536870913xf32>"), "cortex-m7", "needs 2147483652 bytes"),
+        (
+            "func @main(%x: tensor<4xf32>) -> () {\n  func.return loc(unknown)\n}\n".to_string(),
+            "host",
+            "has no outputs",
+        ),
+    ];
+    for (i, (src, target, want)) in cases.iter().enumerate() {
+        let eir = tmp(&format!("sizes{i}.eir"));
+        std::fs::write(&eir, src).unwrap();
+        let out = tmp(&format!("sizes{i}-out"));
+        let o = edgec(&["compile", eir.to_str().unwrap(), "--target", target, "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{target}: {}", String::from_utf8_lossy(&o.stderr));
+        let line = stderr_line(&o);
+        assert!(line.contains(want), "{line}");
+        assert!(!out.exists(), "{target}: output written");
+    }
+}

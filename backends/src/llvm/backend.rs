@@ -181,6 +181,8 @@ impl Backend for Llvm {
         let qtile = spec.qtile().map_err(machine_err)?;
         let opts = LowerOptions {
             kernels: Arc::new(LlvmKernels { isa, qtile }),
+            // isize::MAX of the pointer width: Cortex-M is 32-bit, the rest 64-bit.
+            max_bytes: if spec.bare_metal { i32::MAX as u64 } else { i64::MAX as u64 },
             align: if spec.bare_metal { 16 } else { 64 },
             // Dequantized int4 weight blocks: a few KiB of SRAM on a microcontroller, L2-sized elsewhere.
             nbits_block_bytes: if spec.bare_metal { 16 << 10 } else { 512 << 10 },

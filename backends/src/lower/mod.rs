@@ -63,8 +63,14 @@ pub struct IoDesc {
 }
 
 impl IoDesc {
+    /// Bytes of the tensor. Lowering rejects every tensor whose size does not fit the target's
+    /// address space ([`check_sizes`]), so this cannot overflow for a lowered program.
     pub fn bytes(&self) -> u64 {
-        (self.dims.iter().product::<usize>() * self.ty.bits()).div_ceil(8) as u64
+        let elems = self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        elems
+            .and_then(|n| n.checked_mul(self.ty.bits() as u64))
+            .map(|b| b.div_ceil(8))
+            .expect("lowering checks every tensor's size")
     }
 }
 
@@ -175,6 +181,9 @@ impl TargetKernels for PortableKernels {
 pub struct LowerOptions {
     /// The backend's GEMM routines (see [`TargetKernels`]).
     pub kernels: std::sync::Arc<dyn TargetKernels>,
+    /// The largest tensor (and arena) the target can address, in bytes: `isize::MAX` of its
+    /// pointer width.
+    pub max_bytes: u64,
     /// Alignment of every arena slot, in bytes.
     pub align: u64,
     /// Constants larger than this many elements are not produced by compile-time folding.
@@ -188,6 +197,7 @@ impl Default for LowerOptions {
     fn default() -> Self {
         LowerOptions {
             kernels: std::sync::Arc::new(PortableKernels),
+            max_bytes: i64::MAX as u64,
             align: 64,
             fold_limit: 1 << 22,
             nbits_block_bytes: 512 << 10,
@@ -482,10 +492,64 @@ pub fn supports(f: &Function, op: edgec_ir::Op) -> Result<(), String> {
     Err("the machine backends cannot compile this op with run-time operands".into())
 }
 
-/// Lowers the function and plans its memory: [`lower_ops`], then [`plan_memory`] with the
-/// options' alignment.
+/// Lowers the function and plans its memory: [`check_sizes`], [`lower_ops`], then
+/// [`plan_memory`] with the options' alignment; the arena must fit the address space too.
 pub fn lower(f: &Function, opts: &LowerOptions) -> Result<Program, LowerError> {
-    plan_memory(lower_ops(f, opts)?, opts.align)
+    check_sizes(f, opts.max_bytes)?;
+    let program = plan_memory(lower_ops(f, opts)?, opts.align)?;
+    if program.arena.arena_bytes > opts.max_bytes {
+        return Err(LowerError::Unsupported {
+            op: "func",
+            loc: Loc::Unknown,
+            message: format!(
+                "the arena needs {} bytes, more than the target can address ({} bytes)",
+                program.arena.arena_bytes, opts.max_bytes
+            ),
+        });
+    }
+    Ok(program)
+}
+
+/// Every tensor of the function (its inputs and every op's results, in regions too) must fit
+/// in `max_bytes`: sizes are computed with checked arithmetic, so a shape whose byte count
+/// overflows is reported with its exact size instead of wrapping. Names the tensor and the op
+/// (ONNX node) that defines it.
+pub fn check_sizes(f: &Function, max_bytes: u64) -> Result<(), LowerError> {
+    let too_big = |v: Value| -> Option<String> {
+        let ty = &f.values[v].ty;
+        if !ty.is_static() || ty.size_bytes().is_some_and(|b| b <= max_bytes) {
+            return None;
+        }
+        let size = match ty.size_bytes_wide() {
+            Some(b) => format!("{b} bytes"),
+            None => "more than 2^128 bytes".into(),
+        };
+        let name = f.values[v].name.clone().map(|n| format!("{n:?}")).unwrap_or_else(|| v.to_string());
+        Some(format!(
+            "tensor {name} ({ty}) needs {size}, more than the target can address ({max_bytes} bytes)"
+        ))
+    };
+    for &p in f.params() {
+        if let Some(message) = too_big(p) {
+            return Err(LowerError::Unsupported { op: "func", loc: Loc::Unknown, message });
+        }
+    }
+    // Body order, a region's ops right after the op that holds them.
+    let mut stack: Vec<edgec_ir::Op> = f.body_ops().iter().rev().copied().collect();
+    while let Some(op) = stack.pop() {
+        let d = &f.ops[op];
+        for &r in &d.results {
+            if let Some(message) = too_big(r) {
+                return Err(LowerError::Unsupported { op: d.kind.name(), loc: d.loc.clone(), message });
+            }
+        }
+        for r in d.regions.iter().rev() {
+            for &b in r.blocks.iter().rev() {
+                stack.extend(f.blocks[b].ops.iter().rev().copied());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Lowers every op of the function to kernel calls over its values, without memory planning.
