@@ -243,3 +243,112 @@ fn the_top_function_needs_a_c_name() {
         assert!(e.to_string().contains("top function"), "{e}");
     }
 }
+
+/// `edgec compile --target fpga-hls -o DIR` writes the project (nested directories included)
+/// and its report; `edgec run --target fpga-hls` runs the C simulation and writes the outputs.
+#[test]
+fn the_cli_compiles_a_project_and_runs_its_c_simulation() {
+    use edgec_testsuite::cli::edgec;
+    let m = discover(&zoo_dir()).into_iter().find(|m| m.name == "vae_mlp").unwrap();
+    let dir = std::env::temp_dir().join(format!("edgec-hls-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (model, inputs) = (m.model(), m.inputs());
+    let project = dir.join("prj");
+    let o =
+        edgec(&["compile", model.to_str().unwrap(), "--target", "fpga-hls", "-o", project.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "firmware/model.cpp",
+        "firmware/model.h",
+        "firmware/defines.h",
+        "tb/model_test.cpp",
+        "build_prj.tcl",
+        "README.md",
+    ] {
+        assert!(project.join(f).is_file(), "no {f}");
+    }
+    assert!(project.join("firmware/weights/model_c0.h").is_file());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["target"], "fpga-hls");
+    assert_eq!(report["hls"]["part"], "xczu9eg-ffvb1156-2-e");
+    assert_eq!(report["hls"]["clock_ns"], 5.0);
+    assert!(report["arena_bytes"].as_u64().unwrap() > 0 && report["weights_bytes"].as_u64().unwrap() > 0);
+    let out = dir.join("out.npz");
+    let o = edgec(&[
+        "run",
+        model.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--target",
+        "fpga-hls",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = edgec::io::read_npz(&out).unwrap();
+    let want = edgec::io::read_npz(&m.reference()).unwrap();
+    for (name, t) in &got {
+        let r = &want.iter().find(|(n, _)| n == name).unwrap().1;
+        let err = max_rel_error(r, t).unwrap();
+        assert!(err <= ZOO_REL_TOL, "{name}: {err:.2e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The edge cases where C++ and the kernel IR part ways unless the emitter takes care: float→int
+/// casts of NaN, infinities and out-of-range values (saturating, NaN → 0), NaN-propagating
+/// min/max, rounding half to even, fmod's sign, wrapping int8 arithmetic and shifts by the
+/// width or more. The C simulation must equal the interpreter exactly.
+#[test]
+fn edge_cases_of_the_expression_semantics_are_exact() {
+    let m = edgec_ir::parser::parse_module(
+        r#"func @edge(%x: tensor<8xf32>, %y: tensor<8xf32>, %a: tensor<8xi8>, %b: tensor<8xi8>, %s: tensor<8xu8>) -> ("i8": tensor<8xi8>, "u8": tensor<8xu8>, "i32": tensor<8xi32>, "i64": tensor<8xi64>, "min": tensor<8xf32>, "max": tensor<8xf32>, "round": tensor<8xf32>, "fmod": tensor<8xf32>, "add": tensor<8xi8>, "mul": tensor<8xi8>, "shl": tensor<8xu8>, "shr": tensor<8xu8>, "bool": tensor<8xbool>) {
+  %0 = math.cast %x {to = i8} : tensor<8xi8> loc("c_i8")
+  %1 = math.cast %x {to = u8} : tensor<8xu8> loc("c_u8")
+  %2 = math.cast %x {to = i32} : tensor<8xi32> loc("c_i32")
+  %3 = math.cast %x {to = i64} : tensor<8xi64> loc("c_i64")
+  %4 = math.min %x, %y : tensor<8xf32> loc("min")
+  %5 = math.max %x, %y : tensor<8xf32> loc("max")
+  %6 = math.round %x : tensor<8xf32> loc("round")
+  %7 = math.mod %x, %y {fmod = 1} : tensor<8xf32> loc("fmod")
+  %8 = math.add %a, %b : tensor<8xi8> loc("add")
+  %9 = math.mul %a, %b : tensor<8xi8> loc("mul")
+  %10 = math.bit_shift %s, %s {direction = "LEFT"} : tensor<8xu8> loc("shl")
+  %11 = math.bit_shift %s, %s {direction = "RIGHT"} : tensor<8xu8> loc("shr")
+  %12 = math.cast %x {to = bool} : tensor<8xbool> loc("c_bool")
+  func.return %0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12 loc(unknown)
+}"#,
+    )
+    .unwrap();
+    let session = Session::from_module(m).unwrap();
+    use edgec_ir::{ScalarType as S, Tensor};
+    let nan = f64::NAN;
+    let inputs = vec![
+        Tensor::from_f64(
+            S::F32,
+            &[8],
+            &[nan, f64::INFINITY, f64::NEG_INFINITY, 300.7, -300.7, 2.5, -2.5, 1e10],
+        )
+        .unwrap(),
+        Tensor::from_f64(S::F32, &[8], &[1.0, nan, 3.0, -7.0, 7.0, -0.0, 0.5, 3.0]).unwrap(),
+        Tensor::from_f64(S::I8, &[8], &[127.0, -128.0, 100.0, -100.0, 1.0, -1.0, 64.0, 0.0]).unwrap(),
+        Tensor::from_f64(S::I8, &[8], &[1.0, -1.0, 100.0, -100.0, 127.0, -128.0, 2.0, 5.0]).unwrap(),
+        Tensor::from_f64(S::U8, &[8], &[0.0, 1.0, 7.0, 8.0, 9.0, 200.0, 3.0, 255.0]).unwrap(),
+    ];
+    // Bit-for-bit, NaNs and signed zeros included.
+    let expected = session.run(inputs.clone()).unwrap();
+    let c = session.compile(&Target::parse("fpga-hls").unwrap(), "edge", false).unwrap();
+    let (outputs, _) = session.execute(&c, &inputs).unwrap();
+    let host = session.compile(&Target::parse("host").unwrap(), "edge", false).unwrap();
+    let (native, _) = session.execute(&host, &inputs).unwrap();
+    for (((name, e), a), n) in session.output_names().iter().zip(&expected).zip(&outputs).zip(&native) {
+        // Out-of-range float→int casts: the kernel IR (and the LLVM backend) saturate with
+        // NaN → 0, the interpreter wraps like a cast through i64 (ONNX leaves them undefined).
+        let want = if ["i8", "u8", "i32", "i64"].contains(&name.as_str()) { n } else { e };
+        assert_eq!(want.to_le_bytes(), a.to_le_bytes(), "{name}: expected {want:?}, got {a:?}");
+    }
+    // fmod is exact here, as in the interpreter (the LLVM backend's x - trunc(x/y)·y is not
+    // for quotients beyond 2^24: 1e10 mod 3 is 256 there).
+    assert_eq!(outputs[7].to_f64_vec()[7], 1.0);
+}
