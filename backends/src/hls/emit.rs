@@ -658,4 +658,150 @@ mod tests {
             "edgec_f2i<int8_t, float>(x, (-128.0f), 128.0f, ((int8_t)-128LL), ((int8_t)127LL))"
         );
     }
+
+    /// `Stmt::Gemm` with every combination of transposes, padded leading dimensions, view
+    /// offsets, accumulation and bias kind, built with g++ and run, against a plain Rust
+    /// product (small integers, so the float results are exact).
+    #[test]
+    fn gemm_statements_honour_every_flag() {
+        use crate::kir::{idx, GemmShape, GemmSpec};
+        let (m, n, k) = (3usize, 4usize, 5usize);
+        let dir = std::env::temp_dir().join(format!("edgec-hls-gemm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut case = 0;
+        for a_trans in [false, true] {
+            for b_trans in [false, true] {
+                for accumulate in [false, true] {
+                    for bias in [None, Some(true), Some(false)] {
+                        case += 1;
+                        let lda = if a_trans { m } else { k } + 2;
+                        let ldb = if b_trans { k } else { n } + 1;
+                        let ldc = n + 3;
+                        let shape = GemmShape { m, n, k, a_trans, b_trans, lda, ldb, ldc };
+                        let (oa, ob, oc, obias) = (2usize, 1usize, 3usize, 1usize);
+                        let la = oa + lda * if a_trans { k } else { m };
+                        let lb = ob + ldb * if b_trans { n } else { k };
+                        let lc = oc + ldc * m;
+                        let lbias = obias + m.max(n);
+                        let val = |i: usize, s: usize| ((i * 7 + s) % 11) as f32 - 5.0;
+                        let a: Vec<f32> = (0..la).map(|i| val(i, 1)).collect();
+                        let b: Vec<f32> = (0..lb).map(|i| val(i, 2)).collect();
+                        let c0: Vec<f32> = (0..lc).map(|i| val(i, 3)).collect();
+                        let bv: Vec<f32> = (0..lbias).map(|i| val(i, 4)).collect();
+                        let mut want = c0.clone();
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut acc = 0.0f32;
+                                for p in 0..k {
+                                    let x = if a_trans { a[oa + p * lda + i] } else { a[oa + i * lda + p] };
+                                    let y = if b_trans { b[ob + j * ldb + p] } else { b[ob + p * ldb + j] };
+                                    acc += x * y;
+                                }
+                                let at = oc + i * ldc + j;
+                                let mut v = acc;
+                                if accumulate {
+                                    v += c0[at];
+                                }
+                                if let Some(per_row) = bias {
+                                    v += bv[obias + if per_row { i } else { j }];
+                                }
+                                want[at] = v;
+                            }
+                        }
+                        let mut kern = Kernel::new("gemm_case");
+                        let pa = kern.param(Ty::F32, la as u64, Access::Read);
+                        let pb = kern.param(Ty::F32, lb as u64, Access::Read);
+                        let pc = kern.param(Ty::F32, lc as u64, Access::Write);
+                        let pbias = kern.param(Ty::F32, lbias as u64, Access::Read);
+                        let view = |buf, off: usize| View { buf, offset: idx(off as i64) };
+                        kern.body = vec![Stmt::Gemm {
+                            spec: GemmSpec { shape, accumulate, b_prepacked: false },
+                            a: view(pa, oa),
+                            b: view(pb, ob),
+                            c: view(pc, oc),
+                            bias: bias.map(|per_row| GemmBias { view: view(pbias, obias), per_row }),
+                            scratch: None,
+                        }];
+                        let list = |v: &[f32]| {
+                            v.iter().map(|x| fconst(*x as f64, Ty::F32)).collect::<Vec<_>>().join(", ")
+                        };
+                        let src = format!(
+                            "{DEFINES_H}\n#include <stdio.h>\n{}\nstatic float a[] = {{{}}}, b[] = {{{}}}, c[] = {{{}}}, bias[] = {{{}}};\n\
+                             int main() {{\n  gemm_case(a, b, c, bias);\n  for (int i = 0; i < {lc}; i++) printf(\"%.9g\\n\", c[i]);\n  return 0;\n}}\n",
+                            kernel(&kern).unwrap(),
+                            list(&a),
+                            list(&b),
+                            list(&c0),
+                            list(&bv)
+                        );
+                        let cpp = dir.join(format!("case{case}.cpp"));
+                        let exe = dir.join(format!("case{case}"));
+                        std::fs::write(&cpp, &src).unwrap();
+                        let build = std::process::Command::new("g++")
+                            .args(["-std=c++14", "-O1", "-o"])
+                            .arg(&exe)
+                            .arg(&cpp)
+                            .output()
+                            .unwrap();
+                        assert!(build.status.success(), "{}\n{src}", String::from_utf8_lossy(&build.stderr));
+                        let out = std::process::Command::new(&exe).output().unwrap();
+                        let got: Vec<f32> = String::from_utf8_lossy(&out.stdout)
+                            .lines()
+                            .map(|l| l.parse().unwrap())
+                            .collect();
+                        assert_eq!(got, want, "a_trans {a_trans} b_trans {b_trans} accumulate {accumulate} bias {bias:?}\n{src}");
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `Stmt::Lookup` (`y[i] = table[x[i] + 128]`) and `Stmt::Copy` on offset views, built with
+    /// g++ and run.
+    #[test]
+    fn lookup_and_copy_statements() {
+        use crate::kir::idx;
+        let mut kern = Kernel::new("lut");
+        let x = kern.param(Ty::I8, 10, Access::Read);
+        let t = kern.param(Ty::I8, 258, Access::Read);
+        let y = kern.param(Ty::I8, 12, Access::Write);
+        let z = kern.param(Ty::I8, 12, Access::Write);
+        let view = |buf, off: i64| View { buf, offset: idx(off) };
+        kern.body = vec![
+            Stmt::Lookup { x: view(x, 1), y: view(y, 2), table: view(t, 2), elems: 8 },
+            Stmt::Copy { dst: view(z, 3), src: view(y, 2), elems: 8 },
+        ];
+        let xs: Vec<i8> = vec![0, -128, 127, -1, 0, 1, 5, -5, 100, 9];
+        let table: Vec<i8> = (0..258).map(|i| ((i * 37 + 11) % 256) as u8 as i8).collect();
+        let list = |v: &[i8]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        let src = format!(
+            "{DEFINES_H}\n#include <stdio.h>\n{}\nstatic int8_t x[] = {{{}}}, t[] = {{{}}}, y[12], z[12];\n\
+             int main() {{\n  lut(x, t, y, z);\n  for (int i = 0; i < 12; i++) printf(\"%d %d\\n\", y[i], z[i]);\n  return 0;\n}}\n",
+            kernel(&kern).unwrap(),
+            list(&xs),
+            list(&table)
+        );
+        let dir = std::env::temp_dir().join(format!("edgec-hls-lut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cpp, exe) = (dir.join("lut.cpp"), dir.join("lut"));
+        std::fs::write(&cpp, &src).unwrap();
+        let build = std::process::Command::new("g++")
+            .args(["-std=c++14", "-O1", "-o"])
+            .arg(&exe)
+            .arg(&cpp)
+            .output()
+            .unwrap();
+        assert!(build.status.success(), "{}\n{src}", String::from_utf8_lossy(&build.stderr));
+        let out = String::from_utf8(std::process::Command::new(&exe).output().unwrap().stdout).unwrap();
+        let mut want_y = [0i8; 12];
+        for i in 0..8 {
+            want_y[2 + i] = table[2 + (xs[1 + i] as i32 + 128) as usize];
+        }
+        let mut want_z = [0i8; 12];
+        want_z[3..11].copy_from_slice(&want_y[2..10]);
+        let want: String = (0..12).map(|i| format!("{} {}\n", want_y[i], want_z[i])).collect();
+        assert_eq!(out, want, "{src}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
