@@ -268,6 +268,9 @@ fn the_cli_compiles_a_project_and_runs_its_c_simulation() {
         assert!(project.join(f).is_file(), "no {f}");
     }
     assert!(project.join("firmware/weights/model_c0.h").is_file());
+    // An f32-only arena is a typed array: no pointer casts on the AXI port.
+    let top = std::fs::read_to_string(project.join("firmware/model.cpp")).unwrap();
+    assert!(top.contains(", float arena[1536])") && !top.contains("*)(arena"), "{top}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(project.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["target"], "fpga-hls");
