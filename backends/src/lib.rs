@@ -1,7 +1,7 @@
 //! edgec's backends: the [`Backend`] interface and the [`registry`] of every backend, the kernel
 //! IR ([`kir`]) and its lowering from the graph IR ([`lower`]), the C header shared by backends
 //! whose output runs on the C runtime ([`c_header`]), and the backends themselves. Each heavy
-//! backend is a cargo feature (`llvm`, `mlir`); the registry lists it either way.
+//! backend is a cargo feature (`llvm`, `hls`, `mlir`); the registry lists it either way.
 
 pub mod backend;
 pub mod c_header;
@@ -12,6 +12,8 @@ pub mod quant;
 pub mod registry;
 pub mod target;
 
+#[cfg(feature = "hls")]
+pub mod hls;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 

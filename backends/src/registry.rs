@@ -77,7 +77,21 @@ pub static BACKENDS: &[BackendInfo] = &[
         parse: parse_machine_target,
         create: built_with!("llvm", crate::llvm::backend::create),
     },
+    BackendInfo {
+        name: "hls",
+        summary: "A Vitis HLS C++ project (top function, kernels, weight headers, testbench, build_prj.tcl) \
+                  for FPGAs; runs here as its C simulation built with g++.",
+        feature: Some("hls"),
+        targets: &[("fpga-hls", "FPGA through Vitis HLS C++ (Zynq UltraScale+ at 5 ns by default)")],
+        parse: |s| (s == "fpga-hls").then(|| Ok(hls_target())),
+        create: built_with!("hls", crate::hls::create),
+    },
 ];
+
+/// `fpga-hls`: plain data, so it parses without the `hls` feature.
+fn hls_target() -> Target {
+    Target { backend: "hls", name: "fpga-hls".into(), triple: None, cpu: None, features: None }
+}
 
 /// Machine-target aliases: name → (triple, cpu, features).
 const MACHINE_ALIASES: &[(&str, &str, &str, &str)] = &[

@@ -364,7 +364,13 @@ impl Session {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
         for (name, bytes) in c.files.iter().chain(&package.files) {
-            crate::io::write_atomically(&dir.join(name), bytes)?;
+            // Backends may name files in subdirectories (`firmware/model.cpp`).
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::Usage(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            crate::io::write_atomically(&path, bytes)?;
         }
         let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
         crate::io::write_atomically(&dir.join("report.json"), text.as_bytes())?;

@@ -179,6 +179,8 @@ pub enum Backend {
     Optimized,
     /// Compiled for the host by the LLVM backend, linked with the runtime's harness and run.
     Host,
+    /// Compiled for `fpga-hls` and run as the project's C simulation (g++).
+    Hls,
 }
 
 /// Where the node tests live (`EDGEC_NODE_TESTS` overrides).
@@ -243,7 +245,7 @@ fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
     // The optimized module, for the backends that see what `edgec compile` sees.
     let module = match backend {
         Backend::Interp => module,
-        Backend::Optimized | Backend::Host => {
+        Backend::Optimized | Backend::Host | Backend::Hls => {
             let session = edgec::Session::from_module(module).map_err(|e| format!("import: {e}"))?;
             session.optimized().map_err(|e| format!("pipeline: {e}"))?.0
         }
@@ -260,8 +262,9 @@ fn run_test_inner(t: &NodeTest, backend: Backend) -> Result<(), String> {
     }
     let compiled = match backend {
         Backend::Interp | Backend::Optimized => None,
-        Backend::Host => {
-            let target = edgec::Target::parse("host").map_err(|e| e.to_string())?;
+        Backend::Host | Backend::Hls => {
+            let name = if backend == Backend::Host { "host" } else { "fpga-hls" };
+            let target = edgec::Target::parse(name).map_err(|e| e.to_string())?;
             let host = edgec::target::lookup(&target).map_err(|e| format!("host: {e}"))?;
             let compiled = edgec_backends::backend::check_supported(host.as_ref(), func)
                 .and_then(|()| host.compile(func, &edgec::CodegenOptions::new("model")));

@@ -67,12 +67,23 @@ fn node_conformance_interpreter() {
 /// compile are counted (and listed with `node-tests --host`), not failed.
 #[test]
 fn node_conformance_host_backend_matches_interpreter() {
+    backend_matches_interpreter(edgec_testsuite::node::Backend::Host, "host backend");
+}
+
+/// The same for `fpga-hls`: each test's HLS project built with g++ and run as its C simulation
+/// (`node-tests --hls` lists them).
+#[test]
+fn node_conformance_hls_backend_matches_interpreter() {
+    backend_matches_interpreter(edgec_testsuite::node::Backend::Hls, "fpga-hls backend");
+}
+
+fn backend_matches_interpreter(backend: edgec_testsuite::node::Backend, what: &str) {
     use edgec_testsuite::node::{run_all_on, Backend};
     let tests = discover(&cache_dir()).unwrap_or_else(|e| panic!("{e}"));
     let tests: Vec<_> = tests.into_iter().filter(|t| t.class != Class::Excluded).collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let interp = run_all_on(&tests, threads, Backend::Interp);
-    let host = run_all_on(&tests, threads, Backend::Host);
+    let host = run_all_on(&tests, threads, backend);
     let (mut compiled, mut passed, mut skipped) = (0, 0, 0);
     let mut regressions = Vec::new();
     for ((t, i), h) in tests.iter().zip(&interp).zip(&host) {
@@ -98,15 +109,15 @@ fn node_conformance_host_backend_matches_interpreter() {
         .filter(|((_, i), h)| matches!(i, Outcome::Pass) && !matches!(h, Outcome::Skip(_)))
         .count();
     println!(
-        "host backend: {compiled} of {} tests compiled, {passed} pass; the interpreter passes {interp_pass_compiled} of the compiled ones; {skipped} not compiled",
+        "{what}: {compiled} of {} tests compiled, {passed} pass; the interpreter passes {interp_pass_compiled} of the compiled ones; {skipped} not compiled",
         tests.len()
     );
     for r in &regressions {
-        println!("HOST FAIL (interpreter passes) {r}");
+        println!("{what} FAIL (interpreter passes) {r}");
     }
     assert!(
         regressions.is_empty(),
-        "{} tests pass in the interpreter but fail on the host backend",
+        "{} tests pass in the interpreter but fail on the {what}",
         regressions.len()
     );
 }

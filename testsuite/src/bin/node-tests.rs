@@ -1,9 +1,9 @@
 //! Runs ONNX node tests through the interpreter and prints one line per test.
 //!
-//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures] [--host] [--optimized]`
+//! `cargo run --release -p edgec-testsuite --bin node-tests -- [SUBSTRING...] [--all] [--failures] [--host] [--hls] [--optimized]`
 //! Without substrings every test runs; `--host` compiles each test for the host with the LLVM
 //! backend (after the default pass pipeline) instead of interpreting it (tests whose ops it does
-//! not compile are SKIPped); `--optimized` interprets the module after the default pipeline. Exit
+//! not compile are SKIPped); `--hls` does the same for `fpga-hls` and runs the C simulation; `--optimized` interprets the module after the default pipeline. Exit
 //! status 0 iff every selected (non-excluded, non-skipped) test passes.
 
 use edgec_testsuite::node::{cache_dir, discover, run_all_on, Backend, Class, Outcome, Tally};
@@ -28,6 +28,8 @@ fn main() {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let backend = if args.iter().any(|a| a == "--host") {
         Backend::Host
+    } else if args.iter().any(|a| a == "--hls") {
+        Backend::Hls
     } else if args.iter().any(|a| a == "--optimized") {
         Backend::Optimized
     } else {
@@ -56,6 +58,7 @@ fn main() {
     }
     let what = match backend {
         Backend::Host => "host backend",
+        Backend::Hls => "fpga-hls C simulation",
         Backend::Optimized => "interpreter after the default pipeline",
         Backend::Interp => "interpreter",
     };
