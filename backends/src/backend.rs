@@ -183,6 +183,25 @@ pub trait Backend {
     }
 }
 
+/// A file-system failure while a backend builds or runs what it compiled (exit 1).
+pub fn io_error(path: &std::path::Path, e: std::io::Error) -> BackendError {
+    BackendError::Environment(format!("{}: {e}", path.display()))
+}
+
+/// A fresh private directory under the system temp dir (`edgec-<what>-<pid>-<n>`), for backends
+/// that build and run what they compile; the caller removes it.
+pub fn scratch_dir(what: &str) -> Result<std::path::PathBuf, BackendError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "edgec-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).map_err(|e| io_error(&d, e))?;
+    Ok(d)
+}
+
 /// Checks every op of `f` with [`Backend::supports`] and reports all unsupported ones at once.
 pub fn check_supported(backend: &dyn Backend, f: &Function) -> Result<(), BackendError> {
     let mut ops = Vec::new();

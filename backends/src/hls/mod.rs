@@ -7,13 +7,15 @@
 pub mod emit;
 pub mod project;
 
-use crate::backend::{Backend, BackendError, CodegenOptions, Compiled, Execution, Package, UnsupportedOp};
+use crate::backend::{
+    io_error, scratch_dir, Backend, BackendError, CodegenOptions, Compiled, Execution, Package, UnsupportedOp,
+};
 use crate::lower::{lower, LowerOptions, Program};
 use crate::target::Target;
 use edgec_ir::{Function, Loc, ScalarType, Tensor};
 use edgec_passes::TargetInfo;
 use project::HlsConfig;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// The passes after the shared prefix: kernel formation and fusion, but no `choose-layout`
@@ -37,23 +39,6 @@ pub fn create(target: &Target) -> Result<Box<dyn Backend>, BackendError> {
         target: target.clone(),
         config: HlsConfig { part: DEFAULT_PART.into(), clock_ns: DEFAULT_CLOCK_NS },
     }))
-}
-
-fn io_err(what: &Path, e: std::io::Error) -> BackendError {
-    BackendError::Environment(format!("{}: {e}", what.display()))
-}
-
-/// A fresh private directory under the system temp dir.
-fn tempdir() -> Result<PathBuf, BackendError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "edgec-hls-csim-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
-    Ok(d)
 }
 
 impl Hls {
@@ -149,7 +134,7 @@ impl Backend for Hls {
     fn execute(&self, c: &Compiled, inputs: &[Tensor]) -> Result<Execution, BackendError> {
         let p = self.program(c)?;
         check_inputs(p, inputs)?;
-        let dir = tempdir()?;
+        let dir = scratch_dir("hls-csim")?;
         let res = csim(c, p, inputs, &dir);
         if std::env::var_os("EDGEC_KEEP_HLS_DIR").is_some_and(|v| v == "1") {
             eprintln!("kept {}", dir.display());
@@ -165,15 +150,15 @@ fn csim(c: &Compiled, p: &Program, inputs: &[Tensor], dir: &Path) -> Result<Exec
     for (name, bytes) in &c.files {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
         }
-        std::fs::write(&path, bytes).map_err(|e| io_err(&path, e))?;
+        std::fs::write(&path, bytes).map_err(|e| io_error(&path, e))?;
     }
     let data = dir.join("tb_data");
-    std::fs::create_dir_all(&data).map_err(|e| io_err(&data, e))?;
+    std::fs::create_dir_all(&data).map_err(|e| io_error(&data, e))?;
     for (i, t) in inputs.iter().enumerate() {
         let path = data.join(format!("in_{i}.bin"));
-        std::fs::write(&path, t.to_le_bytes()).map_err(|e| io_err(&path, e))?;
+        std::fs::write(&path, t.to_le_bytes()).map_err(|e| io_error(&path, e))?;
     }
     let sym = &c.symbol;
     let t0 = Instant::now();
@@ -214,7 +199,7 @@ fn csim(c: &Compiled, p: &Program, inputs: &[Tensor], dir: &Path) -> Result<Exec
     let mut outputs = Vec::new();
     for (i, d) in p.outputs.iter().enumerate() {
         let path = data.join(format!("out_{i}.bin"));
-        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
         outputs.push(
             Tensor::from_le_bytes(d.ty, &d.dims, &bytes)
                 .map_err(|m| BackendError::internal(Some("hls"), m))?,

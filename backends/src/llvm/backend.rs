@@ -5,14 +5,16 @@
 //! QEMU Cortex-M board.
 
 use super::codegen::{emit_object, LlvmKernels, MachineSpec};
-use crate::backend::{Backend, BackendError, CodegenOptions, Compiled, Execution, Package};
+use crate::backend::{
+    io_error, scratch_dir, Backend, BackendError, CodegenOptions, Compiled, Execution, Package,
+};
 use crate::lower::{lower, LowerOptions, Program};
 use crate::target::{Target, TargetError};
 use edgec_ir::{Function, Tensor};
 use edgec_passes::{GemmPanel, TargetInfo};
 use edgec_runtime::toolchain::{self, TargetKind};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -78,23 +80,6 @@ fn tool_err(e: toolchain::ToolchainError) -> BackendError {
     BackendError::Environment(e.to_string())
 }
 
-fn io_err(what: &Path, e: std::io::Error) -> BackendError {
-    BackendError::Environment(format!("{}: {e}", what.display()))
-}
-
-/// A fresh private directory under the system temp dir.
-fn tempdir(what: &str) -> Result<PathBuf, BackendError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "edgec-{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
-    Ok(d)
-}
-
 /// The runtime object for a target kind and its code bytes, built once per process (the
 /// runtime's source is part of this binary, so the object never changes).
 fn runtime_object(kind: TargetKind) -> Result<Arc<(Vec<u8>, u64)>, BackendError> {
@@ -103,11 +88,11 @@ fn runtime_object(kind: TargetKind) -> Result<Arc<(Vec<u8>, u64)>, BackendError>
     if let Some(rt) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&kind) {
         return Ok(rt.clone());
     }
-    let dir = tempdir("runtime")?;
+    let dir = scratch_dir("runtime")?;
     let res = (|| -> Result<_, BackendError> {
         let o = toolchain::build_runtime(kind, &dir).map_err(tool_err)?;
         let code = toolchain::code_bytes_of_object(&o).map_err(tool_err)?;
-        Ok(Arc::new((std::fs::read(&o).map_err(|e| io_err(&o, e))?, code)))
+        Ok(Arc::new((std::fs::read(&o).map_err(|e| io_error(&o, e))?, code)))
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let rt = res?;
@@ -224,10 +209,10 @@ impl Backend for Llvm {
         let p = self.program(c)?;
         let rt = runtime_object(self.kind)?;
         let (runtime_o, runtime_code) = (&rt.0, rt.1);
-        let dir = tempdir("measure")?;
+        let dir = scratch_dir("measure")?;
         let model_code = (|| -> Result<u64, BackendError> {
             let model_o = dir.join("model.o");
-            std::fs::write(&model_o, self.object(c)?).map_err(|e| io_err(&model_o, e))?;
+            std::fs::write(&model_o, self.object(c)?).map_err(|e| io_error(&model_o, e))?;
             Ok(toolchain::code_bytes_of_object(&model_o).map_err(tool_err)?.saturating_sub(p.weights_bytes()))
         })();
         let _ = std::fs::remove_dir_all(&dir);
@@ -266,10 +251,10 @@ impl Backend for Llvm {
     fn execute(&self, c: &Compiled, inputs: &[Tensor]) -> Result<Execution, BackendError> {
         let p = self.program(c)?;
         check_inputs(p, inputs)?;
-        let dir = tempdir("run")?;
+        let dir = scratch_dir("run")?;
         let res = (|| {
             let obj = dir.join("model.o");
-            std::fs::write(&obj, self.object(c)?).map_err(|e| io_err(&obj, e))?;
+            std::fs::write(&obj, self.object(c)?).map_err(|e| io_error(&obj, e))?;
             let io_bytes: u64 = p.inputs.iter().chain(&p.outputs).map(|d| d.bytes().div_ceil(64) * 64).sum();
             let exe = dir.join("model.elf");
             toolchain::link_harness(
@@ -283,7 +268,7 @@ impl Backend for Llvm {
             .map_err(tool_err)?;
             for (i, t) in inputs.iter().enumerate() {
                 let path = dir.join(format!("in_{i}.bin"));
-                std::fs::write(&path, t.to_le_bytes()).map_err(|e| io_err(&path, e))?;
+                std::fs::write(&path, t.to_le_bytes()).map_err(|e| io_error(&path, e))?;
             }
             let out = toolchain::run_harness(self.kind, &exe, &dir).map_err(tool_err)?;
             if !out.success() {
@@ -301,7 +286,7 @@ impl Backend for Llvm {
             let mut outs = Vec::new();
             for (i, d) in p.outputs.iter().enumerate() {
                 let path = dir.join(format!("out_{i}.bin"));
-                let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+                let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
                 outs.push(
                     Tensor::from_le_bytes(d.ty, &d.dims, &bytes)
                         .map_err(|m| BackendError::internal(None, m))?,
@@ -322,12 +307,12 @@ impl Backend for Llvm {
             ));
         }
         check_inputs(self.program(c)?, inputs)?;
-        let dir = tempdir("bench")?;
+        let dir = scratch_dir("bench")?;
         let res = (|| {
             let obj = dir.join("model.o");
-            std::fs::write(&obj, self.object(c)?).map_err(|e| io_err(&obj, e))?;
+            std::fs::write(&obj, self.object(c)?).map_err(|e| io_error(&obj, e))?;
             let rt = dir.join("edgec_runtime.o");
-            std::fs::write(&rt, &runtime_object(self.kind)?.0).map_err(|e| io_err(&rt, e))?;
+            std::fs::write(&rt, &runtime_object(self.kind)?.0).map_err(|e| io_error(&rt, e))?;
             let so = dir.join("model.so");
             toolchain::link_shared_host(&obj, &rt, &so).map_err(tool_err)?;
             // SAFETY: the shared object was just generated by this compiler for this host.
