@@ -3,7 +3,7 @@
 //! Works backwards over each block so that a chain of dead ops disappears in one sweep; ops in
 //! regions are considered uses of the values they reference.
 
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::entity::{Block, SecondaryMap};
 use edgec_ir::ops::Traits;
 use edgec_ir::{Function, Module, Value};

@@ -20,7 +20,7 @@
 //! Half-precision values are left alone, because the reference rounds every intermediate to
 //! half and one fused loop computing in f32 would not.
 
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::entity::SecondaryMap;
 use edgec_ir::module::{BlockData, Region, ValueDef};
 use edgec_ir::ops::Traits;

@@ -16,7 +16,7 @@
 //! Run it after the passes that look at weights (`fold-constants` would fold the layout op
 //! back into a plain constant, quantization would not see a constant weight).
 
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use crate::target::TargetInfo;
 use edgec_ir::module::ValueDef;
 use edgec_ir::{

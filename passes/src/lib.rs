@@ -11,6 +11,7 @@ pub mod egraph;
 pub mod fuse;
 pub mod layout;
 pub mod manager;
+pub mod pass;
 pub mod quant;
 pub mod registry;
 pub mod target;

@@ -1,6 +1,6 @@
 //! Every pass, declared once: name, summary, constructor. `docs/passes.md` lists them.
 
-use crate::manager::{Pass, PassArgs, PassError};
+use crate::pass::{Pass, PassArgs, PassError};
 use edgec_ir::Module;
 
 pub struct PassInfo {

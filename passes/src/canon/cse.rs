@@ -10,7 +10,7 @@
 //! boundary would change what a delegated subgraph captures).
 
 use super::{attrs_identical, collect_blocks, const_data, Replacements};
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::ops::Traits;
 use edgec_ir::{Attr, Function, Module, Op, OpKind, Value};
 use std::collections::hash_map::DefaultHasher;

@@ -24,7 +24,7 @@ use super::{
     collect_blocks, const_data, create_constant_typed, defining_op, fused_loc, has_operand, use_counts,
     Replacements,
 };
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::entity::SecondaryMap;
 use edgec_ir::{Attr, Attrs, Function, Module, Op, OpKind, ScalarType, Tensor, TensorType, Value};
 use ndarray::{ArrayD, IxDyn};

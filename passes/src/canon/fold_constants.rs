@@ -12,7 +12,7 @@
 //! operand into a huge tensor stays an op.
 
 use super::{collect_blocks, const_data, create_constant_typed, Replacements};
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::ops::{EvalCtx, Traits};
 use edgec_ir::{Function, Module, Op, OpKind, Tensor, TensorType};
 

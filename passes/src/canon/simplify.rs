@@ -30,7 +30,7 @@
 //! sweep; the pass still repeats sweeps until nothing changes (bounded by [`MAX_SWEEPS`]).
 
 use super::{collect_blocks, const_data, create_constant, defining_op, fused_loc, has_operand, Replacements};
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::types::ElemType;
 use edgec_ir::{
     Attr, Attrs, ConstTensor, Dim, Function, Module, Op, OpKind, ScalarType, Tensor, TensorType, Value,

@@ -31,7 +31,7 @@ pub mod kernels;
 pub mod lang;
 pub mod rules;
 
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use crate::target::{CostWeights, TargetInfo};
 use edgec_ir::entity::{Block, EntityRef, SecondaryMap};
 use edgec_ir::module::ValueDef;

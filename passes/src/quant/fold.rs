@@ -35,7 +35,7 @@
 //! blocks, other integer widths — is left as it is; the backends compile those ops directly.
 
 use crate::canon::{const_data, create_constant_typed, defining_op, has_operand, use_counts, Replacements};
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::entity::SecondaryMap;
 use edgec_ir::ops::qint8::i8_type;
 use edgec_ir::{

@@ -25,7 +25,7 @@
 //! removes them. Each weight is quantized once however many products use it.
 
 use crate::canon::{const_data, create_constant_typed, defining_op, has_operand, Replacements};
-use crate::manager::{Pass, PassError};
+use crate::pass::{Pass, PassError};
 use edgec_ir::ops::quant_nbits::{num_groups, quantize_blocks};
 use edgec_ir::{Attr, Attrs, Function, Loc, Module, Op, OpKind, ScalarType, Tensor, TensorType, Value};
 use ndarray::{ArrayD, IxDyn};
