@@ -183,6 +183,31 @@ pub trait Backend {
     }
 }
 
+/// The inputs given to run a compiled model must be the ones it takes, in number, element type
+/// and shape (the input's fault otherwise, exit 2).
+pub fn check_inputs(expected: &[IoDesc], given: &[Tensor]) -> Result<(), BackendError> {
+    if given.len() != expected.len() {
+        return Err(BackendError::Usage(format!(
+            "the model takes {} inputs, {} given",
+            expected.len(),
+            given.len()
+        )));
+    }
+    for (t, d) in given.iter().zip(expected) {
+        if t.shape() != d.dims.as_slice() || t.scalar_type() != d.ty {
+            return Err(BackendError::Usage(format!(
+                "input {:?}: expected {} {:?}, got {} {:?}",
+                d.name,
+                d.ty.name(),
+                d.dims,
+                t.scalar_type().name(),
+                t.shape()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A file-system failure while a backend builds or runs what it compiled (exit 1).
 pub fn io_error(path: &std::path::Path, e: std::io::Error) -> BackendError {
     BackendError::Environment(format!("{}: {e}", path.display()))

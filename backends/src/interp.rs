@@ -1,8 +1,9 @@
 //! The reference interpreter as a backend: it optimizes for no machine in particular (the
 //! generic cost model) and compiles nothing; `edgec run --target interp` runs the graph IR
-//! itself (`edgec_ir::interp`). Its pipeline forms kernels as the CPU backend does (but keeps
-//! weights in their own layout), so that the interpreter executes the same fused kernels the
-//! machine code computes and stays their oracle.
+//! itself (`edgec_ir::interp`): the imported graph for a float model, the optimized one when the
+//! session quantizes. Its pipeline (what `Session::optimize` runs for a session without a
+//! machine target) forms kernels as the CPU backend does but keeps weights in their own layout,
+//! so that an interpreted quantized model runs the same fused kernels the machine code computes.
 
 use crate::backend::{Backend, BackendError, CodegenOptions, Compiled, Package};
 use crate::target::Target;

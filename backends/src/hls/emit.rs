@@ -4,7 +4,7 @@
 //! operations go through the helpers of `defines.h` ([`DEFINES_H`]) or through unsigned types,
 //! never through plain C++ operators with undefined behaviour.
 
-use crate::kir::{Access, BinOp, CmpOp, Expr, GemmBias, Kernel, MathFn, Stmt, Ty, UnOp, View};
+use crate::kir::{Access, BinOp, Expr, GemmBias, Kernel, MathFn, Stmt, Ty, UnOp, View};
 use std::fmt::Write;
 
 /// The register (value) type of a kernel type in C++. `Idx` is `int64_t`, as on the 64-bit
@@ -157,6 +157,27 @@ impl Emitter<'_> {
         Ok(())
     }
 
+    /// `{ int64_t i; for (i = 0; i < n; i++) { line } }`: a pipelined loop over `n` elements
+    /// in a block of its own (so its index does not clash with the kernel's variables).
+    fn flat_loop(&mut self, n: u64, line: &str) -> Result<(), EmitError> {
+        self.line("{");
+        self.depth += 1;
+        self.line("int64_t i;");
+        self.counted(
+            "i",
+            Ty::Idx,
+            n,
+            |e| {
+                e.line(line);
+                Ok(())
+            },
+            true,
+        )?;
+        self.depth -= 1;
+        self.line("}");
+        Ok(())
+    }
+
     fn stmt(&mut self, s: &Stmt) -> Result<(), EmitError> {
         let k = self.k;
         match s {
@@ -192,42 +213,16 @@ impl Emitter<'_> {
             Stmt::Copy { dst, src, elems } => {
                 // memcpy semantics: the views never overlap.
                 let (d, so) = (self.expr(&dst.offset)?, self.expr(&src.offset)?);
-                self.line("{");
-                self.depth += 1;
-                self.line("int64_t i;");
-                let (db, sb) = (dst.buf, src.buf);
-                self.counted(
-                    "i",
-                    Ty::Idx,
-                    *elems,
-                    |e| {
-                        e.line(&format!("p{db}[{d} + i] = p{sb}[{so} + i];"));
-                        Ok(())
-                    },
-                    true,
-                )?;
-                self.depth -= 1;
-                self.line("}");
+                self.flat_loop(*elems, &format!("p{}[{d} + i] = p{}[{so} + i];", dst.buf, src.buf))?;
             }
             Stmt::Lookup { x, y, table, elems } => {
                 // y[i] = table[x[i] + 128] on int8 views (q.lookup).
                 let (xo, yo, to) = (self.expr(&x.offset)?, self.expr(&y.offset)?, self.expr(&table.offset)?);
-                self.line("{");
-                self.depth += 1;
-                self.line("int64_t i;");
                 let (xb, yb, tb) = (x.buf, y.buf, table.buf);
-                self.counted(
-                    "i",
-                    Ty::Idx,
+                self.flat_loop(
                     *elems,
-                    |e| {
-                        e.line(&format!("p{yb}[{yo} + i] = p{tb}[{to} + (int64_t)p{xb}[{xo} + i] + 128];"));
-                        Ok(())
-                    },
-                    true,
+                    &format!("p{yb}[{yo} + i] = p{tb}[{to} + (int64_t)p{xb}[{xo} + i] + 128];"),
                 )?;
-                self.depth -= 1;
-                self.line("}");
             }
             Stmt::Gemm { spec, a, b, c, bias, scratch: _ } => {
                 if spec.b_prepacked {
@@ -364,14 +359,7 @@ impl Emitter<'_> {
             Expr::Cmp(op, a, b) => {
                 let t = k.ty(a);
                 let vb = conv(&self.expr(b)?, k.ty(b), t);
-                let o = match op {
-                    CmpOp::Eq => "==",
-                    CmpOp::Ne => "!=",
-                    CmpOp::Lt => "<",
-                    CmpOp::Le => "<=",
-                    CmpOp::Gt => ">",
-                    CmpOp::Ge => ">=",
-                };
+                let o = op.symbol();
                 // Float `!=` is unordered (true for NaN), the others ordered: LLVM's UNE/O*.
                 format!("({} {o} {vb})", self.expr(a)?)
             }

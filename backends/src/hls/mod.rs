@@ -8,7 +8,8 @@ pub mod emit;
 pub mod project;
 
 use crate::backend::{
-    io_error, scratch_dir, Backend, BackendError, CodegenOptions, Compiled, Execution, Package, UnsupportedOp,
+    check_inputs, io_error, scratch_dir, Backend, BackendError, CodegenOptions, Compiled, Execution, Package,
+    UnsupportedOp,
 };
 use crate::lower::{lower, LowerOptions, Program};
 use crate::target::Target;
@@ -133,7 +134,7 @@ impl Backend for Hls {
     /// `inputs`.
     fn execute(&self, c: &Compiled, inputs: &[Tensor]) -> Result<Execution, BackendError> {
         let p = self.program(c)?;
-        check_inputs(p, inputs)?;
+        check_inputs(&p.inputs, inputs)?;
         let dir = scratch_dir("hls-csim")?;
         let res = csim(c, p, inputs, &dir);
         if std::env::var_os("EDGEC_KEEP_HLS_DIR").is_some_and(|v| v == "1") {
@@ -207,28 +208,4 @@ fn csim(c: &Compiled, p: &Program, inputs: &[Tensor], dir: &Path) -> Result<Exec
     }
     let log = format!("{stdout}csim build {build_s:.2} s (g++ -O2), run {run_s:.2} s\n");
     Ok(Execution { outputs, log, how: "in C simulation (g++)".into() })
-}
-
-/// The inputs must be the program's, in number, element type and shape.
-fn check_inputs(p: &Program, inputs: &[Tensor]) -> Result<(), BackendError> {
-    if inputs.len() != p.inputs.len() {
-        return Err(BackendError::Usage(format!(
-            "the model takes {} inputs, {} given",
-            p.inputs.len(),
-            inputs.len()
-        )));
-    }
-    for (t, d) in inputs.iter().zip(&p.inputs) {
-        if t.shape() != d.dims.as_slice() || t.scalar_type() != d.ty {
-            return Err(BackendError::Usage(format!(
-                "input {:?}: expected {} {:?}, got {} {:?}",
-                d.name,
-                d.ty.name(),
-                d.dims,
-                t.scalar_type().name(),
-                t.shape()
-            )));
-        }
-    }
-    Ok(())
 }

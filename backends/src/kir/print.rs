@@ -35,7 +35,7 @@
 //! Printing is deterministic: it only walks vectors in order and formats floats with Rust's
 //! shortest round-trip form.
 
-use super::{Access, BinOp, CmpOp, Expr, Kernel, KernelId, Param, Stmt, Ty, UnOp, View};
+use super::{Access, BinOp, Expr, Kernel, KernelId, Param, Stmt, Ty, UnOp, View};
 use std::fmt::{self, Write};
 
 /// The text form of one kernel, without a program-level id (`kernel NAME(PARAMS) { BODY }`).
@@ -125,21 +125,7 @@ fn write_stmt(w: &mut impl Write, k: &Kernel, s: &Stmt, depth: usize) -> fmt::Re
             writeln!(w, "{pad}}}")
         }
         Stmt::Gemm { spec, a, b, c, bias, scratch } => {
-            let mut f = vec![
-                format!("m={} n={} k={}", spec.shape.m, spec.shape.n, spec.shape.k),
-                format!("a={} lda={}", view(a), spec.shape.lda),
-            ];
-            if spec.shape.a_trans {
-                f.push("a_trans".into());
-            }
-            f.push(format!("b={} ldb={}", view(b), spec.shape.ldb));
-            if spec.shape.b_trans {
-                f.push("b_trans".into());
-            }
-            if spec.b_prepacked {
-                f.push("b_prepacked".into());
-            }
-            f.push(format!("c={} ldc={}", view(c), spec.shape.ldc));
+            let mut f = product_fields(&spec.shape, a, b, c, spec.b_prepacked);
             if spec.accumulate {
                 f.push("accumulate".into());
             }
@@ -156,18 +142,7 @@ fn write_stmt(w: &mut impl Write, k: &Kernel, s: &Stmt, depth: usize) -> fmt::Re
             writeln!(w, "{pad}gemm {}", f.join(" "))
         }
         Stmt::QGemm { spec, a, b, c, bias, mult, shift, scratch } => {
-            let mut f = vec![
-                format!("m={} n={} k={}", spec.shape.m, spec.shape.n, spec.shape.k),
-                format!("a={} lda={}", view(a), spec.shape.lda),
-            ];
-            if spec.shape.a_trans {
-                f.push("a_trans".into());
-            }
-            f.push(format!("b={} ldb={}", view(b), spec.shape.ldb));
-            if spec.shape.b_trans {
-                f.push("b_trans".into());
-            }
-            f.push(format!("c={} ldc={}", view(c), spec.shape.ldc));
+            let mut f = product_fields(&spec.shape, a, b, c, false);
             f.push(format!("zp=({}, {}, {})", spec.a_zp, spec.b_zp, spec.c_zp));
             f.push(format!("act=[{}, {}]", spec.act_min, spec.act_max));
             f.push(
@@ -267,15 +242,25 @@ fn bin_symbol(op: BinOp) -> &'static str {
     }
 }
 
-fn cmp_symbol(op: CmpOp) -> &'static str {
-    match op {
-        CmpOp::Eq => "==",
-        CmpOp::Ne => "!=",
-        CmpOp::Lt => "<",
-        CmpOp::Le => "<=",
-        CmpOp::Gt => ">",
-        CmpOp::Ge => ">=",
+/// The fields the f32 and int8 products share: shape, operands with their leading dims and
+/// transposes (and `b_prepacked` for the f32 GEMM).
+fn product_fields(shape: &super::GemmShape, a: &View, b: &View, c: &View, b_prepacked: bool) -> Vec<String> {
+    let mut f = vec![
+        format!("m={} n={} k={}", shape.m, shape.n, shape.k),
+        format!("a={} lda={}", view(a), shape.lda),
+    ];
+    if shape.a_trans {
+        f.push("a_trans".into());
     }
+    f.push(format!("b={} ldb={}", view(b), shape.ldb));
+    if shape.b_trans {
+        f.push("b_trans".into());
+    }
+    if b_prepacked {
+        f.push("b_prepacked".into());
+    }
+    f.push(format!("c={} ldc={}", view(c), shape.ldc));
+    f
 }
 
 fn is_bitwise(e: &Expr) -> bool {
@@ -315,7 +300,7 @@ pub fn print_expr(e: &Expr) -> String {
             format!("{} {} {}", operand(a, e, false), bin_symbol(*op), operand(b, e, true))
         }
         Expr::Cmp(op, a, b) => {
-            format!("{} {} {}", operand(a, e, false), cmp_symbol(*op), operand(b, e, true))
+            format!("{} {} {}", operand(a, e, false), op.symbol(), operand(b, e, true))
         }
         Expr::Select(c, a, b) => format!("select({}, {}, {})", print_expr(c), print_expr(a), print_expr(b)),
         Expr::Cast(t, a) => format!("{}({})", t.name(), print_expr(a)),

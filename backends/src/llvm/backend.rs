@@ -6,7 +6,7 @@
 
 use super::codegen::{emit_object, LlvmKernels, MachineSpec};
 use crate::backend::{
-    io_error, scratch_dir, Backend, BackendError, CodegenOptions, Compiled, Execution, Package,
+    check_inputs, io_error, scratch_dir, Backend, BackendError, CodegenOptions, Compiled, Execution, Package,
 };
 use crate::lower::{lower, LowerOptions, Program};
 use crate::target::{Target, TargetError};
@@ -250,7 +250,7 @@ impl Backend for Llvm {
     /// emulation).
     fn execute(&self, c: &Compiled, inputs: &[Tensor]) -> Result<Execution, BackendError> {
         let p = self.program(c)?;
-        check_inputs(p, inputs)?;
+        check_inputs(&p.inputs, inputs)?;
         let dir = scratch_dir("run")?;
         let res = (|| {
             let obj = dir.join("model.o");
@@ -306,7 +306,7 @@ impl Backend for Llvm {
                 "bench times compiled code in-process; use --target host".into(),
             ));
         }
-        check_inputs(self.program(c)?, inputs)?;
+        check_inputs(&self.program(c)?.inputs, inputs)?;
         let dir = scratch_dir("bench")?;
         let res = (|| {
             let obj = dir.join("model.o");
@@ -342,28 +342,4 @@ impl Backend for Llvm {
         }
         res
     }
-}
-
-/// The inputs must be the program's, in number, element type and shape.
-fn check_inputs(p: &Program, inputs: &[Tensor]) -> Result<(), BackendError> {
-    if inputs.len() != p.inputs.len() {
-        return Err(BackendError::Usage(format!(
-            "the model takes {} inputs, {} given",
-            p.inputs.len(),
-            inputs.len()
-        )));
-    }
-    for (t, d) in inputs.iter().zip(&p.inputs) {
-        if t.shape() != d.dims.as_slice() || t.scalar_type() != d.ty {
-            return Err(BackendError::Usage(format!(
-                "input {:?}: expected {} {:?}, got {} {:?}",
-                d.name,
-                d.ty.name(),
-                d.dims,
-                t.scalar_type().name(),
-                t.shape()
-            )));
-        }
-    }
-    Ok(())
 }
