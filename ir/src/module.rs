@@ -194,9 +194,26 @@ impl Function {
 
     /// Replaces every use of `from` by `to` in every op of the function.
     pub fn replace_all_uses(&mut self, from: Value, to: Value) {
+        self.replace_uses(&[(from, to)]);
+    }
+
+    /// Does what `replace_all_uses` for each pair in order does (a later pair also redirects
+    /// the uses an earlier one created), in one sweep over the ops: passes that replace many
+    /// values stay linear in the function's size.
+    pub fn replace_uses(&mut self, pairs: &[(Value, Value)]) {
+        // Compose the replacements from the last one back: where `from` ends up is where the
+        // later pairs send `to`.
+        let mut dest: std::collections::HashMap<Value, Value> = std::collections::HashMap::new();
+        for &(from, to) in pairs.iter().rev() {
+            let end = dest.get(&to).copied().unwrap_or(to);
+            dest.insert(from, end);
+        }
+        if dest.is_empty() {
+            return;
+        }
         for op in self.ops.keys().collect::<Vec<_>>() {
             for o in self.ops[op].operands.iter_mut() {
-                if *o == from {
+                if let Some(&to) = dest.get(o) {
                     *o = to;
                 }
             }

@@ -153,6 +153,7 @@ pub fn fuse_function(f: &mut Function) -> usize {
 
     // Rewrite: each group becomes one op at its root's position.
     let mut replace: HashMap<usize, Op> = HashMap::new();
+    let mut redirect: Vec<(Value, Value)> = Vec::new();
     let mut removed = vec![false; body.len()];
     groups.sort();
     for (members, anchor) in &groups {
@@ -160,7 +161,10 @@ pub fn fuse_function(f: &mut Function) -> usize {
         // The anchor runs first (it reads only values from outside the group); the epilogue keeps
         // body order.
         let ordered = anchor.iter().chain(members.iter().filter(|&m| Some(*m) != *anchor)).map(|&m| body[m]);
-        let fused = build_fused(f, ordered.collect());
+        let ordered: Vec<Op> = ordered.collect();
+        let fused = fused_kernel_op(f, &ordered, &mut |_, v| v);
+        let last = *ordered.last().expect("groups have two or more members");
+        redirect.push((f.ops[last].results[0], f.ops[fused].results[0]));
         replace.insert(root, fused);
         for &m in members {
             removed[m] = true;
@@ -175,6 +179,8 @@ pub fn fuse_function(f: &mut Function) -> usize {
             None => Some(op),
         })
         .collect();
+    // Each root's uses now read its kernel (one sweep for all kernels).
+    f.replace_uses(&redirect);
     f.blocks[f.body].ops = new_ops;
     groups.len()
 }
@@ -202,17 +208,6 @@ fn delays_anchor(
     epilogue.flat_map(|m| f.ops[body[m]].operands.iter().copied()).any(|v| {
         def_pos(v).is_some_and(|q| q != a && !members.contains(&q) && q != pi && ready.is_none_or(|r| q > r))
     })
-}
-
-/// Creates the `fused.kernel` for `members` (in execution order, the last one the root) and points
-/// the root's uses at it. The members themselves are left for the caller to unlink.
-fn build_fused(f: &mut Function, members: Vec<Op>) -> Op {
-    let root = *members.last().expect("non-empty");
-    let fused = fused_kernel_op(f, &members, &mut |_, v| v);
-    let root_result = f.ops[root].results[0];
-    let out = f.ops[fused].results[0];
-    f.replace_all_uses(root_result, out);
-    fused
 }
 
 /// Creates (without placing it in a block) the `fused.kernel` op computing what `members` (in

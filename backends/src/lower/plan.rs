@@ -43,17 +43,28 @@ fn align_up(x: u64, a: u64) -> u64 {
 /// Places the requests in the given order, each at the lowest offset (or, with `best_fit`, in the
 /// tightest gap) that does not overlap an already placed request whose live range intersects.
 fn place(reqs: &[Request], align: u64, order: &[usize], best_fit: bool) -> (Vec<u64>, u64) {
+    // Placed requests by the spans of `SPAN` calls their live ranges touch, so finding the
+    // ones that overlap a request looks only at its own spans instead of at every placed
+    // request (which made placement quadratic in the number of values).
+    const SPAN: usize = 64;
+    let spans = reqs.iter().map(|r| r.end / SPAN + 1).max().unwrap_or(0);
+    let mut by_span: Vec<Vec<usize>> = vec![Vec::new(); spans];
+    // The last request (position in `order`) that found `j` overlapping, so each counts once.
+    let mut seen_by: Vec<usize> = vec![usize::MAX; reqs.len()];
     let mut offsets = vec![0u64; reqs.len()];
-    let mut placed: Vec<usize> = Vec::new();
     let mut arena_bytes = 0;
-    for &i in order {
+    for (k, &i) in order.iter().enumerate() {
         let r = reqs[i];
         let size = align_up(r.size.max(1), align);
-        let mut conflicts: Vec<(u64, u64)> = placed
-            .iter()
-            .filter(|&&j| reqs[j].start <= r.end && r.start <= reqs[j].end)
-            .map(|&j| (offsets[j], offsets[j] + align_up(reqs[j].size.max(1), align)))
-            .collect();
+        let mut conflicts: Vec<(u64, u64)> = Vec::new();
+        for span in &by_span[r.start / SPAN..=r.end / SPAN] {
+            for &j in span {
+                if seen_by[j] != k && reqs[j].start <= r.end && r.start <= reqs[j].end {
+                    seen_by[j] = k;
+                    conflicts.push((offsets[j], offsets[j] + align_up(reqs[j].size.max(1), align)));
+                }
+            }
+        }
         conflicts.sort_unstable();
         // Gaps between the conflicting blocks, then the open space above them.
         let mut off = 0;
@@ -73,7 +84,9 @@ fn place(reqs: &[Request], align: u64, order: &[usize], best_fit: bool) -> (Vec<
         let at = best.map(|(_, o)| o).unwrap_or(off);
         offsets[i] = at;
         arena_bytes = arena_bytes.max(at + size);
-        placed.push(i);
+        for span in &mut by_span[r.start / SPAN..=r.end / SPAN] {
+            span.push(i);
+        }
     }
     (offsets, arena_bytes)
 }

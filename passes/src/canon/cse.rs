@@ -40,7 +40,7 @@ pub fn cse(f: &mut Function) -> usize {
         let mut kept = Vec::with_capacity(ops.len());
         // The maps are only looked up, never iterated, so their order cannot reach the output.
         let mut seen_ops: HashMap<u64, Vec<Op>> = HashMap::new();
-        let mut seen_consts: HashMap<u64, Vec<SeenConst>> = HashMap::new();
+        let mut seen_consts: HashMap<u64, SeenConsts> = HashMap::new();
         for op in ops {
             repl.rewrite_op(f, op);
             let prev = if f.ops[op].kind == OpKind::Constant {
@@ -131,9 +131,14 @@ fn equivalent(f: &Function, a: Op, b: Op) -> bool {
 }
 
 /// A constant already seen in the block, with the hash of its bytes once computed.
-struct SeenConst {
-    op: Op,
-    bytes_hash: Option<u64>,
+/// The constants seen with one type and byte length. The first one's bytes are hashed only
+/// when a second one arrives (most large weights are unique in their shape); after that,
+/// constants are looked up by the hash of their bytes, so many same-shaped constants (every
+/// layer's weights) cost one hash each, not a comparison with every earlier one.
+#[derive(Default)]
+struct SeenConsts {
+    unhashed: Option<Op>,
+    by_bytes: HashMap<u64, Vec<Op>>,
 }
 
 fn bytes_hash(f: &Function, op: Op) -> u64 {
@@ -147,27 +152,28 @@ fn bytes_hash(f: &Function, op: Op) -> u64 {
 /// An earlier constant with the same type and bytes as `op`, if any (recording `op` otherwise).
 /// Constants are bucketed by type first and their bytes hashed only when a bucket holds more
 /// than one, so that the (usually unique) weights of a model are never read.
-fn find_constant(f: &Function, op: Op, seen: &mut HashMap<u64, Vec<SeenConst>>) -> Option<Op> {
+fn find_constant(f: &Function, op: Op, seen: &mut HashMap<u64, SeenConsts>) -> Option<Op> {
     let d = &f.ops[op];
     let (Some(t), [_]) = (d.attrs.tensor("value"), d.results.as_slice()) else { return None };
     let mut h = DefaultHasher::new();
     t.ty.to_string().hash(&mut h);
     t.bytes.len().hash(&mut h);
     let bucket = seen.entry(h.finish()).or_default();
-    if !bucket.is_empty() {
-        let mine = bytes_hash(f, op);
-        for s in bucket.iter_mut() {
-            let theirs = *s.bytes_hash.get_or_insert_with(|| bytes_hash(f, s.op));
-            let other = f.ops[s.op].attrs.tensor("value");
-            if theirs == mine && other.is_some_and(|o| o.ty == t.ty && o.bytes == t.bytes) {
-                return Some(s.op);
-            }
-        }
-        bucket.push(SeenConst { op, bytes_hash: Some(mine) });
-    } else {
-        bucket.push(SeenConst { op, bytes_hash: None });
+    if bucket.unhashed.is_none() && bucket.by_bytes.is_empty() {
+        bucket.unhashed = Some(op);
+        return None;
     }
-    None
+    if let Some(first) = bucket.unhashed.take() {
+        bucket.by_bytes.entry(bytes_hash(f, first)).or_default().push(first);
+    }
+    let same = bucket.by_bytes.entry(bytes_hash(f, op)).or_default();
+    let found = same.iter().copied().find(|&o| {
+        f.ops[o].attrs.tensor("value").is_some_and(|other| other.ty == t.ty && other.bytes == t.bytes)
+    });
+    if found.is_none() {
+        same.push(op);
+    }
+    found
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The kernel-formation rule groups, `elementwise` and `epilogue`: they add `fused` nodes
+//! Kernel formation, in two kinds of growth step, `elementwise` and `epilogue`: they add `fused` nodes
 //! ([`Template`]) to the e-graph, each equal to the class of the value its last step computes,
 //! and leave the choice between fused and unfused forms to extraction under the target's cost
 //! model.
@@ -22,11 +22,10 @@
 //!   operand (fusing must not make the anchor wait, which would keep its inputs live longer);
 //! - no value involved is half precision (the reference rounds each intermediate to half).
 
-use super::lang::{KGraph, Kernel, Template, TypeInfo, STEP_BASE};
+use super::lang::{KGraph, Kernel, SharedTemplate, Template, STEP_BASE};
 use edgec_ir::TensorType;
-use egg::{Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use egg::{Id, Language};
+use std::collections::{HashMap, HashSet};
 
 /// A user that is not a modeled single-result op (an unmodeled op, a region, the return).
 pub const OUTSIDE: u32 = u32::MAX;
@@ -68,29 +67,32 @@ pub struct Context {
 }
 
 /// A candidate kernel: its member values and its anchor.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Group {
-    members: BTreeSet<u32>,
+    members: Members,
     anchor: Option<u32>,
 }
 
-impl Context {
-    /// The candidates a class already holds: its own elementwise op alone, and its fused nodes.
-    fn candidates(&self, egraph: &KGraph, class: Id) -> Vec<Group> {
-        let Some(root) = egraph[class].data.origin else { return vec![] };
-        let mut out = Vec::new();
-        if self.values.get(&root).is_some_and(|v| v.role == Role::Elementwise) {
-            out.push(Group { members: BTreeSet::from([root]), anchor: None });
-        }
-        for n in &egraph[class].nodes {
-            if let Kernel::Fused(t, _) = n {
-                let anchor = t.anchor.then(|| t.members[0]);
-                out.push(Group { members: t.members.iter().copied().collect(), anchor });
-            }
-        }
-        out
-    }
+/// A set of values as a sorted vector: candidates are small, and are cloned, hashed and
+/// compared far more often than they grow.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Members(Vec<u32>);
 
+impl Members {
+    fn contains(&self, v: &u32) -> bool {
+        self.0.binary_search(v).is_ok()
+    }
+    fn insert(&mut self, v: u32) {
+        if let Err(i) = self.0.binary_search(&v) {
+            self.0.insert(i, v);
+        }
+    }
+    fn iter(&self) -> std::slice::Iter<'_, u32> {
+        self.0.iter()
+    }
+}
+
+impl Context {
     /// Whether the producer of `o` may join group `g` (rooted at `root`), as the anchor when
     /// `as_anchor`.
     fn may_join(&self, g: &Group, root: u32, o: u32, as_anchor: bool) -> bool {
@@ -123,7 +125,7 @@ impl Context {
     /// Whether the group `members ∪ {o}` with anchor `a` would make the anchor wait for a
     /// value its own operands do not: an epilogue operand from outside the group that the body
     /// computes after the anchor's last operand (see `fuse::delays_anchor`).
-    fn delays_anchor(&self, a: u32, members: &BTreeSet<u32>, o: u32) -> bool {
+    fn delays_anchor(&self, a: u32, members: &Members, o: u32) -> bool {
         let Some(anchor) = self.values.get(&a) else { return true };
         let ready = anchor.operands.iter().filter_map(|v| self.def_pos.get(v)).max();
         members.iter().copied().chain([o]).filter(|&m| m != a).any(|m| {
@@ -160,42 +162,40 @@ impl Context {
             steps.push(info.node.clone().map_children(|_| slots.next().expect("one slot per child")));
         }
         let children = operands.iter().map(|o| egraph.find(self.class_of[o])).collect();
-        Kernel::Fused(Template { steps, members: order, anchor: g.anchor.is_some() }, children)
+        let template = Template { steps, members: order, anchor: g.anchor.is_some() };
+        Kernel::Fused(SharedTemplate(std::sync::Arc::new(template)), children)
     }
 
-    /// The groups one application of `mode` makes from the candidates of `class`.
-    fn grow(&self, egraph: &KGraph, class: Id, mode: Mode) -> Vec<Group> {
-        let Some(root) = egraph[class].data.origin else { return vec![] };
+    /// The groups `g` (rooted at `root`) grows into in one step of `mode`.
+    fn grow(&self, g: &Group, root: u32, mode: Mode) -> Vec<Group> {
+        // The anchor's operands are its own; only the epilogue grows.
+        let frontier: Vec<u32> = g
+            .members
+            .iter()
+            .filter(|&&m| Some(m) != g.anchor)
+            .flat_map(|m| self.values[m].operands.iter().copied())
+            .collect();
         let mut out = Vec::new();
-        for g in self.candidates(egraph, class) {
-            // The anchor's operands are its own; only the epilogue grows.
-            let frontier: Vec<u32> = g
-                .members
-                .iter()
-                .filter(|&&m| Some(m) != g.anchor)
-                .flat_map(|m| self.values[m].operands.iter().copied())
-                .collect();
-            match mode {
-                Mode::Elementwise => {
-                    let mut grown = g.clone();
-                    for &o in &frontier {
-                        if self.may_join(&g, root, o, false) {
-                            grown.members.insert(o);
-                        }
-                    }
-                    if grown != g {
-                        out.push(grown);
+        match mode {
+            Mode::Elementwise => {
+                let mut grown = g.clone();
+                for &o in &frontier {
+                    if self.may_join(g, root, o, false) {
+                        grown.members.insert(o);
                     }
                 }
-                Mode::Epilogue => {
-                    for &o in &frontier {
-                        if self.may_join(&g, root, o, true) {
-                            let mut grown = g.clone();
-                            grown.members.insert(o);
-                            grown.anchor = Some(o);
-                            if !out.contains(&grown) {
-                                out.push(grown);
-                            }
+                if grown != *g {
+                    out.push(grown);
+                }
+            }
+            Mode::Epilogue => {
+                for &o in &frontier {
+                    if self.may_join(g, root, o, true) {
+                        let mut grown = g.clone();
+                        grown.members.insert(o);
+                        grown.anchor = Some(o);
+                        if !out.contains(&grown) {
+                            out.push(grown);
                         }
                     }
                 }
@@ -211,59 +211,83 @@ enum Mode {
     Epilogue,
 }
 
-/// The searcher and applier of one group: it matches a class whenever one of its candidates can
-/// grow, and adds the grown candidates' `fused` nodes to the class.
-struct FormKernels {
-    ctx: Arc<Context>,
-    mode: Mode,
+/// Why [`form`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// No candidate can grow.
+    Saturated,
+    /// The e-graph reached its node budget.
+    NodeLimit(usize),
+    /// The number of growth steps reached its limit.
+    IterationLimit(usize),
 }
 
-impl Searcher<Kernel, TypeInfo> for FormKernels {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, Kernel>> {
-        if limit == 0 || self.ctx.grow(egraph, eclass, self.mode).is_empty() {
-            return None;
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Saturated => write!(f, "saturated"),
+            Stop::NodeLimit(n) => write!(f, "node limit ({n})"),
+            Stop::IterationLimit(n) => write!(f, "iteration limit ({n})"),
         }
-        Some(SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
-    }
-    fn vars(&self) -> Vec<Var> {
-        vec![]
     }
 }
 
-impl Applier<Kernel, TypeInfo> for FormKernels {
-    fn apply_one(
-        &self,
-        egraph: &mut KGraph,
-        eclass: Id,
-        _subst: &Subst,
-        _ast: Option<&PatternAst<Kernel>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
-        let mut changed = Vec::new();
-        for g in self.ctx.grow(egraph, eclass, self.mode) {
-            let node = self.ctx.node(egraph, &g);
-            let id = egraph.add(node);
-            if egraph.union(eclass, id) {
-                changed.push(eclass);
+/// Adds every candidate kernel to the e-graph, breadth first: step `i` grows the candidates
+/// step `i - 1` found, by one layer of elementwise producers (`elementwise`) or by an anchor
+/// (`epilogue`), and each candidate grows exactly once. (Rewrite rules driven by egg's runner
+/// would search every class again on every step and grow every old candidate again, only for
+/// the hash-cons to drop the result: work quadratic in kernel size on every class.) Stops after
+/// a step when nothing new was found, when the e-graph holds more than `node_limit` nodes or
+/// after `iterations` steps; returns the steps taken and why it stopped. Deterministic: the
+/// order is the body's, and only work bounds stop it.
+pub fn form(egraph: &mut KGraph, ctx: &Context, iterations: usize, node_limit: usize) -> (usize, Stop) {
+    let mut seeds: Vec<(u32, usize)> =
+        ctx.values.iter().filter(|(_, v)| v.role == Role::Elementwise).map(|(&k, v)| (k, v.pos)).collect();
+    seeds.sort_by_key(|&(k, pos)| (pos, k));
+    let mut frontier: Vec<(u32, Group)> =
+        seeds.into_iter().map(|(v, _)| (v, Group { members: Members(vec![v]), anchor: None })).collect();
+    let mut seen: HashSet<Group> = HashSet::new();
+    // Each union only merges a new node into its root's class, so nothing becomes congruent:
+    // one rebuild at the end restores the invariants (`add` and `find` are valid before it).
+    let (steps, stop) = grow_all(egraph, ctx, &mut frontier, &mut seen, iterations, node_limit);
+    egraph.rebuild();
+    (steps, stop)
+}
+
+fn grow_all(
+    egraph: &mut KGraph,
+    ctx: &Context,
+    frontier: &mut Vec<(u32, Group)>,
+    seen: &mut HashSet<Group>,
+    iterations: usize,
+    node_limit: usize,
+) -> (usize, Stop) {
+    for step in 0.. {
+        if egraph.total_number_of_nodes() > node_limit {
+            return (step, Stop::NodeLimit(node_limit));
+        }
+        if step >= iterations {
+            return (step, Stop::IterationLimit(iterations));
+        }
+        let mut next: Vec<(u32, Group)> = Vec::new();
+        for (root, g) in frontier.iter() {
+            for mode in [Mode::Elementwise, Mode::Epilogue] {
+                for grown in ctx.grow(g, *root, mode) {
+                    if seen.insert(grown.clone()) {
+                        next.push((*root, grown));
+                    }
+                }
             }
         }
-        changed
+        if next.is_empty() {
+            return (step, Stop::Saturated);
+        }
+        for (root, g) in &next {
+            let node = ctx.node(egraph, g);
+            let id = egraph.add(node);
+            egraph.union(ctx.class_of[root], id);
+        }
+        *frontier = next;
     }
-}
-
-/// `elementwise`: chains of elementwise ops become one loop nest.
-pub fn elementwise(ctx: &Arc<Context>) -> Vec<Rewrite<Kernel, TypeInfo>> {
-    let r = |mode| FormKernels { ctx: ctx.clone(), mode };
-    vec![Rewrite::new("elementwise-chain", r(Mode::Elementwise), r(Mode::Elementwise)).expect("valid rule")]
-}
-
-/// `epilogue`: an anchor takes the elementwise ops after it as its epilogue.
-pub fn epilogue(ctx: &Arc<Context>) -> Vec<Rewrite<Kernel, TypeInfo>> {
-    let r = |mode| FormKernels { ctx: ctx.clone(), mode };
-    vec![Rewrite::new("epilogue-anchor", r(Mode::Epilogue), r(Mode::Epilogue)).expect("valid rule")]
+    unreachable!("the loop returns")
 }

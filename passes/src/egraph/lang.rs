@@ -223,17 +223,35 @@ impl Template {
     }
 }
 
+/// A [`Template`] behind a shared pointer: egg clones every node into its hash-cons and its
+/// class, and a chain's candidate kernels carry up to a few dozen steps each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SharedTemplate(pub std::sync::Arc<Template>);
+
+impl std::ops::Deref for SharedTemplate {
+    type Target = Template;
+    fn deref(&self) -> &Template {
+        &self.0
+    }
+}
+
+impl fmt::Display for SharedTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for SharedTemplate {
+    type Err = ();
+    fn from_str(_: &str) -> Result<Self, ()> {
+        Err(())
+    }
+}
+
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m: Vec<String> = self.members.iter().map(|v| format!("%{v}")).collect();
         write!(f, "fused[{}]", m.join(","))
-    }
-}
-
-impl FromStr for Template {
-    type Err = ();
-    fn from_str(_: &str) -> Result<Self, ()> {
-        Err(())
     }
 }
 
@@ -271,7 +289,7 @@ define_language! {
         Softmax(SoftmaxAxis, [Id; 1]),
         Cast(CastTo, [Id; 1]),
         Op(IrValue, Vec<Id>),
-        Fused(Template, Vec<Id>),
+        Fused(SharedTemplate, Vec<Id>),
         Num(Scalar),
         Opaque(Leaf),
     }

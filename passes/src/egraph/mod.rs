@@ -15,14 +15,14 @@
 //!    and dead code elimination removes what the new ops replaced. A recognized op's location is
 //!    `Loc::Fused` of the ops it replaced.
 //!
-//! The same machinery runs a second time as `egraph-kernels` ([`Phase::Kernels`], rule groups
-//! in [`kernels`]): over the IR the first run left, the e-graph gets `fused` nodes for the
-//! kernels the ops may form, and extraction with the target's cost model decides which
-//! `fused.kernel`s to build.
+//! The same machinery runs a second time as `egraph-kernels` ([`Phase::Kernels`]): over the IR
+//! the first run left, [`kernels::form`] adds a `fused` node for every kernel the ops may form
+//! (a worklist instead of egg's runner, so each candidate grows once), and extraction with the
+//! target's cost model decides which `fused.kernel`s to build.
 //!
 //! Output is deterministic: the e-graph is built in body order, egg is deterministic given its
 //! insertion order, extraction ([`extract`]) walks classes in id order, and the rebuild walks
-//! roots in body order (no hash-map iteration decides anything). The runner's limits are
+//! roots in body order (no hash-map iteration decides anything). The limits are
 //! iterations and e-nodes, never wall-clock time, so machine load cannot change what it finds.
 
 pub mod cost;
@@ -38,14 +38,13 @@ use edgec_ir::module::ValueDef;
 use edgec_ir::ops::{InferCtx, OpKind, Traits};
 use edgec_ir::verify::constant_value;
 use edgec_ir::{Attr, Attrs, ConstTensor, Function, Loc, Module, Op, ScalarType, Tensor, TensorType, Value};
-use egg::{Id, Language, Runner, SimpleScheduler, StopReason};
+use egg::{BackoffScheduler, Id, Language, Runner, StopReason};
 use kernels::{Role, ValueInfo, OUTSIDE};
 use lang::{
     ir_op, is_fused, mean_axes_tensor, CastTo, IrValue, KGraph, Kernel, Leaf, MeanSpec, Perm, Scalar,
     SoftmaxAxis, TypeInfo,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 /// Limits of one saturation run: deterministic work bounds only (a wall-clock limit would make
 /// the result depend on machine load).
@@ -476,8 +475,12 @@ fn infer(f: &Function, kind: OpKind, operands: &[Value], attrs: &Attrs) -> Resul
 struct Rebuild<'a> {
     model: &'a Model,
     best: HashMap<Id, Kernel>,
+    /// The originals (indices into `model.originals`) of every class, in body order: an index,
+    /// so that looking a class's originals up does not scan every original.
+    originals_of: HashMap<Id, Vec<usize>>,
     memo: HashMap<(Id, Option<Value>), Value>,
-    /// Ops created (not yet placed in a block).
+    /// Ops created (not yet placed in a block), and reused scalar constants (free to move
+    /// earlier).
     created: Vec<Op>,
     /// Created kernels, each to be placed where the op computing its result was (as `fuse`
     /// does), not merely before its first user: the memory-aware schedule of the input stays.
@@ -515,6 +518,11 @@ impl Rebuild<'_> {
                     return Ok(h);
                 }
                 if let Some(&v) = self.model.scalar_values.get(&s) {
+                    // Another layer's copy of the scalar may be defined after the op that now
+                    // needs it: let `place_created` move the constant up to its first user.
+                    if let ValueDef::Result { op, .. } = f.values[v].def {
+                        self.created.push(op);
+                    }
                     return Ok(v);
                 }
                 return Ok(self.constant(f, s));
@@ -524,13 +532,8 @@ impl Rebuild<'_> {
         // The original op, if it is exactly this term: the hint first, then the class's other
         // original values in body order.
         let mut candidates: Vec<Value> = hint.into_iter().collect();
-        candidates.extend(
-            self.model
-                .originals
-                .iter()
-                .filter(|o| self.model.egraph.find(self.model.class_of[&o.value]) == id)
-                .map(|o| o.value),
-        );
+        candidates
+            .extend(self.originals_of.get(&id).into_iter().flatten().map(|&i| self.model.originals[i].value));
         for v in candidates {
             let Some(&i) = self.model.index_of.get(&v) else { continue };
             let o = &self.model.originals[i];
@@ -715,9 +718,7 @@ impl Rebuild<'_> {
         let stop: HashSet<Id> = best.children().iter().map(|&c| eg.find(c)).collect();
         let mut covered: Vec<usize> = Vec::new();
         let mut seen = HashSet::new();
-        let mut stack: Vec<usize> = (0..self.model.originals.len())
-            .filter(|&i| eg.find(self.model.class_of[&self.model.originals[i].value]) == id)
-            .collect();
+        let mut stack: Vec<usize> = self.originals_of.get(&id).cloned().unwrap_or_default();
         while let Some(i) = stack.pop() {
             if !seen.insert(i) {
                 continue;
@@ -811,29 +812,36 @@ pub fn optimize_function_with(
     let roots: Vec<Value> = model.originals.iter().map(|o| o.value).filter(|v| is_root.contains(v)).collect();
 
     let node_limit = (report.input_nodes * limits.nodes_per_input_node).max(limits.min_nodes);
-    let Model { egraph, class_of, originals, index_of, scalar_values, leaf_class } = model;
-    let runner = Runner::<Kernel, TypeInfo, ()>::new(TypeInfo::default())
-        .with_egraph(egraph)
-        .with_iter_limit(limits.iterations)
-        .with_node_limit(node_limit)
-        // egg's default is a 5 s time limit; the work bounds above end every run instead (a
-        // 16,000-op chain saturates in about 11 s), so only they decide what is found.
-        .with_time_limit(std::time::Duration::from_secs(u32::MAX as u64));
-    let runner = match phase {
-        Phase::Recognize => runner.run(&rules::all()),
-        Phase::Kernels => {
-            // Every class with an elementwise op matches on every iteration until its kernel
-            // stops growing; egg's default back-off would ban the rules for that and only
-            // delay saturation.
-            let ctx = Arc::new(ctx);
-            let mut rules = kernels::elementwise(&ctx);
-            rules.extend(kernels::epilogue(&ctx));
-            runner.with_scheduler(SimpleScheduler).run(&rules)
+    let Model { mut egraph, class_of, originals, index_of, scalar_values, leaf_class } = model;
+    match phase {
+        Phase::Recognize => {
+            let runner = Runner::<Kernel, TypeInfo, ()>::new(TypeInfo::default())
+                .with_egraph(egraph)
+                .with_iter_limit(limits.iterations)
+                .with_node_limit(node_limit)
+                // egg's default is a 5 s time limit; the work bounds above end every run
+                // instead, so only they decide what is found.
+                .with_time_limit(std::time::Duration::from_secs(u32::MAX as u64))
+                // egg bans a rule for a few iterations once it matches more than 1,000 times
+                // in one, to tame rules that explode; on a large graph the harmless rules match
+                // that often too, and saturation took more iterations the larger the graph
+                // (3 at 4,000 ops, 9 at 64,000). A limit per input node keeps the iterations
+                // independent of the graph's size.
+                .with_scheduler(
+                    BackoffScheduler::default().with_initial_match_limit(report.input_nodes.max(1000)),
+                )
+                .run(&rules::all());
+            report.iterations = runner.iterations.len();
+            report.stop_reason = stop_reason(runner.stop_reason.as_ref().expect("the runner ran"));
+            egraph = runner.egraph;
         }
-    };
-    report.iterations = runner.iterations.len();
-    report.stop_reason = stop_reason(runner.stop_reason.as_ref().expect("the runner ran"));
-    let model = Model { egraph: runner.egraph, class_of, originals, index_of, scalar_values, leaf_class };
+        Phase::Kernels => {
+            let (steps, stop) = kernels::form(&mut egraph, &ctx, limits.iterations, node_limit);
+            report.iterations = steps;
+            report.stop_reason = stop.to_string();
+        }
+    }
+    let model = Model { egraph, class_of, originals, index_of, scalar_values, leaf_class };
     report.final_nodes = model.egraph.total_number_of_nodes();
 
     // Extraction, ties going to the input's nodes.
@@ -851,9 +859,14 @@ pub fn optimize_function_with(
         collect_best(&extractor, eg, model.class_of[&v], &mut best);
     }
 
+    let mut originals_of: HashMap<Id, Vec<usize>> = HashMap::new();
+    for (i, o) in model.originals.iter().enumerate() {
+        originals_of.entry(model.egraph.find(model.class_of[&o.value])).or_default().push(i);
+    }
     let mut rb = Rebuild {
         model: &model,
         best,
+        originals_of,
         memo: HashMap::new(),
         created: Vec::new(),
         pinned: HashMap::new(),
@@ -879,9 +892,7 @@ pub fn optimize_function_with(
     if replace.is_empty() {
         return Ok(report);
     }
-    for &(from, to) in &replace {
-        f.replace_all_uses(from, to);
-    }
+    f.replace_uses(&replace);
     place_created(f, &created, &pinned);
     crate::dce::eliminate_dead_ops(f);
     Ok(report)
