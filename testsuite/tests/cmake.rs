@@ -218,3 +218,25 @@ fn the_package_version_is_the_workspace_version() {
         env!("CARGO_PKG_VERSION")
     );
 }
+
+#[test]
+fn quantization_and_options_reach_edgec() {
+    let build = scratch("int8");
+    let zoo = repo().join("testsuite/zoo/vae_mlp");
+    configure_ok(
+        &repo().join("testsuite/cmake/int8"),
+        &build,
+        &[
+            format!("-Dedgec_DIR={}", repo().join("runtime/cmake").display()),
+            format!("-DVAE_MODEL={}", zoo.join("model.onnx").display()),
+            format!("-DVAE_SAMPLES={}", zoo.join("inputs.npz").display()),
+        ],
+    );
+    build_ok(&build);
+    assert!(build.join("libvae8.a").is_file(), "no libvae8.a");
+    let report = std::fs::read_to_string(build.join("edgec/vae8/report.json")).expect("report.json");
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report.json parses");
+    assert_eq!(report["quantize"], "int8", "{report}");
+    assert_eq!(report["quantization"]["observer"], "mse", "{report}");
+    assert_eq!(report["symbol"], "vae8", "{report}");
+}
