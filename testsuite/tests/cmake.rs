@@ -192,6 +192,11 @@ fn bad_arguments_stop_the_configure_step_with_one_message() {
         ("bad-name", format!("9m MODEL {model}"), "must be a C identifier"),
         ("calib-no-int8", format!("m MODEL {model} CALIBRATE {model}"), "CALIBRATE needs QUANTIZE int8"),
         ("int8-no-calib", format!("m MODEL {model} QUANTIZE int8"), "QUANTIZE int8 needs CALIBRATE"),
+        (
+            "missing-calib",
+            format!("m MODEL {model} QUANTIZE int8 CALIBRATE /nonexistent/c.npz"),
+            "calibration file `/nonexistent/c.npz` does not exist",
+        ),
         ("stray", format!("m MODEL {model} TARGTE host"), "unexpected arguments `TARGTE;host`"),
     ];
     for (name, call, message) in cases {
