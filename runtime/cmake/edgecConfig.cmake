@@ -30,6 +30,10 @@ endif()
 if(NOT TARGET edgec::board)
   add_library(edgec::board INTERFACE IMPORTED)
   if(EDGEC_BOARD STREQUAL "mps2-an500")
+    if(NOT EXISTS "${EDGEC_CORTEX_M_STARTUP}" OR NOT EXISTS "${EDGEC_MPS2_AN500_LD}")
+      message(FATAL_ERROR "edgec: the board files are not in ${EDGEC_RUNTIME_SOURCE_DIR}/cortex_m "
+                          "(use runtime/cmake from an edgec checkout, next to runtime/c)")
+    endif()
     set_target_properties(edgec::board PROPERTIES
       INTERFACE_SOURCES "${EDGEC_CORTEX_M_STARTUP}"
       INTERFACE_LINK_OPTIONS "-T${EDGEC_MPS2_AN500_LD};--specs=rdimon.specs;-Wl,--gc-sections;-Wl,-z,noexecstack")

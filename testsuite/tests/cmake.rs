@@ -245,3 +245,16 @@ fn quantization_and_options_reach_edgec() {
     assert_eq!(report["quantization"]["observer"], "mse", "{report}");
     assert_eq!(report["symbol"], "vae8", "{report}");
 }
+
+#[test]
+fn a_model_edgec_rejects_fails_the_build_with_its_message() {
+    let dir = scratch("bad-model-src");
+    let model = dir.join("garbage.onnx");
+    std::fs::write(&model, b"not a protobuf").unwrap();
+    let out = configure_call("bad-model", &format!("m MODEL {}", model.display()), &[]);
+    assert!(out.status.success(), "configure: {}", text(&out));
+    let build = std::env::temp_dir().join(format!("edgec-cmake-{}-bad-model/build", std::process::id()));
+    let out = cmake(&["--build".into(), build.display().to_string()]);
+    assert!(!out.status.success(), "a garbage model built");
+    assert!(text(&out).contains("edgec: error: "), "{}", text(&out));
+}
