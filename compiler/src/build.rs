@@ -187,8 +187,12 @@ impl Model {
     /// Compiles the model, archives it with the runtime, prints Cargo's link and rerun
     /// directives and writes the Rust wrapper; see the [module docs](self).
     pub fn compile(self) -> Result<Built, Error> {
-        if !is_c_identifier(&self.name) {
-            return Err(usage(format!("model name {:?}: expected a C identifier", self.name)));
+        // The name is a C prefix and the wrapper's module name.
+        if !is_c_identifier(&self.name) || RUST_KEYWORDS.contains(&self.name.as_str()) {
+            return Err(usage(format!(
+                "model name {:?}: expected a C identifier that is not a Rust keyword",
+                self.name
+            )));
         }
         // Printed first, so that a model that fails to compile is retried once it is fixed.
         if self.out_dir.is_none() {
@@ -563,8 +567,10 @@ mod tests {
         let e = model.clone().target("host").compile().unwrap_err();
         assert_eq!(e.to_string(), "/nonexistent/m.onnx: no such model file");
         assert!(e.0.is_user_error());
-        let e = model.clone().name("9lives").compile().unwrap_err();
-        assert!(e.to_string().contains("expected a C identifier"), "{e}");
+        for name in ["9lives", "type", "a-b"] {
+            let e = model.clone().name(name).compile().unwrap_err();
+            assert!(e.to_string().contains("expected a C identifier"), "{e}");
+        }
         let e = model.target("no-such-target").compile().unwrap_err();
         assert!(e.0.is_user_error(), "{e}");
     }
