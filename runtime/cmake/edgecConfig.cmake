@@ -10,8 +10,6 @@
 # Also: `edgec::board`, the startup code and linker script of the board named by EDGEC_BOARD
 # (empty when it is unset), and the paths EDGEC_CORTEX_M_STARTUP and EDGEC_MPS2_AN500_LD for
 # projects that bring their own board support. See docs/user-guide.md.
-include_guard(GLOBAL)
-
 # The runtime's C sources ship next to this folder (runtime/c); the board files live there.
 get_filename_component(EDGEC_RUNTIME_SOURCE_DIR "${CMAKE_CURRENT_LIST_DIR}/../c" ABSOLUTE)
 set(EDGEC_CORTEX_M_STARTUP "${EDGEC_RUNTIME_SOURCE_DIR}/cortex_m/startup.c")
@@ -28,7 +26,8 @@ endif()
 # The board support a firmware links besides the model: vector table and reset code, memory map,
 # and newlib with semihosting (printf, exit) as QEMU's mps2-an500 provides it.
 if(NOT TARGET edgec::board)
-  add_library(edgec::board INTERFACE IMPORTED)
+  # GLOBAL: one target for every directory that calls find_package(edgec).
+  add_library(edgec::board INTERFACE IMPORTED GLOBAL)
   if(EDGEC_BOARD STREQUAL "mps2-an500")
     if(NOT EXISTS "${EDGEC_CORTEX_M_STARTUP}" OR NOT EXISTS "${EDGEC_MPS2_AN500_LD}")
       message(FATAL_ERROR "edgec: the board files are not in ${EDGEC_RUNTIME_SOURCE_DIR}/cortex_m "
