@@ -6,7 +6,9 @@
 //! user's input is at fault. The modules depend on each other in one direction only:
 //! [`target`] (data and the backend registry) ← [`session`] ← [`cli`]; [`onnx`] (the frontend)
 //! and [`io`] (tensor files, atomic writes) sit below them, and [`error`] collects every error.
+//! [`build`] compiles a model from a Cargo build script, on top of [`session`].
 
+pub mod build;
 pub mod cli;
 pub mod error;
 pub mod io;

@@ -12,11 +12,11 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 # LLVM/MLIR 22 for the backends (inkwell, melior), clang-22 for the runtime, the cross toolchains and
-# emulators the target tests run on (see docs/targets.md).
+# emulators the target tests run on (see docs/targets.md), and cmake for the CMake integration test.
 for pkg in llvm-22-dev libmlir-22-dev mlir-22-tools clang-22 lld-22 libclang-22-dev libpolly-22-dev \
            libzstd-dev gcc-aarch64-linux-gnu gcc-riscv64-linux-gnu libc6-dev-arm64-cross \
            libc6-dev-riscv64-cross gcc-arm-none-eabi \
-           libnewlib-arm-none-eabi qemu-user-static qemu-system-arm valgrind libclang-rt-22-dev; do
+           libnewlib-arm-none-eabi qemu-user-static qemu-system-arm valgrind libclang-rt-22-dev cmake; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
