@@ -84,11 +84,22 @@ pub struct CodegenOptions {
     pub emit_text: bool,
     /// Instrument every load and store with AddressSanitizer (machine backends; for tests).
     pub sanitize_address: bool,
+    /// Bytes of RAM the arena plus the inputs and outputs must fit, and bytes of flash
+    /// (read-only memory) the weights must fit; `None` is the target's default board (for
+    /// Cortex-M the QEMU board edgec runs it on) or no limit beyond the address space.
+    pub ram_bytes: Option<u64>,
+    pub flash_bytes: Option<u64>,
 }
 
 impl CodegenOptions {
     pub fn new(symbol: &str) -> CodegenOptions {
-        CodegenOptions { symbol: symbol.to_string(), emit_text: false, sanitize_address: false }
+        CodegenOptions {
+            symbol: symbol.to_string(),
+            emit_text: false,
+            sanitize_address: false,
+            ram_bytes: None,
+            flash_bytes: None,
+        }
     }
 }
 

@@ -413,7 +413,9 @@ fn bad_pass_options_exit_2() {
 
 /// Sizes never wrap: a tensor whose byte count exceeds what the target can address (2^70 bytes
 /// on the host; 2^31 + 4 on a 32-bit Cortex-M7) is exit 2 naming the tensor with its exact size,
-/// and a graph without outputs is exit 2 instead of a model that computes nothing.
+/// a Cortex-M7 model whose arena and inputs and outputs exceed the board's 8 MiB of RAM is exit
+/// 2 with the byte counts (the same graph compiles for the host), and a graph without outputs is
+/// exit 2 instead of a model that computes nothing.
 #[test]
 fn oversized_tensors_and_empty_graphs_exit_2() {
     let relu = |ty: &str| {
@@ -424,6 +426,11 @@ fn oversized_tensors_and_empty_graphs_exit_2() {
     let cases = [
         (relu("tensor<1099511627776x1073741824xf32>"), "host", "needs 4722366482869645213696 bytes"),
         (relu("tensor<536870913xf32>"), "cortex-m7", "needs 2147483652 bytes"),
+        (
+            relu("tensor<1x1024x1025xf32>"),
+            "cortex-m7",
+            "needs 8396800 bytes of RAM (arena 0 + inputs and outputs 8396800), more than the mps2-an500 board's 8388608 bytes",
+        ),
         (
             "func @main(%x: tensor<4xf32>) -> () {\n  func.return loc(unknown)\n}\n".to_string(),
             "host",
@@ -439,5 +446,15 @@ fn oversized_tensors_and_empty_graphs_exit_2() {
         let line = stderr_line(&o);
         assert!(line.contains(want), "{line}");
         assert!(!out.exists(), "{target}: output written");
+    }
+    // Just under the board's RAM, and the RAM-bound graph on the host: both compile.
+    for (i, (ty, target)) in
+        [("tensor<1x1024x1024xf32>", "cortex-m7"), ("tensor<1x1024x1025xf32>", "host")].iter().enumerate()
+    {
+        let eir = tmp(&format!("fits{i}.eir"));
+        std::fs::write(&eir, relu(ty)).unwrap();
+        let out = tmp(&format!("fits{i}-out"));
+        let o = edgec(&["compile", eir.to_str().unwrap(), "--target", target, "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{target}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }

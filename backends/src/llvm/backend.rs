@@ -174,6 +174,7 @@ impl Backend for Llvm {
             ..LowerOptions::default()
         };
         let program = lower(f, &opts)?;
+        check_memory(self.kind, f, &program, options)?;
         let obj = emit_object(&program, &spec, &options.symbol, options.emit_text)
             .map_err(|m| BackendError::internal(Some("llvm"), m))?;
         let header = crate::c_header::header(&crate::c_header::HeaderSpec {
@@ -342,4 +343,90 @@ impl Backend for Llvm {
         }
         res
     }
+}
+
+/// The memory of the board a bare-metal target runs on by default: QEMU's mps2 boards, where
+/// the harness keeps the arena and the inputs and outputs in the lower 8 MiB of PSRAM and the
+/// weights with the code in the 4 MiB at address 0 (`runtime/c/cortex_m/mps2_an500.ld`).
+fn default_board(kind: TargetKind) -> Option<(&'static str, u64, u64)> {
+    match kind {
+        TargetKind::CortexM7 => Some(("mps2-an500", 8 << 20, 4 << 20)),
+        TargetKind::CortexM4 => Some(("mps2-an386", 8 << 20, 4 << 20)),
+        _ => None,
+    }
+}
+
+/// Fails (the input is at fault) when the program cannot fit the board's memory: the arena
+/// plus the inputs and outputs (each 64-byte aligned, as a harness places them) against its
+/// RAM, the weights against its flash. The message names the largest tensor that takes part.
+fn check_memory(
+    kind: TargetKind,
+    f: &Function,
+    p: &crate::lower::Program,
+    options: &CodegenOptions,
+) -> Result<(), BackendError> {
+    let board = default_board(kind);
+    let (ram_of, ram, flash) = match (options.ram_bytes, options.flash_bytes, board) {
+        (None, None, None) => return Ok(()),
+        (r, fl, b) => (
+            if r.is_some() {
+                "--ram-bytes".to_string()
+            } else {
+                b.map_or(String::new(), |b| format!("the {} board's", b.0))
+            },
+            r.or(b.map(|b| b.1)),
+            fl.or(b.map(|b| b.2)),
+        ),
+    };
+    let io: Vec<(&str, u64)> = p
+        .inputs
+        .iter()
+        .chain(&p.outputs)
+        .map(|d| (d.name.as_str(), d.bytes().div_ceil(64).saturating_mul(64)))
+        .collect();
+    let io_bytes = io.iter().try_fold(0u64, |a, (_, b)| a.checked_add(*b));
+    let need = io_bytes.and_then(|io| io.checked_add(p.arena.arena_bytes));
+    if let Some(ram) = ram {
+        if need.is_none_or(|n| n > ram) {
+            // The largest intermediate tensor, or the largest input or output if that is larger.
+            let mut largest: Option<(u64, String, edgec_ir::Loc, &'static str)> = None;
+            for &op in f.body_ops() {
+                let d = &f.ops[op];
+                if d.kind == edgec_ir::OpKind::Constant {
+                    continue;
+                }
+                for &r in &d.results {
+                    let b = f.values[r].ty.size_bytes().unwrap_or(u64::MAX);
+                    if largest.as_ref().is_none_or(|l| b > l.0) {
+                        largest = Some((b, format!("{r}"), d.loc.clone(), d.kind.name()));
+                    }
+                }
+            }
+            let big_io = io.iter().max_by_key(|(_, b)| *b);
+            let what = match (largest, big_io) {
+                (Some(l), Some(&(name, b))) if b >= l.0 => format!("input/output `{name}` ({b} bytes)"),
+                (None, Some(&(name, b))) => format!("input/output `{name}` ({b} bytes)"),
+                (Some((b, _, loc, op)), _) => {
+                    format!("the {op} result of node {} ({b} bytes)", crate::lower::loc_text(&loc))
+                }
+                (None, None) => "nothing".into(),
+            };
+            let need = need.map_or("more than 2^64".into(), |n| n.to_string());
+            return Err(BackendError::Usage(format!(
+                "the model needs {need} bytes of RAM (arena {} + inputs and outputs {}), more than {ram_of} {ram} bytes; the largest tensor is {what}",
+                p.arena.arena_bytes,
+                io_bytes.map_or("more than 2^64".into(), |b| b.to_string()),
+            )));
+        }
+    }
+    if let Some(flash) = flash {
+        let weights = p.weights_bytes();
+        if weights > flash {
+            let big = p.consts.iter().map(|c| c.bytes.len()).max().unwrap_or(0);
+            return Err(BackendError::Usage(format!(
+                "the model's weights take {weights} bytes, more than {ram_of} {flash} bytes of flash (the largest constant is {big} bytes); quantize (--quantize int8 or int4-weights) or pick a board with more flash"
+            )));
+        }
+    }
+    Ok(())
 }
