@@ -88,7 +88,7 @@ pub static PASSES: &[PassInfo] = &[
     },
     PassInfo {
         name: "egraph-kernels",
-        summary: "Kernel formation by equality saturation: the rule groups `elementwise` (a chain of \
+        summary: "Kernel formation by equality saturation: the growth steps `elementwise` (a chain of \
                   elementwise ops becomes one loop nest) and `epilogue` (an anchor, i.e. conv, \
                   conv_transpose, matmul or gemm with an f32 result, takes the elementwise ops after \
                   it as its epilogue: bias, activation, residual) add `fused` e-nodes, and extraction \

@@ -5,7 +5,7 @@
 use super::{Call, LowerError, Pending, Program, Slot, UnplannedProgram};
 use crate::kir::{Access, Kernel, KernelId};
 use edgec_ir::entity::{EntityRef, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One buffer to place: `size` bytes live from call `start` to call `end`, inclusive.
 #[derive(Clone, Copy, Debug)]
@@ -327,8 +327,9 @@ fn plan_error(message: String) -> LowerError {
 /// `inplace` pairs), the operand is an arena value that dies at this call and is read only
 /// through that parameter, and the result is an arena value this call computes first, the
 /// result takes over the operand's storage: the call switches to the kernel's in-place variant
-/// and the result is recorded as an alias of the operand. Returns the aliases (result ->
-/// operand).
+/// and the result is recorded as an alias of the operand. Returns the aliases (result -> the
+/// value whose storage it uses, already followed to the end of a chain of in-place calls, so
+/// that a chain of N elementwise kernels does not cost N steps per lookup).
 fn place_in_place(
     calls: &mut [(KernelId, Vec<Pending>, String)],
     kernels: &mut Vec<Kernel>,
@@ -362,7 +363,9 @@ fn place_in_place(
                     KernelId::new(kernels.len() - 1)
                 }
             };
-            alias.insert(vout, vin);
+            // `vin` was computed by an earlier call, so its own alias is already final.
+            let root = alias.get(&vin).copied().unwrap_or(vin);
+            alias.insert(vout, root);
             break;
         }
     }
@@ -417,7 +420,8 @@ fn place_concats(
 ) -> HashMap<Value, (Value, u64)> {
     let mut parts: HashMap<Value, (Value, u64)> = HashMap::new();
     let mut dropped = vec![false; calls.len()];
-    let shares = |v: &Value| in_place.contains_key(v) || in_place.values().any(|x| x == v);
+    let sharing: HashSet<Value> = in_place.iter().flat_map(|(&a, &b)| [a, b]).collect();
+    let shares = |v: &Value| sharing.contains(v);
     let root_of = |parts: &HashMap<Value, (Value, u64)>, v: Value| {
         let mut r = v;
         while let Some(&a) = in_place.get(&r) {
