@@ -192,6 +192,10 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
     super::gemm::prepare_module_with(&module, &tm, &pipeline)?;
     let llvm_ir = want_ir.then(|| module.print_to_string().to_string());
     let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(|e| e.to_string())?;
+    // The module holds every weight as an LLVM constant: free it before copying the object out,
+    // so that the weights exist twice at this point instead of three times (compiler memory).
+    drop(module);
+    drop(context);
     Ok(Object { bytes: buf.as_slice().to_vec(), llvm_ir })
 }
 
