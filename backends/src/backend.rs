@@ -84,11 +84,20 @@ pub struct CodegenOptions {
     pub emit_text: bool,
     /// Instrument every load and store with AddressSanitizer (machine backends; for tests).
     pub sanitize_address: bool,
+    /// Call the runtime's per-kernel hook (`edgec_rt_kernel_hook`) around every kernel call, for
+    /// per-kernel profiles (`edgec bench --profile`). Off by default: the hooks then do not exist
+    /// in the code at all.
+    pub profile: bool,
 }
 
 impl CodegenOptions {
     pub fn new(symbol: &str) -> CodegenOptions {
-        CodegenOptions { symbol: symbol.to_string(), emit_text: false, sanitize_address: false }
+        CodegenOptions {
+            symbol: symbol.to_string(),
+            emit_text: false,
+            sanitize_address: false,
+            profile: false,
+        }
     }
 }
 
@@ -180,6 +189,18 @@ pub trait Backend {
     fn bench(&self, compiled: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f64>, BackendError> {
         let _ = (compiled, inputs, runs);
         Err(BackendError::Usage(format!("target `{}` cannot be benchmarked here", self.target())))
+    }
+
+    /// Times every kernel call of a model compiled with [`CodegenOptions::profile`], through the
+    /// runtime's per-kernel hook: one warm-up run, then the mean of `runs` runs.
+    fn profile(
+        &self,
+        compiled: &Compiled,
+        inputs: &[Tensor],
+        runs: usize,
+    ) -> Result<crate::profile::KernelTimes, BackendError> {
+        let _ = (compiled, inputs, runs);
+        Err(BackendError::Usage(format!("target `{}` cannot be profiled per kernel", self.target())))
     }
 }
 

@@ -100,9 +100,22 @@ pub enum Command {
         target: String,
         #[arg(long, default_value_t = 10)]
         runs: usize,
-        /// Print one JSON line with median_ms, min_ms, runs.
+        /// Print one JSON line with median_ms, min_ms, runs (with --profile: the profile).
         #[arg(long)]
         json: bool,
+        /// Time every kernel call (a build with the runtime's per-kernel hooks) and print the
+        /// kernels by time with their ONNX nodes, share and rates (docs/profiling.md).
+        #[arg(long)]
+        profile: bool,
+        /// With --profile: also write a Chrome trace (chrome://tracing, Perfetto) to FILE.
+        #[arg(long, value_name = "FILE", requires = "profile")]
+        trace: Option<PathBuf>,
+        /// With --profile: the machine's peak f32 GFLOP/s (default: measured with edgec's GEMM).
+        #[arg(long, value_name = "GFLOPS", requires = "profile")]
+        peak_gflops: Option<f64>,
+        /// With --profile: the machine's peak memory bandwidth in GB/s (default: measured).
+        #[arg(long, value_name = "GBPS", requires = "profile")]
+        peak_gbps: Option<f64>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -354,11 +367,35 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", crate::target::targets_text());
             Ok(())
         }
-        Command::Bench { model, inputs, target, runs, json, common } => {
+        Command::Bench {
+            model,
+            inputs,
+            target,
+            runs,
+            json,
+            profile,
+            trace,
+            peak_gflops,
+            peak_gbps,
+            common,
+        } => {
             let opts = common.options(&target)?;
             crate::target::lookup(&opts.target)?;
             if runs == 0 {
                 return Err(Error::Usage("--runs must be at least 1".into()));
+            }
+            if profile {
+                let peaks = PeakArgs { gflops: peak_gflops, gbps: peak_gbps };
+                return bench_profile(
+                    &model,
+                    &inputs,
+                    &opts,
+                    &common.name,
+                    runs,
+                    json,
+                    trace.as_deref(),
+                    peaks,
+                );
             }
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
@@ -376,8 +413,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 times = session.bench_host(&compiled, &inputs, runs)?;
             }
             times.sort_by(|a, b| a.total_cmp(b));
-            let median =
-                if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
+            let median = edgec_backends::profile::median(times.clone());
             let min = times[0];
             if json {
                 println!(
@@ -390,6 +426,89 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// `--peak-gflops`, `--peak-gbps`.
+struct PeakArgs {
+    gflops: Option<f64>,
+    gbps: Option<f64>,
+}
+
+/// `bench --profile`: the per-kernel profile as text or JSON, and a Chrome trace.
+#[allow(clippy::too_many_arguments)]
+fn bench_profile(
+    model: &Path,
+    inputs: &Path,
+    opts: &CompileOptions,
+    symbol: &str,
+    runs: usize,
+    json: bool,
+    trace: Option<&Path>,
+    peaks: PeakArgs,
+) -> Result<(), Error> {
+    if opts.target.is_interp() {
+        return Err(Error::Usage(
+            "--profile times compiled kernels; the interpreter has none (pick a machine target)".into(),
+        ));
+    }
+    for (flag, v) in [("--peak-gflops", peaks.gflops), ("--peak-gbps", peaks.gbps)] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(Error::Usage(format!("{flag} must be a positive number")));
+        }
+    }
+    // An unwritable trace path is the user's to fix; say so before the long work, not after.
+    if let Some(t) = trace {
+        let dir = t.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() || t.is_dir() {
+            return Err(Error::Usage(format!("--trace {}: no such directory to write it in", t.display())));
+        }
+    }
+    let session = Session::import(model, opts)?;
+    let inputs = session.read_inputs(inputs)?;
+    let mut profile = session.profile(&opts.target, symbol, &inputs, runs, true)?;
+    if matches!(profile.times.unit, edgec_backends::profile::TimeUnit::Nanoseconds)
+        && opts.target.name == "host"
+    {
+        profile.peak = Some(host_peak(&peaks));
+    }
+    if let Some(t) = trace {
+        let text = serde_json::to_string(&profile.chrome_trace()).unwrap_or_default() + "\n";
+        write_atomically(t, text.as_bytes()).map_err(|e| Error::Usage(format!("--trace: {e}")))?;
+    }
+    if json {
+        println!("{}", profile.json());
+    } else {
+        print!("{}", profile.text());
+    }
+    Ok(())
+}
+
+/// The host's peak rates: given by flags, or measured here.
+fn host_peak(peaks: &PeakArgs) -> crate::profile::Peak {
+    let (flops, flops_source) = match peaks.gflops {
+        Some(g) => (g * 1e9, "--peak-gflops".to_string()),
+        None => measured_gemm_peak(),
+    };
+    let (bytes, bytes_source) = match peaks.gbps {
+        Some(g) => (g * 1e9, "--peak-gbps".to_string()),
+        None => (crate::profile::measure_memory_bandwidth(), "measured: best copy of 64 MiB".to_string()),
+    };
+    crate::profile::Peak { flops, flops_source, bytes, bytes_source }
+}
+
+/// The best rate of edgec's own f32 GEMM micro-kernel at 512³ on this machine: what tuned code
+/// reaches here (a lower bound of the FMA units' peak).
+#[cfg(feature = "llvm")]
+fn measured_gemm_peak() -> (f64, String) {
+    match edgec_backends::llvm::gemm_bench::bench_sgemm_host(512, 512, 512, 0.1) {
+        Ok(b) => (b.best_gflops * 1e9, "measured: edgec's f32 GEMM at 512^3".to_string()),
+        Err(e) => (f64::NAN, format!("not measured: {e}")),
+    }
+}
+
+#[cfg(not(feature = "llvm"))]
+fn measured_gemm_peak() -> (f64, String) {
+    (f64::NAN, "not measured: this build has no llvm backend".to_string())
 }
 
 /// One line describing a tensor: name, type, and value range.

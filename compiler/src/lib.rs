@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod io;
 pub mod onnx;
+pub mod profile;
 pub mod session;
 pub mod target;
 

@@ -10,6 +10,7 @@
 
 use crate::error::Error;
 use crate::onnx::{import_model, ImportOptions};
+use crate::profile::Profile;
 use crate::target::Target;
 use edgec_backends::{Backend, CodegenOptions, Compiled};
 use edgec_ir::{Module, Tensor};
@@ -346,6 +347,17 @@ impl Session {
         self.check_has_outputs()?;
         let start = std::time::Instant::now();
         let opt = self.optimize_for(backend)?;
+        self.compile_optimized(backend, &opt, options, start)
+    }
+
+    /// The backend half of [`Session::compile_for`], on an already optimized module.
+    fn compile_optimized(
+        &self,
+        backend: &dyn Backend,
+        opt: &Optimized,
+        options: &CodegenOptions,
+        start: std::time::Instant,
+    ) -> Result<Compiled, Error> {
         let f = opt.module.main().expect("a verified module has an entry function");
         edgec_backends::backend::check_supported(backend, f)?;
         let mut c = backend.compile(f, options)?;
@@ -421,6 +433,44 @@ impl Session {
     pub fn bench_host(&self, c: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f64>, Error> {
         let backend = edgec_backends::registry::lookup(&c.target)?;
         Ok(backend.bench(c, inputs, runs)?)
+    }
+
+    /// A per-kernel profile on `target` (`edgec bench --profile`, `docs/profiling.md`): compiles
+    /// the model with the runtime's per-kernel hook around every kernel call (a separate build:
+    /// the code `compile` emits has no hooks) and runs it `runs` times after a warm-up run, in
+    /// process on the host or through the harness under emulation. With `uninstrumented`, and
+    /// where the target can be timed in process, also times the same optimized model compiled
+    /// without hooks ([`Profile::uninstrumented_ms`], the median), so that the kernels' sum can
+    /// be checked against the time a user sees.
+    pub fn profile(
+        &self,
+        target: &Target,
+        symbol: &str,
+        inputs: &[Tensor],
+        runs: usize,
+        uninstrumented: bool,
+    ) -> Result<Profile, Error> {
+        self.check_has_outputs()?;
+        let backend = edgec_backends::registry::lookup(target)?;
+        let start = std::time::Instant::now();
+        let opt = self.optimize_for(backend.as_ref())?;
+        let hooked = CodegenOptions { profile: true, ..CodegenOptions::new(symbol) };
+        let c = self.compile_optimized(backend.as_ref(), &opt, &hooked, start)?;
+        let p = c.program.as_ref().ok_or_else(|| {
+            Error::Usage(format!("--profile: the {} backend does not lower to kernel IR", c.backend))
+        })?;
+        let times = backend.profile(&c, inputs, runs)?;
+        let mut profile = Profile::new(&p.name, &target.to_string(), p, times);
+        if uninstrumented && matches!(profile.times.unit, edgec_backends::profile::TimeUnit::Nanoseconds) {
+            let plain =
+                self.compile_optimized(backend.as_ref(), &opt, &CodegenOptions::new(symbol), start)?;
+            // Only targets that run in process can be timed this way; the others keep the
+            // instrumented run's own total.
+            if let Ok(t) = backend.bench(&plain, inputs, runs) {
+                profile.uninstrumented_ms = Some(edgec_backends::profile::median(t));
+            }
+        }
+        Ok(profile)
     }
 }
 
