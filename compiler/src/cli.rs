@@ -86,6 +86,12 @@ pub enum Command {
         output: PathBuf,
         #[arg(long, default_value = "interp")]
         target: String,
+        /// Also write image-shaped outputs as PNG and audio-shaped ones as WAV into DIR.
+        #[arg(long, value_name = "DIR")]
+        save_media: Option<PathBuf>,
+        /// Sample rate of the WAV files --save-media writes.
+        #[arg(long, value_name = "HZ", default_value_t = 22050, requires = "save_media")]
+        sample_rate: u32,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -340,8 +346,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             Ok(())
         }
-        Command::Run { model, inputs, output, target, common } => {
+        Command::Run { model, inputs, output, target, save_media, sample_rate, common } => {
             let opts = common.options(&target)?;
+            if sample_rate == 0 {
+                return Err(Error::Usage("--sample-rate must be at least 1 Hz".into()));
+            }
             crate::target::lookup(&opts.target)?;
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
@@ -360,6 +369,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             println!("wrote {} ({} outputs, target {})", output.display(), named.len(), opts.target);
             for (name, t) in &named {
                 println!("  {}", summarize(name, t));
+            }
+            if let Some(dir) = save_media {
+                let media = crate::media::save_media(&dir, &named, sample_rate)?;
+                for (path, what) in &media.written {
+                    println!("wrote {}: {what}", path.display());
+                }
+                for (name, why) in &media.skipped {
+                    warn(&format!("--save-media: output {name:?} is not written as media: {why}"));
+                }
             }
             Ok(())
         }
@@ -509,6 +527,11 @@ fn measured_gemm_peak() -> (f64, String) {
 #[cfg(not(feature = "llvm"))]
 fn measured_gemm_peak() -> (f64, String) {
     (f64::NAN, "not measured: this build has no llvm backend".to_string())
+}
+
+/// A warning on standard error (silenced by `-q`).
+fn warn(message: &str) {
+    eprintln!("edgec: warning: {message}");
 }
 
 /// One line describing a tensor: name, type, and value range.

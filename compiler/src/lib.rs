@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod error;
 pub mod io;
+pub mod media;
 pub mod onnx;
 pub mod profile;
 pub mod session;

@@ -441,3 +441,80 @@ fn oversized_tensors_and_empty_graphs_exit_2() {
         assert!(!out.exists(), "{target}: output written");
     }
 }
+
+fn zoo_model(name: &str) -> edgec_testsuite::zoo::ZooModel {
+    discover(&zoo_dir()).into_iter().find(|m| m.name == name).expect("zoo model")
+}
+
+/// `run --save-media`: the DCGAN's [2, 3, 32, 32] tanh output becomes two 32×32 RGB PNGs, the
+/// vocoder's [1, 1, 512] waveform one mono WAV of 512 samples at the asked rate, and GPT-2's
+/// logits nothing but a warning saying why.
+#[test]
+fn run_saves_pictures_and_sounds() {
+    let dir = tmp("media");
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |m: &edgec_testsuite::zoo::ZooModel, target: &str, extra: &[&str]| {
+        let out = tmp(&format!("{}-media.npz", m.name));
+        let (model, inputs) = (m.model(), m.inputs());
+        let mut args = vec![
+            "run",
+            model.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--target",
+            target,
+            "--save-media",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = edgec(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    let o = run(&dcgan(), "host", &[]);
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    for i in 0..2 {
+        let png = std::fs::read(dir.join(format!("image_{i}.png"))).expect("PNG written");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        assert_eq!((be(16), be(20), png[24], png[25]), (32, 32, 8, 2), "32×32, 8-bit RGB");
+    }
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[-1, 1] (tanh)"));
+
+    run(&zoo_model("vocoder"), "interp", &["--sample-rate", "16000"]);
+    let wav = std::fs::read(dir.join("waveform_0.wav")).expect("WAV written");
+    let le16 = |at: usize| u16::from_le_bytes(wav[at..at + 2].try_into().unwrap());
+    let le32 = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
+    assert_eq!((&wav[..4], &wav[8..16]), (&b"RIFF"[..], &b"WAVEfmt "[..]));
+    assert_eq!((le16(22), le32(24), le16(34)), (1, 16000, 16), "mono, 16 kHz, 16-bit");
+    assert_eq!(&wav[36..40], b"data");
+    assert_eq!(le32(40), 512 * 2, "512 samples of 2 bytes");
+
+    let o = run(&zoo_model("gpt2"), "interp", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("edgec: warning: --save-media: output \"logits\"") && err.contains("16 channels"),
+        "{err}"
+    );
+    assert!(!dir.join("logits_0.wav").exists());
+}
+
+#[test]
+fn save_media_errors_exit_2() {
+    let m = dcgan();
+    let out = tmp("media-err.npz");
+    let (model, inputs) = (m.model(), m.inputs());
+    let base =
+        ["run", model.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    let o = edgec(&[&base[..], &["--save-media", "/proc/no-such-dir/media"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stderr_line(&o).starts_with("edgec: error: --save-media"));
+    let o = edgec(&[&base[..], &["--sample-rate", "8000"]].concat());
+    assert_eq!(o.status.code(), Some(2), "--sample-rate needs --save-media");
+    let o = edgec(&[&base[..], &["--save-media", "/tmp", "--sample-rate", "0"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    stderr_line(&o);
+}
