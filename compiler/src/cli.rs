@@ -17,8 +17,35 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(name = "edgec", version, about = "Compiles generative ONNX models for edge hardware")]
 pub struct Cli {
+    /// Say nothing on standard error but errors: no warnings, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print each stage's time and the pipeline's per-pass timings (standard error).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `edgec --version` prints after the name: the crate version, the LLVM it links, MLIR,
+/// and the backends of the registry with whether this build has each.
+pub fn version_text() -> String {
+    #[cfg(feature = "llvm")]
+    let llvm = {
+        let (a, b, c) = edgec_backends::llvm::llvm_version();
+        format!("LLVM {a}.{b}.{c}")
+    };
+    #[cfg(not(feature = "llvm"))]
+    let llvm = "LLVM: not linked (built without the `llvm` feature)".to_string();
+    let backends: Vec<String> = edgec_backends::registry::BACKENDS
+        .iter()
+        .map(|b| format!("{} ({})", b.name, if b.available() { "enabled" } else { "disabled" }))
+        .collect();
+    format!(
+        "{}\n{llvm}\nMLIR: not linked (no backend uses it in this build)\nbackends: {}",
+        env!("CARGO_PKG_VERSION"),
+        backends.join(", ")
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,7 +281,9 @@ impl CommonArgs {
         } else {
             PrintAfter::None
         };
-        let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes: self.time_passes };
+        let time_passes =
+            self.time_passes || crate::progress::verbosity() == crate::progress::Verbosity::Verbose;
+        let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes };
         Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline, quantize })
     }
 }
@@ -276,6 +305,14 @@ fn check_pipeline(pipeline: &str) -> Result<(), Error> {
 
 /// Runs a parsed command line. Returns the process exit code.
 pub fn run(cli: Cli) -> Result<(), Error> {
+    use crate::progress::{set_verbosity, Verbosity};
+    set_verbosity(if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    });
     // `--target help` lists the targets, as `edgec targets` does.
     let target = match &cli.command {
         Command::Opt { target, .. }
@@ -358,7 +395,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 session.run(inputs)?
             } else {
                 let compiled = session.compile(&opts.target, &common.name, false)?;
+                let progress = crate::progress::Progress::new(0, "running");
+                progress.message(&format!("on {}", opts.target));
                 let run = session.execution(&compiled, &inputs)?;
+                drop(progress);
                 let report = session.report(&compiled);
                 println!("compiled for {} and ran it {}; report.json:", opts.target, run.how);
                 println!("{}", serde_json::to_string_pretty(&report?).unwrap_or_default());
@@ -376,7 +416,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     println!("wrote {}: {what}", path.display());
                 }
                 for (name, why) in &media.skipped {
-                    warn(&format!("--save-media: output {name:?} is not written as media: {why}"));
+                    crate::progress::warn(&format!(
+                        "--save-media: output {name:?} is not written as media: {why}"
+                    ));
                 }
             }
             Ok(())
@@ -527,11 +569,6 @@ fn measured_gemm_peak() -> (f64, String) {
 #[cfg(not(feature = "llvm"))]
 fn measured_gemm_peak() -> (f64, String) {
     (f64::NAN, "not measured: this build has no llvm backend".to_string())
-}
-
-/// A warning on standard error (silenced by `-q`).
-fn warn(message: &str) {
-    eprintln!("edgec: warning: {message}");
 }
 
 /// One line describing a tensor: name, type, and value range.

@@ -13,6 +13,7 @@ pub mod io;
 pub mod media;
 pub mod onnx;
 pub mod profile;
+pub mod progress;
 pub mod session;
 pub mod target;
 

@@ -119,6 +119,8 @@ impl Session {
     /// Imports an ONNX model (`.onnx`) or an IR text file (`.eir`), and verifies it.
     pub fn import(path: impl AsRef<Path>, options: &CompileOptions) -> Result<Session, Error> {
         let path = path.as_ref();
+        let progress = crate::progress::Progress::new(0, "importing");
+        progress.message(&path.display().to_string());
         let module = if path.extension().is_some_and(|e| e == "eir") {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
@@ -311,10 +313,13 @@ impl Session {
         };
         let cx = PassContext { target: backend.pass_target(), calibration };
         let mut pm = PassManager::parse_with(&self.pipeline_for(backend)?, &cx)?;
+        let progress = crate::progress::Progress::new(1, "optimizing");
+        pm.progress = Some(progress.pass_steps());
         pm.print_after = self.pipeline.print_after.clone();
         pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
         let mut module = self.module.clone();
         pm.run(&mut module)?;
+        drop(progress);
         if !pm.verify_each {
             // Release builds skip per-pass verification; the pipeline's result is still checked.
             edgec_ir::verify::verify_module(&module)
@@ -360,7 +365,10 @@ impl Session {
     ) -> Result<Compiled, Error> {
         let f = opt.module.main().expect("a verified module has an entry function");
         edgec_backends::backend::check_supported(backend, f)?;
+        let progress = crate::progress::Progress::new(0, "generating code");
+        progress.message(&format!("{} backend, {}", backend.name(), backend.target()));
         let mut c = backend.compile(f, options)?;
+        drop(progress);
         c.seconds = start.elapsed().as_secs_f64();
         let q = quantization_json(self.quantize.name(), opt.quantization.as_ref());
         c.report.insert("quantize".into(), q.get("mode").cloned().unwrap_or_else(|| "none".into()));
@@ -459,13 +467,18 @@ impl Session {
         let p = c.program.as_ref().ok_or_else(|| {
             Error::Usage(format!("--profile: the {} backend does not lower to kernel IR", c.backend))
         })?;
+        let progress = crate::progress::Progress::new(0, "profiling");
+        progress.message(&format!("{runs} runs on {target}"));
         let times = backend.profile(&c, inputs, runs)?;
+        drop(progress);
         let mut profile = Profile::new(&p.name, &target.to_string(), p, times);
         if uninstrumented && matches!(profile.times.unit, edgec_backends::profile::TimeUnit::Nanoseconds) {
             let plain =
                 self.compile_optimized(backend.as_ref(), &opt, &CodegenOptions::new(symbol), start)?;
             // Only targets that run in process can be timed this way; the others keep the
             // instrumented run's own total.
+            let progress = crate::progress::Progress::new(0, "timing without hooks");
+            progress.message(&format!("{runs} runs on {target}"));
             if let Ok(t) = backend.bench(&plain, inputs, runs) {
                 profile.uninstrumented_ms = Some(edgec_backends::profile::median(t));
             }

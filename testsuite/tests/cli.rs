@@ -518,3 +518,46 @@ fn save_media_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     stderr_line(&o);
 }
+
+/// `--version` names the LLVM and the backends; `-v` prints stage times and pass timings, `-q`
+/// silences warnings; neither prints progress bars when standard error is not a terminal.
+#[test]
+fn version_and_verbosity() {
+    let o = edgec(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(v.starts_with("edgec ") && v.contains("\nLLVM 22.") && v.contains("MLIR"), "{v}");
+    for b in edgec_backends::registry::BACKENDS {
+        assert!(v.contains(&format!("{} (enabled)", b.name)) == b.available(), "{} in {v}", b.name);
+    }
+    let m = dcgan();
+    let dir = tmp("dcgan-verbose");
+    let model = m.model();
+    let o =
+        edgec(&["-v", "compile", model.to_str().unwrap(), "--target", "host", "-o", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("edgec: importing: ") && err.contains("pass timings:"), "{err}");
+    assert!(err.contains("edgec: generating code: "), "{err}");
+    let o = edgec(&["compile", model.to_str().unwrap(), "--target", "host", "-o", dir.to_str().unwrap()]);
+    assert!(o.stderr.is_empty(), "no bars off a terminal: {}", String::from_utf8_lossy(&o.stderr));
+
+    let g = zoo_model("gpt2");
+    let (model, inputs_g) = (g.model(), g.inputs());
+    let out = tmp("gpt2-quiet.npz");
+    let media = tmp("gpt2-quiet-media");
+    let o = edgec(&[
+        "-q",
+        "run",
+        model.to_str().unwrap(),
+        "--inputs",
+        inputs_g.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--save-media",
+        media.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stderr.is_empty(), "-q keeps the warning back: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(edgec(&["-q", "-v", "targets"]).status.code(), Some(2));
+}
