@@ -96,7 +96,8 @@ pub enum Command {
         /// Also write the optimized LLVM IR as DIR/model.ll.
         #[arg(long)]
         emit_llvm: bool,
-        /// Also write DIR/memory.svg: the arena over time (tensors as boxes, time × offset).
+        /// Also write DIR/memory.svg and its twin DIR/memory.png: the arena over time (tensors
+        /// and scratch as boxes, time × offset, the lower bound, a legend).
         #[arg(long)]
         memory_plot: bool,
         /// Also write the lowered kernel IR as DIR/model.kir (docs/kernel-ir.md).
@@ -373,8 +374,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 })
             };
             if memory_plot {
-                let svg = edgec_backends::lower::memory_svg(program("--memory-plot")?);
+                let p = program("--memory-plot")?;
+                let svg = edgec_backends::lower::memory_svg(p);
                 write_atomically(&output.join("memory.svg"), svg.as_bytes())?;
+                let png = crate::plot::memory_png(&edgec_backends::lower::memory_plot(p))?;
+                write_atomically(&output.join("memory.png"), &png)?;
             }
             if emit_kir {
                 let text = edgec_backends::lower::print_program(program("--emit-kir")?);

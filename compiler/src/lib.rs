@@ -12,6 +12,7 @@ pub mod error;
 pub mod io;
 pub mod media;
 pub mod onnx;
+pub mod plot;
 pub mod profile;
 pub mod progress;
 pub mod session;

@@ -163,10 +163,22 @@ fn compile_writes_object_header_runtime_and_report() {
         "edgec_runtime.c",
         "edgec_runtime.o",
         "memory.svg",
+        "memory.png",
         "model.kir",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // The plot's legend says what the boxes and the dashed line are; the PNG twin is the same
+    // picture (an 8-bit RGB PNG of the SVG's size).
+    let svg = std::fs::read_to_string(dir.join("memory.svg")).unwrap();
+    assert!(svg.contains("scratch of one kernel call") && svg.contains("live at once"), "no legend");
+    let size = |attr: &str| -> u32 {
+        let at = svg.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+        svg[at..].split('"').next().unwrap().parse::<f64>().unwrap() as u32
+    };
+    let png = std::fs::read(dir.join("memory.png")).unwrap();
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    assert_eq!((&png[1..4], be(16), be(20), png[25]), (&b"PNG"[..], size("width"), size("height"), 2));
     // The kernel IR lists every kernel call the report counts.
     let kir = std::fs::read_to_string(dir.join("model.kir")).unwrap();
     assert!(kir.starts_with("program @"), "{kir}");
