@@ -6,6 +6,9 @@
 //! user's input is at fault. The modules depend on each other in one direction only:
 //! [`target`] (data and the backend registry) ← [`session`] ← [`cli`]; [`onnx`] (the frontend)
 //! and [`io`] (tensor files, atomic writes) sit below them, and [`error`] collects every error.
+//! [`profile`] (per-kernel profiles) and [`progress`] (verbosity, progress bars) serve the
+//! session and the command line; [`media`] (PNG/WAV outputs) and [`plot`] (`memory.png`) the
+//! command line.
 
 pub mod cli;
 pub mod error;
