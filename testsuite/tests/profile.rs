@@ -85,7 +85,7 @@ fn host_profile_adds_up_and_writes_a_chrome_trace() {
     let m = zoo("gpt2");
     let trace = tmp("gpt2-trace.json");
     let t = trace.to_str().unwrap();
-    let v = profile_json(&m, &["--runs", "30", "--trace", t, "--peak-gflops", "100", "--peak-gbps", "20"]);
+    let v = profile_json(&m, &["--runs", "10", "--trace", t, "--peak-gflops", "100", "--peak-gbps", "20"]);
     assert_eq!(v["unit"], "ns");
     let calls = 34;
     let sum = check_kernels(&v, calls);
