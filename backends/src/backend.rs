@@ -89,6 +89,10 @@ pub struct CodegenOptions {
     /// Cortex-M the QEMU board edgec runs it on) or no limit beyond the address space.
     pub ram_bytes: Option<u64>,
     pub flash_bytes: Option<u64>,
+    /// Call the runtime's per-kernel hook (`edgec_rt_kernel_hook`) around every kernel call, for
+    /// per-kernel profiles (`edgec bench --profile`). Off by default: the hooks then do not exist
+    /// in the code at all.
+    pub profile: bool,
 }
 
 impl CodegenOptions {
@@ -99,6 +103,7 @@ impl CodegenOptions {
             sanitize_address: false,
             ram_bytes: None,
             flash_bytes: None,
+            profile: false,
         }
     }
 }
@@ -191,6 +196,18 @@ pub trait Backend {
     fn bench(&self, compiled: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f64>, BackendError> {
         let _ = (compiled, inputs, runs);
         Err(BackendError::Usage(format!("target `{}` cannot be benchmarked here", self.target())))
+    }
+
+    /// Times every kernel call of a model compiled with [`CodegenOptions::profile`], through the
+    /// runtime's per-kernel hook: one warm-up run, then the mean of `runs` runs.
+    fn profile(
+        &self,
+        compiled: &Compiled,
+        inputs: &[Tensor],
+        runs: usize,
+    ) -> Result<crate::profile::KernelTimes, BackendError> {
+        let _ = (compiled, inputs, runs);
+        Err(BackendError::Usage(format!("target `{}` cannot be profiled per kernel", self.target())))
     }
 }
 

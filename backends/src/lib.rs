@@ -8,6 +8,7 @@ pub mod c_header;
 pub mod interp;
 pub mod kir;
 pub mod lower;
+pub mod profile;
 pub mod quant;
 pub mod registry;
 pub mod target;

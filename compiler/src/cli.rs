@@ -17,8 +17,35 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(name = "edgec", version, about = "Compiles generative ONNX models for edge hardware")]
 pub struct Cli {
+    /// Say nothing on standard error but errors: no warnings, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print each stage's time and the pipeline's per-pass timings (standard error).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `edgec --version` prints after the name: the crate version, the LLVM it links, MLIR,
+/// and the backends of the registry with whether this build has each.
+pub fn version_text() -> String {
+    #[cfg(feature = "llvm")]
+    let llvm = {
+        let (a, b, c) = edgec_backends::llvm::llvm_version();
+        format!("LLVM {a}.{b}.{c}")
+    };
+    #[cfg(not(feature = "llvm"))]
+    let llvm = "LLVM: not linked (built without the `llvm` feature)".to_string();
+    let backends: Vec<String> = edgec_backends::registry::BACKENDS
+        .iter()
+        .map(|b| format!("{} ({})", b.name, if b.available() { "enabled" } else { "disabled" }))
+        .collect();
+    format!(
+        "{}\n{llvm}\nMLIR: not linked (no backend uses it in this build)\nbackends: {}",
+        env!("CARGO_PKG_VERSION"),
+        backends.join(", ")
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,7 +96,8 @@ pub enum Command {
         /// Also write the optimized LLVM IR as DIR/model.ll.
         #[arg(long)]
         emit_llvm: bool,
-        /// Also write DIR/memory.svg: the arena over time (tensors as boxes, time × offset).
+        /// Also write DIR/memory.svg and its twin DIR/memory.png: the arena over time (tensors
+        /// and scratch as boxes, time × offset, the lower bound, a legend).
         #[arg(long)]
         memory_plot: bool,
         /// Also write the lowered kernel IR as DIR/model.kir (docs/kernel-ir.md).
@@ -86,6 +114,12 @@ pub enum Command {
         output: PathBuf,
         #[arg(long, default_value = "interp")]
         target: String,
+        /// Also write image-shaped outputs as PNG and audio-shaped ones as WAV into DIR.
+        #[arg(long, value_name = "DIR")]
+        save_media: Option<PathBuf>,
+        /// Sample rate of the WAV files --save-media writes.
+        #[arg(long, value_name = "HZ", default_value_t = 22050, requires = "save_media")]
+        sample_rate: u32,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -100,9 +134,22 @@ pub enum Command {
         target: String,
         #[arg(long, default_value_t = 10)]
         runs: usize,
-        /// Print one JSON line with median_ms, min_ms, runs.
+        /// Print one JSON line with median_ms, min_ms, runs (with --profile: the profile).
         #[arg(long)]
         json: bool,
+        /// Time every kernel call (a build with the runtime's per-kernel hooks) and print the
+        /// kernels by time with their ONNX nodes, share and rates (docs/profiling.md).
+        #[arg(long)]
+        profile: bool,
+        /// With --profile: also write a Chrome trace (chrome://tracing, Perfetto) to FILE.
+        #[arg(long, value_name = "FILE", requires = "profile")]
+        trace: Option<PathBuf>,
+        /// With --profile: the machine's peak f32 GFLOP/s (default: measured with edgec's GEMM).
+        #[arg(long, value_name = "GFLOPS", requires = "profile")]
+        peak_gflops: Option<f64>,
+        /// With --profile: the machine's peak memory bandwidth in GB/s (default: measured).
+        #[arg(long, value_name = "GBPS", requires = "profile")]
+        peak_gbps: Option<f64>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -155,6 +202,13 @@ pub struct CommonArgs {
     /// Print how long each pass took (to standard error).
     #[arg(long)]
     pub time_passes: bool,
+    /// Bytes of RAM the arena plus the inputs and outputs must fit (default for Cortex-M: the
+    /// 8 MiB the QEMU board gives them; no limit elsewhere beyond the address space).
+    #[arg(long, value_name = "BYTES")]
+    pub ram_bytes: Option<u64>,
+    /// Bytes of flash the weights must fit (default for Cortex-M: the QEMU board's 4 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub flash_bytes: Option<u64>,
 }
 
 impl DimArgs {
@@ -235,8 +289,22 @@ impl CommonArgs {
         } else {
             PrintAfter::None
         };
-        let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes: self.time_passes };
-        Ok(CompileOptions { target, dims: self.dims.parse()?, pipeline, quantize })
+        let time_passes =
+            self.time_passes || crate::progress::verbosity() == crate::progress::Verbosity::Verbose;
+        let pipeline = Pipeline { passes: self.passes.clone(), print_after, time_passes };
+        for (flag, v) in [("--ram-bytes", self.ram_bytes), ("--flash-bytes", self.flash_bytes)] {
+            if v == Some(0) {
+                return Err(Error::Usage(format!("{flag} must be at least 1")));
+            }
+        }
+        Ok(CompileOptions {
+            target,
+            dims: self.dims.parse()?,
+            pipeline,
+            quantize,
+            ram_bytes: self.ram_bytes,
+            flash_bytes: self.flash_bytes,
+        })
     }
 }
 
@@ -257,6 +325,14 @@ fn check_pipeline(pipeline: &str) -> Result<(), Error> {
 
 /// Runs a parsed command line. Returns the process exit code.
 pub fn run(cli: Cli) -> Result<(), Error> {
+    use crate::progress::{set_verbosity, Verbosity};
+    set_verbosity(if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    });
     // `--target help` lists the targets, as `edgec targets` does.
     let target = match &cli.command {
         Command::Opt { target, .. }
@@ -317,8 +393,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 })
             };
             if memory_plot {
-                let svg = edgec_backends::lower::memory_svg(program("--memory-plot")?);
+                let p = program("--memory-plot")?;
+                let svg = edgec_backends::lower::memory_svg(p);
                 write_atomically(&output.join("memory.svg"), svg.as_bytes())?;
+                let png = crate::plot::memory_png(&edgec_backends::lower::memory_plot(p))?;
+                write_atomically(&output.join("memory.png"), &png)?;
             }
             if emit_kir {
                 let text = edgec_backends::lower::print_program(program("--emit-kir")?);
@@ -327,8 +406,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             Ok(())
         }
-        Command::Run { model, inputs, output, target, common } => {
+        Command::Run { model, inputs, output, target, save_media, sample_rate, common } => {
             let opts = common.options(&target)?;
+            if sample_rate == 0 {
+                return Err(Error::Usage("--sample-rate must be at least 1 Hz".into()));
+            }
             crate::target::lookup(&opts.target)?;
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
@@ -336,7 +418,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 session.run(inputs)?
             } else {
                 let compiled = session.compile(&opts.target, &common.name, false)?;
+                let progress = crate::progress::Progress::new(0, "running");
+                progress.message(&format!("on {}", opts.target));
                 let run = session.execution(&compiled, &inputs)?;
+                drop(progress);
                 let report = session.report(&compiled);
                 println!("compiled for {} and ran it {}; report.json:", opts.target, run.how);
                 println!("{}", serde_json::to_string_pretty(&report?).unwrap_or_default());
@@ -348,17 +433,52 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             for (name, t) in &named {
                 println!("  {}", summarize(name, t));
             }
+            if let Some(dir) = save_media {
+                let media = crate::media::save_media(&dir, &named, sample_rate)?;
+                for (path, what) in &media.written {
+                    println!("wrote {}: {what}", path.display());
+                }
+                for (name, why) in &media.skipped {
+                    crate::progress::warn(&format!(
+                        "--save-media: output {name:?} is not written as media: {why}"
+                    ));
+                }
+            }
             Ok(())
         }
         Command::Targets => {
             print!("{}", crate::target::targets_text());
             Ok(())
         }
-        Command::Bench { model, inputs, target, runs, json, common } => {
+        Command::Bench {
+            model,
+            inputs,
+            target,
+            runs,
+            json,
+            profile,
+            trace,
+            peak_gflops,
+            peak_gbps,
+            common,
+        } => {
             let opts = common.options(&target)?;
             crate::target::lookup(&opts.target)?;
             if runs == 0 {
                 return Err(Error::Usage("--runs must be at least 1".into()));
+            }
+            if profile {
+                let peaks = PeakArgs { gflops: peak_gflops, gbps: peak_gbps };
+                return bench_profile(
+                    &model,
+                    &inputs,
+                    &opts,
+                    &common.name,
+                    runs,
+                    json,
+                    trace.as_deref(),
+                    peaks,
+                );
             }
             let session = Session::import(&model, &opts)?;
             let inputs = session.read_inputs(&inputs)?;
@@ -376,8 +496,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 times = session.bench_host(&compiled, &inputs, runs)?;
             }
             times.sort_by(|a, b| a.total_cmp(b));
-            let median =
-                if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
+            let median = edgec_backends::profile::median(times.clone());
             let min = times[0];
             if json {
                 println!(
@@ -390,6 +509,89 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// `--peak-gflops`, `--peak-gbps`.
+struct PeakArgs {
+    gflops: Option<f64>,
+    gbps: Option<f64>,
+}
+
+/// `bench --profile`: the per-kernel profile as text or JSON, and a Chrome trace.
+#[allow(clippy::too_many_arguments)]
+fn bench_profile(
+    model: &Path,
+    inputs: &Path,
+    opts: &CompileOptions,
+    symbol: &str,
+    runs: usize,
+    json: bool,
+    trace: Option<&Path>,
+    peaks: PeakArgs,
+) -> Result<(), Error> {
+    if opts.target.is_interp() {
+        return Err(Error::Usage(
+            "--profile times compiled kernels; the interpreter has none (pick a machine target)".into(),
+        ));
+    }
+    for (flag, v) in [("--peak-gflops", peaks.gflops), ("--peak-gbps", peaks.gbps)] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(Error::Usage(format!("{flag} must be a positive number")));
+        }
+    }
+    // An unwritable trace path is the user's to fix; say so before the long work, not after.
+    if let Some(t) = trace {
+        let dir = t.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() || t.is_dir() {
+            return Err(Error::Usage(format!("--trace {}: no such directory to write it in", t.display())));
+        }
+    }
+    let session = Session::import(model, opts)?;
+    let inputs = session.read_inputs(inputs)?;
+    let mut profile = session.profile(&opts.target, symbol, &inputs, runs, true)?;
+    if matches!(profile.times.unit, edgec_backends::profile::TimeUnit::Nanoseconds)
+        && opts.target.name == "host"
+    {
+        profile.peak = Some(host_peak(&peaks));
+    }
+    if let Some(t) = trace {
+        let text = serde_json::to_string(&profile.chrome_trace()).unwrap_or_default() + "\n";
+        write_atomically(t, text.as_bytes()).map_err(|e| Error::Usage(format!("--trace: {e}")))?;
+    }
+    if json {
+        println!("{}", profile.json());
+    } else {
+        print!("{}", profile.text());
+    }
+    Ok(())
+}
+
+/// The host's peak rates: given by flags, or measured here.
+fn host_peak(peaks: &PeakArgs) -> crate::profile::Peak {
+    let (flops, flops_source) = match peaks.gflops {
+        Some(g) => (g * 1e9, "--peak-gflops".to_string()),
+        None => measured_gemm_peak(),
+    };
+    let (bytes, bytes_source) = match peaks.gbps {
+        Some(g) => (g * 1e9, "--peak-gbps".to_string()),
+        None => (crate::profile::measure_memory_bandwidth(), "measured: best copy of 64 MiB".to_string()),
+    };
+    crate::profile::Peak { flops, flops_source, bytes, bytes_source }
+}
+
+/// The best rate of edgec's own f32 GEMM micro-kernel at 512³ on this machine: what tuned code
+/// reaches here (a lower bound of the FMA units' peak).
+#[cfg(feature = "llvm")]
+fn measured_gemm_peak() -> (f64, String) {
+    match edgec_backends::llvm::gemm_bench::bench_sgemm_host(512, 512, 512, 0.1) {
+        Ok(b) => (b.best_gflops * 1e9, "measured: edgec's f32 GEMM at 512^3".to_string()),
+        Err(e) => (f64::NAN, format!("not measured: {e}")),
+    }
+}
+
+#[cfg(not(feature = "llvm"))]
+fn measured_gemm_peak() -> (f64, String) {
+    (f64::NAN, "not measured: this build has no llvm backend".to_string())
 }
 
 /// One line describing a tensor: name, type, and value range.

@@ -7,12 +7,19 @@
 //! [`target`] (data and the backend registry) ← [`session`] ← [`cli`]; [`onnx`] (the frontend)
 //! and [`io`] (tensor files, atomic writes) sit below them, and [`error`] collects every error.
 //! [`build`] compiles a model from a Cargo build script, on top of [`session`].
+//! [`profile`] (per-kernel profiles) and [`progress`] (verbosity, progress bars) serve the
+//! session and the command line; [`media`] (PNG/WAV outputs) and [`plot`] (`memory.png`) the
+//! command line.
 
 pub mod build;
 pub mod cli;
 pub mod error;
 pub mod io;
+pub mod media;
 pub mod onnx;
+pub mod plot;
+pub mod profile;
+pub mod progress;
 pub mod session;
 pub mod target;
 

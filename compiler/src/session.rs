@@ -10,6 +10,7 @@
 
 use crate::error::Error;
 use crate::onnx::{import_model, ImportOptions};
+use crate::profile::Profile;
 use crate::target::Target;
 use edgec_backends::{Backend, CodegenOptions, Compiled};
 use edgec_ir::{Module, Tensor};
@@ -81,6 +82,10 @@ pub struct CompileOptions {
     pub pipeline: Pipeline,
     /// Quantization (see [`Quantize`] for where in the pipeline it runs).
     pub quantize: Quantize,
+    /// The RAM and flash the compiled model must fit (`--ram-bytes`, `--flash-bytes`); `None`
+    /// is the target's default board ([`CodegenOptions::ram_bytes`]).
+    pub ram_bytes: Option<u64>,
+    pub flash_bytes: Option<u64>,
 }
 
 impl Default for CompileOptions {
@@ -90,6 +95,8 @@ impl Default for CompileOptions {
             dims: BTreeMap::new(),
             pipeline: Pipeline::default(),
             quantize: Quantize::None,
+            ram_bytes: None,
+            flash_bytes: None,
         }
     }
 }
@@ -112,12 +119,17 @@ pub struct Session {
     /// The target [`Session::optimize`] and the interpreter run optimize for (`compile` uses the
     /// target it is given).
     target: Target,
+    /// Memory limits every compile checks (see [`CompileOptions::ram_bytes`]).
+    ram_bytes: Option<u64>,
+    flash_bytes: Option<u64>,
 }
 
 impl Session {
     /// Imports an ONNX model (`.onnx`) or an IR text file (`.eir`), and verifies it.
     pub fn import(path: impl AsRef<Path>, options: &CompileOptions) -> Result<Session, Error> {
         let path = path.as_ref();
+        let progress = crate::progress::Progress::new(0, "importing");
+        progress.message(&path.display().to_string());
         let module = if path.extension().is_some_and(|e| e == "eir") {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
@@ -134,6 +146,8 @@ impl Session {
             pipeline: options.pipeline.clone(),
             quantize: options.quantize.clone(),
             target: options.target.clone(),
+            ram_bytes: options.ram_bytes,
+            flash_bytes: options.flash_bytes,
         })
     }
 
@@ -146,6 +160,8 @@ impl Session {
             pipeline: Pipeline::default(),
             quantize: Quantize::None,
             target: Target::interp(),
+            ram_bytes: None,
+            flash_bytes: None,
         })
     }
 
@@ -310,10 +326,13 @@ impl Session {
         };
         let cx = PassContext { target: backend.pass_target(), calibration };
         let mut pm = PassManager::parse_with(&self.pipeline_for(backend)?, &cx)?;
+        let progress = crate::progress::Progress::new(1, "optimizing");
+        pm.progress = Some(progress.pass_steps());
         pm.print_after = self.pipeline.print_after.clone();
         pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));
         let mut module = self.module.clone();
         pm.run(&mut module)?;
+        drop(progress);
         if !pm.verify_each {
             // Release builds skip per-pass verification; the pipeline's result is still checked.
             edgec_ir::verify::verify_module(&module)
@@ -330,7 +349,17 @@ impl Session {
     /// `emit_text` also keeps the backend's text form (LLVM IR). `compile_seconds` covers the
     /// passes and the backend.
     pub fn compile(&self, target: &Target, symbol: &str, emit_text: bool) -> Result<Compiled, Error> {
-        self.compile_with(target, &CodegenOptions { emit_text, ..CodegenOptions::new(symbol) })
+        self.compile_with(target, &CodegenOptions { emit_text, ..self.codegen_options(symbol) })
+    }
+
+    /// The codegen options of this session's compiles: `symbol`, and the memory limits it was
+    /// imported with.
+    pub fn codegen_options(&self, symbol: &str) -> CodegenOptions {
+        CodegenOptions {
+            ram_bytes: self.ram_bytes,
+            flash_bytes: self.flash_bytes,
+            ..CodegenOptions::new(symbol)
+        }
     }
 
     /// [`Session::compile`] with every codegen option.
@@ -346,9 +375,23 @@ impl Session {
         self.check_has_outputs()?;
         let start = std::time::Instant::now();
         let opt = self.optimize_for(backend)?;
+        self.compile_optimized(backend, &opt, options, start)
+    }
+
+    /// The backend half of [`Session::compile_for`], on an already optimized module.
+    fn compile_optimized(
+        &self,
+        backend: &dyn Backend,
+        opt: &Optimized,
+        options: &CodegenOptions,
+        start: std::time::Instant,
+    ) -> Result<Compiled, Error> {
         let f = opt.module.main().expect("a verified module has an entry function");
         edgec_backends::backend::check_supported(backend, f)?;
+        let progress = crate::progress::Progress::new(0, "generating code");
+        progress.message(&format!("{} backend, {}", backend.name(), backend.target()));
         let mut c = backend.compile(f, options)?;
+        drop(progress);
         c.seconds = start.elapsed().as_secs_f64();
         let q = quantization_json(self.quantize.name(), opt.quantization.as_ref());
         c.report.insert("quantize".into(), q.get("mode").cloned().unwrap_or_else(|| "none".into()));
@@ -421,6 +464,49 @@ impl Session {
     pub fn bench_host(&self, c: &Compiled, inputs: &[Tensor], runs: usize) -> Result<Vec<f64>, Error> {
         let backend = edgec_backends::registry::lookup(&c.target)?;
         Ok(backend.bench(c, inputs, runs)?)
+    }
+
+    /// A per-kernel profile on `target` (`edgec bench --profile`, `docs/profiling.md`): compiles
+    /// the model with the runtime's per-kernel hook around every kernel call (a separate build:
+    /// the code `compile` emits has no hooks) and runs it `runs` times after a warm-up run, in
+    /// process on the host or through the harness under emulation. With `uninstrumented`, and
+    /// where the target can be timed in process, also times the same optimized model compiled
+    /// without hooks ([`Profile::uninstrumented_ms`], the median), so that the kernels' sum can
+    /// be checked against the time a user sees.
+    pub fn profile(
+        &self,
+        target: &Target,
+        symbol: &str,
+        inputs: &[Tensor],
+        runs: usize,
+        uninstrumented: bool,
+    ) -> Result<Profile, Error> {
+        self.check_has_outputs()?;
+        let backend = edgec_backends::registry::lookup(target)?;
+        let start = std::time::Instant::now();
+        let opt = self.optimize_for(backend.as_ref())?;
+        let hooked = CodegenOptions { profile: true, ..self.codegen_options(symbol) };
+        let c = self.compile_optimized(backend.as_ref(), &opt, &hooked, start)?;
+        let p = c.program.as_ref().ok_or_else(|| {
+            Error::Usage(format!("--profile: the {} backend does not lower to kernel IR", c.backend))
+        })?;
+        let progress = crate::progress::Progress::new(0, "profiling");
+        progress.message(&format!("{runs} runs on {target}"));
+        let times = backend.profile(&c, inputs, runs)?;
+        drop(progress);
+        let mut profile = Profile::new(&p.name, &target.to_string(), p, times);
+        if uninstrumented && matches!(profile.times.unit, edgec_backends::profile::TimeUnit::Nanoseconds) {
+            let plain =
+                self.compile_optimized(backend.as_ref(), &opt, &self.codegen_options(symbol), start)?;
+            // Only targets that run in process can be timed this way; the others keep the
+            // instrumented run's own total.
+            let progress = crate::progress::Progress::new(0, "timing without hooks");
+            progress.message(&format!("{runs} runs on {target}"));
+            if let Ok(t) = backend.bench(&plain, inputs, runs) {
+                profile.uninstrumented_ms = Some(edgec_backends::profile::median(t));
+            }
+        }
+        Ok(profile)
     }
 }
 

@@ -49,6 +49,8 @@ pub struct PassManager {
     pub timings: Vec<PassTiming>,
     /// The target the passes were built for ([`PassManager::parse_for`]).
     pub target: TargetInfo,
+    /// Told `(index, count, pass name)` before each pass runs (a driver's progress bar).
+    pub progress: Option<Box<dyn FnMut(usize, usize, &str)>>,
 }
 
 impl Default for PassManager {
@@ -60,6 +62,7 @@ impl Default for PassManager {
             printer: None,
             timings: Vec::new(),
             target: TargetInfo::generic(),
+            progress: None,
         }
     }
 }
@@ -124,7 +127,11 @@ impl PassManager {
 
     /// Runs every pass in order.
     pub fn run(&mut self, module: &mut Module) -> Result<(), PassError> {
-        for pass in self.passes.iter_mut() {
+        let count = self.passes.len();
+        for (i, pass) in self.passes.iter_mut().enumerate() {
+            if let Some(p) = self.progress.as_mut() {
+                p(i, count, pass.name());
+            }
             let (start, cpu) = (Instant::now(), thread_cpu_time());
             pass.run(module)?;
             let cpu = thread_cpu_time().saturating_sub(cpu);

@@ -7,7 +7,11 @@
  * Reads input i from ./in_<i>.bin (exactly desc.bytes raw little-endian bytes), runs the model and
  * writes output i to ./out_<i>.bin. If ./bench.txt holds an integer N, runs N more times and prints
  * one line "edgec-bench runs=N total_ns=T per_run_ns=P" (plus "cycles=C" with -DEDGEC_HARNESS_DWT on
- * Cortex-M). Exits 0 on success; prints one line "edgec-harness: error: ..." and exits 1 on failure.
+ * Cortex-M). With -DEDGEC_HARNESS_PROFILE the model must be compiled with kernel hooks: the N runs
+ * then also time every kernel call through the runtime's hook and print
+ * "edgec-profile clock=C hz=H runs=N calls=K whole=W" and one "edgec-profile-call I T" per call
+ * (T, W: clock ticks summed over the N runs; see docs/profiling.md).
+ * Exits 0 on success; prints one line "edgec-harness: error: ..." and exits 1 on failure.
  * Works natively, under qemu-user and on Cortex-M with newlib semihosting (rdimon). No malloc. */
 #if defined(__linux__) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 199309L
@@ -119,6 +123,82 @@ static long read_bench_runs(void) {
   return n;
 }
 
+#if defined(EDGEC_HARNESS_PROFILE)
+#ifndef EDGEC_HARNESS_MAX_CALLS
+#define EDGEC_HARNESS_MAX_CALLS 8192
+#endif
+#if defined(__arm__) && !defined(__linux__)
+/* The CMSDK APB timer 0 of the MPS2 boards (QEMU models it on mps2-an385/an386/an500): a 32-bit
+ * down-counter at the 25 MHz system clock. Under `qemu-system-arm -icount shift=0` virtual time
+ * advances 1 ns per instruction, so one tick is 40 instructions. (QEMU has no DWT cycle counter.) */
+#define PROF_TIMER_CTRL (*(volatile uint32_t *)0x40000000u)
+#define PROF_TIMER_VALUE (*(volatile uint32_t *)0x40000004u)
+#define PROF_TIMER_RELOAD (*(volatile uint32_t *)0x40000008u)
+#define PROF_CLOCK "cmsdk-timer0"
+#define PROF_HZ 25000000u
+typedef uint32_t prof_t;
+static void prof_start(void) {
+  PROF_TIMER_CTRL = 0u;
+  PROF_TIMER_RELOAD = 0xFFFFFFFFu;
+  PROF_TIMER_VALUE = 0xFFFFFFFFu;
+  PROF_TIMER_CTRL = 1u;
+}
+/* Counts up, so that differences read forward; wraps after 2^32 ticks (171 s at 25 MHz). */
+static prof_t prof_now(void) { return 0xFFFFFFFFu - PROF_TIMER_VALUE; }
+#else
+#define PROF_CLOCK "monotonic-ns"
+#define PROF_HZ 1000000000u
+typedef uint64_t prof_t;
+static void prof_start(void) {}
+static prof_t prof_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+#endif
+/* Ticks per call summed over the profiled runs; a static table, as the runtime has no heap. */
+static uint64_t prof_calls[EDGEC_HARNESS_MAX_CALLS];
+static prof_t prof_entered;
+
+static void prof_hook(void *user, uint32_t kernel_index, int is_exit) {
+  prof_t now = prof_now();
+  (void)user;
+  if (!is_exit) {
+    prof_entered = now;
+  } else if (kernel_index < EDGEC_HARNESS_MAX_CALLS) {
+    prof_calls[kernel_index] += (uint64_t)(prof_t)(now - prof_entered);
+  }
+}
+
+static int profile(edgec_ctx *ctx, long runs) {
+  const edgec_model *m = ctx->model;
+  uint64_t whole = 0;
+  long r;
+  uint32_t i;
+  if (m->num_kernels > EDGEC_HARNESS_MAX_CALLS) {
+    return fail("too many kernel calls to profile (raise EDGEC_HARNESS_MAX_CALLS)", NULL);
+  }
+  prof_start();
+  edgec_set_kernel_hook(ctx, prof_hook, NULL);
+  for (r = 0; r < runs; r++) {
+    prof_t t0 = prof_now();
+    edgec_status s = edgec_run(ctx, harness_inputs, harness_outputs);
+    whole += (uint64_t)(prof_t)(prof_now() - t0);
+    if (s != EDGEC_OK) {
+      return fail("edgec_run failed", edgec_status_str(s));
+    }
+  }
+  edgec_set_kernel_hook(ctx, NULL, NULL);
+  /* As doubles: exact below 2^53, and newlib's printf may lack %llu. */
+  printf("edgec-profile clock=%s hz=%lu runs=%ld calls=%lu whole=%.0f\n", PROF_CLOCK, (unsigned long)PROF_HZ,
+         runs, (unsigned long)m->num_kernels, (double)whole);
+  for (i = 0; i < m->num_kernels; i++) {
+    printf("edgec-profile-call %lu %.0f\n", (unsigned long)i, (double)prof_calls[i]);
+  }
+  return 0;
+}
+#else
+
 #if defined(EDGEC_HARNESS_DWT)
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
 #define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
@@ -164,6 +244,7 @@ static int bench(edgec_ctx *ctx, long runs) {
 #endif
   return 0;
 }
+#endif /* EDGEC_HARNESS_PROFILE */
 
 int main(void) {
   const edgec_model *m = &EDGEC_HARNESS_MODEL;
@@ -207,9 +288,15 @@ int main(void) {
     }
   }
   runs = read_bench_runs();
+#if defined(EDGEC_HARNESS_PROFILE)
+  if (runs > 0 && profile(&ctx, runs) != 0) {
+    return 1;
+  }
+#else
   if (runs > 0 && bench(&ctx, runs) != 0) {
     return 1;
   }
+#endif
   fflush(stdout);
   return 0;
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::Path;
+use std::time::Instant;
 
 /// `#[repr(C)]` mirror of `edgec_tensor_desc`.
 #[repr(C)]
@@ -243,6 +244,30 @@ impl HostModel {
     /// Runs the model once. Each input and output slice must have exactly its descriptor's byte
     /// size; data is staged through 64-byte aligned buffers, so the slices need no alignment.
     pub fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), HostError> {
+        self.run_hooked(inputs, outputs, None)
+    }
+
+    /// [`HostModel::run`] that adds each kernel call's nanoseconds to `per_call[i]` (as the
+    /// model reports calls to the per-kernel hook, which it does only when compiled with hooks)
+    /// and returns the nanoseconds of the whole entry call (staging excluded). The clock is the
+    /// monotonic clock Rust's `Instant` reads, once on entering and once on leaving a kernel.
+    pub fn run_profiled(
+        &mut self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        per_call: &mut [f64],
+    ) -> Result<f64, HostError> {
+        let mut state = ProfileState { entered: Instant::now(), per_call, whole_ns: 0.0 };
+        self.run_hooked(inputs, outputs, Some(&mut state))?;
+        Ok(state.whole_ns)
+    }
+
+    fn run_hooked(
+        &mut self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        profile: Option<&mut ProfileState<'_>>,
+    ) -> Result<(), HostError> {
         if inputs.len() != self.inputs.len() {
             return Err(HostError::Count { what: "inputs", expected: self.inputs.len(), got: inputs.len() });
         }
@@ -276,10 +301,26 @@ impl HostModel {
         let out_ptrs: Vec<*mut c_void> =
             (0..self.outputs.len()).map(|i| self.io.ptr(self.io_offsets[n_in + i]) as *mut c_void).collect();
         self.ctx.arena = self.arena.ptr(0);
+        let start = Instant::now();
+        let state = match profile {
+            Some(state) => {
+                self.ctx.hook = Some(profile_hook);
+                self.ctx.hook_user = &mut *state as *mut ProfileState<'_> as *mut c_void;
+                Some(state)
+            }
+            None => None,
+        };
         // SAFETY: the descriptor promised this entry reads the inputs and writes the outputs of the
-        // sizes checked above and uses at most arena_bytes of the arena, all of which we own.
+        // sizes checked above and uses at most arena_bytes of the arena, all of which we own. The
+        // hook's user pointer is `state`, alive for the whole call and cleared right after it.
         unsafe {
             (self.entry)(in_ptrs.as_ptr(), out_ptrs.as_ptr(), self.ctx.arena, &mut *self.ctx);
+        }
+        let whole = start.elapsed();
+        self.ctx.hook = None;
+        self.ctx.hook_user = std::ptr::null_mut();
+        if let Some(state) = state {
+            state.whole_ns = whole.as_nanos() as f64;
         }
         for (i, data) in outputs.iter_mut().enumerate() {
             let off = self.io_offsets[n_in + i];
@@ -287,5 +328,25 @@ impl HostModel {
             data.copy_from_slice(self.io.slice(off, len));
         }
         Ok(())
+    }
+}
+
+/// What [`profile_hook`] accumulates during one [`HostModel::run_profiled`].
+struct ProfileState<'a> {
+    entered: Instant,
+    per_call: &'a mut [f64],
+    whole_ns: f64,
+}
+
+/// The `edgec_kernel_hook` of profiled host runs: the time between a kernel's enter and exit
+/// calls goes to its call index (indices beyond the slice are ignored, never written).
+unsafe extern "C" fn profile_hook(user: *mut c_void, kernel_index: u32, is_exit: c_int) {
+    // SAFETY: `run_hooked` sets `user` to a live `ProfileState` for the duration of the entry call
+    // and the model calls the hook only from inside it, on the calling thread.
+    let state = unsafe { &mut *(user as *mut ProfileState<'_>) };
+    if is_exit == 0 {
+        state.entered = Instant::now();
+    } else if let Some(slot) = state.per_call.get_mut(kernel_index as usize) {
+        *slot += state.entered.elapsed().as_nanos() as f64;
     }
 }

@@ -371,6 +371,27 @@ pub fn link_harness(
     io_bytes: u64,
     out_exe: &Path,
 ) -> Result<()> {
+    link_harness_with(kind, model_o, model_symbol, arena_bytes, io_bytes, out_exe, &HarnessOptions::default())
+}
+
+/// How [`link_harness_with`] builds the harness.
+#[derive(Clone, Debug, Default)]
+pub struct HarnessOptions {
+    /// Build the per-kernel profiler into the harness (`-DEDGEC_HARNESS_PROFILE`): its bench runs
+    /// then time every kernel call through the runtime's hook (the model must call it).
+    pub profile: bool,
+}
+
+/// [`link_harness`] with [`HarnessOptions`].
+pub fn link_harness_with(
+    kind: TargetKind,
+    model_o: &Path,
+    model_symbol: &str,
+    arena_bytes: u64,
+    io_bytes: u64,
+    out_exe: &Path,
+    options: &HarnessOptions,
+) -> Result<()> {
     if !is_c_identifier(model_symbol) {
         return Err(ToolchainError::BadArgument(format!(
             "model symbol {model_symbol:?} is not a C identifier"
@@ -382,11 +403,14 @@ pub fn link_harness(
     let runtime_o = build_runtime(kind, &build)?;
     let c = build.join("c");
     let harness_o = build.join("harness.o");
-    let defines = [
+    let mut defines = vec![
         format!("EDGEC_HARNESS_MODEL={model_symbol}"),
         format!("EDGEC_HARNESS_ARENA_BYTES={arena_bytes}u"),
         format!("EDGEC_HARNESS_IO_BYTES={io_bytes}u"),
     ];
+    if options.profile {
+        defines.push("EDGEC_HARNESS_PROFILE=1".into());
+    }
     compile_c(kind, &c.join("harness.c"), &harness_o, &[&c], &defines, &[])?;
 
     let mut cmd = Command::new(kind.linker());
@@ -431,6 +455,13 @@ pub fn run_harness(kind: TargetKind, exe: &Path, workdir: &Path) -> Result<RunOu
 
 /// The command line that runs `exe` for `kind` (emulated where needed).
 pub fn run_command(kind: TargetKind, exe: &Path) -> (String, Vec<OsString>) {
+    run_command_with(kind, exe, false)
+}
+
+/// [`run_command`]; `count_instructions` makes QEMU's system emulation deterministic
+/// (`-icount shift=0`: virtual time advances 1 ns per instruction, so the board's timers count
+/// instructions). It changes nothing for targets that run natively or under qemu-user.
+pub fn run_command_with(kind: TargetKind, exe: &Path, count_instructions: bool) -> (String, Vec<OsString>) {
     let exe = exe.as_os_str().to_owned();
     match kind {
         TargetKind::X86_64Linux => (exe.to_string_lossy().into_owned(), vec![]),
@@ -442,6 +473,9 @@ pub fn run_command(kind: TargetKind, exe: &Path) -> (String, Vec<OsString>) {
         }
         TargetKind::CortexM7 | TargetKind::CortexM4 => {
             let mut args: Vec<OsString> = vec!["-M".into(), kind.qemu_machine().unwrap_or_default().into()];
+            if count_instructions {
+                args.extend(["-icount".into(), "shift=0".into()]);
+            }
             for a in ["-nographic", "-monitor", "none", "-serial", "none", "-semihosting", "-kernel"] {
                 args.push(a.into());
             }
@@ -458,8 +492,20 @@ pub fn run_harness_with_timeout(
     workdir: &Path,
     timeout: Duration,
 ) -> Result<RunOutput> {
+    run_harness_counting(kind, exe, workdir, timeout, false)
+}
+
+/// [`run_harness_with_timeout`], counting instructions under system emulation (see
+/// [`run_command_with`]).
+pub fn run_harness_counting(
+    kind: TargetKind,
+    exe: &Path,
+    workdir: &Path,
+    timeout: Duration,
+    count_instructions: bool,
+) -> Result<RunOutput> {
     let exe = std::path::absolute(exe).map_err(io_err(format!("bad path {}", exe.display())))?;
-    let (program, args) = run_command(kind, &exe);
+    let (program, args) = run_command_with(kind, &exe, count_instructions);
     let mut cmd = Command::new(&program);
     cmd.args(&args).current_dir(workdir);
     run_with_timeout(&mut cmd, timeout)

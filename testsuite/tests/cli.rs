@@ -163,10 +163,22 @@ fn compile_writes_object_header_runtime_and_report() {
         "edgec_runtime.c",
         "edgec_runtime.o",
         "memory.svg",
+        "memory.png",
         "model.kir",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    // The plot's legend says what the boxes and the dashed line are; the PNG twin is the same
+    // picture (an 8-bit RGB PNG of the SVG's size).
+    let svg = std::fs::read_to_string(dir.join("memory.svg")).unwrap();
+    assert!(svg.contains("scratch of one kernel call") && svg.contains("live at once"), "no legend");
+    let size = |attr: &str| -> u32 {
+        let at = svg.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+        svg[at..].split('"').next().unwrap().parse::<f64>().unwrap() as u32
+    };
+    let png = std::fs::read(dir.join("memory.png")).unwrap();
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    assert_eq!((&png[1..4], be(16), be(20), png[25]), (&b"PNG"[..], size("width"), size("height"), 2));
     // The kernel IR lists every kernel call the report counts.
     let kir = std::fs::read_to_string(dir.join("model.kir")).unwrap();
     assert!(kir.starts_with("program @"), "{kir}");
@@ -447,6 +459,22 @@ fn oversized_tensors_and_empty_graphs_exit_2() {
         assert!(line.contains(want), "{line}");
         assert!(!out.exists(), "{target}: output written");
     }
+    // A board of the user's: --ram-bytes / --flash-bytes apply on any machine target.
+    let model = format!("{}/zoo/vae_mlp/model.onnx", env!("CARGO_MANIFEST_DIR"));
+    for (flags, want) in [
+        (&["--ram-bytes", "1000"][..], "more than --ram-bytes 1000 bytes"),
+        (&["--flash-bytes", "1000"][..], "more than --flash-bytes 1000 bytes of flash"),
+        (&["--ram-bytes", "0"][..], "--ram-bytes must be at least 1"),
+    ] {
+        let out = tmp("board-out");
+        let mut args = vec!["compile", &model[..], "--target", "host", "-o", out.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let o = edgec(&args);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let line = stderr_line(&o);
+        assert!(line.contains(want), "{line}");
+        assert!(!out.exists(), "{flags:?}: output written");
+    }
     // Just under the board's RAM, and the RAM-bound graph on the host: both compile.
     for (i, (ty, target)) in
         [("tensor<1x1024x1024xf32>", "cortex-m7"), ("tensor<1x1024x1025xf32>", "host")].iter().enumerate()
@@ -457,4 +485,124 @@ fn oversized_tensors_and_empty_graphs_exit_2() {
         let o = edgec(&["compile", eir.to_str().unwrap(), "--target", target, "-o", out.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{target}: {}", String::from_utf8_lossy(&o.stderr));
     }
+}
+
+fn zoo_model(name: &str) -> edgec_testsuite::zoo::ZooModel {
+    discover(&zoo_dir()).into_iter().find(|m| m.name == name).expect("zoo model")
+}
+
+/// `run --save-media`: the DCGAN's [2, 3, 32, 32] tanh output becomes two 32×32 RGB PNGs, the
+/// vocoder's [1, 1, 512] waveform one mono WAV of 512 samples at the asked rate, and GPT-2's
+/// logits nothing but a warning saying why.
+#[test]
+fn run_saves_pictures_and_sounds() {
+    let dir = tmp("media");
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |m: &edgec_testsuite::zoo::ZooModel, target: &str, extra: &[&str]| {
+        let out = tmp(&format!("{}-media.npz", m.name));
+        let (model, inputs) = (m.model(), m.inputs());
+        let mut args = vec![
+            "run",
+            model.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--target",
+            target,
+            "--save-media",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = edgec(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    let o = run(&dcgan(), "host", &[]);
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    for i in 0..2 {
+        let png = std::fs::read(dir.join(format!("image_{i}.png"))).expect("PNG written");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        assert_eq!((be(16), be(20), png[24], png[25]), (32, 32, 8, 2), "32×32, 8-bit RGB");
+    }
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[-1, 1] (tanh)"));
+
+    run(&zoo_model("vocoder"), "interp", &["--sample-rate", "16000"]);
+    let wav = std::fs::read(dir.join("waveform_0.wav")).expect("WAV written");
+    let le16 = |at: usize| u16::from_le_bytes(wav[at..at + 2].try_into().unwrap());
+    let le32 = |at: usize| u32::from_le_bytes(wav[at..at + 4].try_into().unwrap());
+    assert_eq!((&wav[..4], &wav[8..16]), (&b"RIFF"[..], &b"WAVEfmt "[..]));
+    assert_eq!((le16(22), le32(24), le16(34)), (1, 16000, 16), "mono, 16 kHz, 16-bit");
+    assert_eq!(&wav[36..40], b"data");
+    assert_eq!(le32(40), 512 * 2, "512 samples of 2 bytes");
+
+    let o = run(&zoo_model("gpt2"), "interp", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("edgec: warning: --save-media: output \"logits\"") && err.contains("16 channels"),
+        "{err}"
+    );
+    assert!(!dir.join("logits_0.wav").exists());
+}
+
+#[test]
+fn save_media_errors_exit_2() {
+    let m = dcgan();
+    let out = tmp("media-err.npz");
+    let (model, inputs) = (m.model(), m.inputs());
+    let base =
+        ["run", model.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    let o = edgec(&[&base[..], &["--save-media", "/proc/no-such-dir/media"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stderr_line(&o).starts_with("edgec: error: --save-media"));
+    let o = edgec(&[&base[..], &["--sample-rate", "8000"]].concat());
+    assert_eq!(o.status.code(), Some(2), "--sample-rate needs --save-media");
+    let o = edgec(&[&base[..], &["--save-media", "/tmp", "--sample-rate", "0"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    stderr_line(&o);
+}
+
+/// `--version` names the LLVM and the backends; `-v` prints stage times and pass timings, `-q`
+/// silences warnings; neither prints progress bars when standard error is not a terminal.
+#[test]
+fn version_and_verbosity() {
+    let o = edgec(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(v.starts_with("edgec ") && v.contains("\nLLVM 22.") && v.contains("MLIR"), "{v}");
+    for b in edgec_backends::registry::BACKENDS {
+        assert!(v.contains(&format!("{} (enabled)", b.name)) == b.available(), "{} in {v}", b.name);
+    }
+    let m = dcgan();
+    let dir = tmp("dcgan-verbose");
+    let model = m.model();
+    let o =
+        edgec(&["-v", "compile", model.to_str().unwrap(), "--target", "host", "-o", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("edgec: importing: ") && err.contains("pass timings:"), "{err}");
+    assert!(err.contains("edgec: generating code: "), "{err}");
+    let o = edgec(&["compile", model.to_str().unwrap(), "--target", "host", "-o", dir.to_str().unwrap()]);
+    assert!(o.stderr.is_empty(), "no bars off a terminal: {}", String::from_utf8_lossy(&o.stderr));
+
+    let g = zoo_model("gpt2");
+    let (model, inputs_g) = (g.model(), g.inputs());
+    let out = tmp("gpt2-quiet.npz");
+    let media = tmp("gpt2-quiet-media");
+    let o = edgec(&[
+        "-q",
+        "run",
+        model.to_str().unwrap(),
+        "--inputs",
+        inputs_g.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--save-media",
+        media.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stderr.is_empty(), "-q keeps the warning back: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(edgec(&["-q", "-v", "targets"]).status.code(), Some(2));
 }

@@ -159,7 +159,15 @@ pub use crate::c_header::onnx_dtype;
 
 /// Emits the program as an object for `spec`; `symbol` prefixes the exported names
 /// (`<symbol>_model`, `<symbol>_entry`).
-pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool) -> Result<Object, String> {
+/// `instrument` brackets every kernel call with `edgec_rt_kernel_hook` (profiling builds only:
+/// without it the entry calls the kernels and nothing else, so an unprofiled model pays nothing).
+pub fn emit_object(
+    p: &Program,
+    spec: &MachineSpec,
+    symbol: &str,
+    want_ir: bool,
+    instrument: bool,
+) -> Result<Object, String> {
     let tm = spec.target_machine()?;
     let context = Context::create();
     let module = context.create_module(symbol);
@@ -174,7 +182,7 @@ pub fn emit_object(p: &Program, spec: &MachineSpec, symbol: &str, want_ir: bool)
     }
     {
         let mut cg = Codegen::new(&context, &module, &tm, ptr_bits);
-        cg.program(p, symbol, spec)?;
+        cg.program(p, symbol, spec, instrument)?;
     }
     // Microcontrollers have little flash and no vector unit to feed: optimize for size there
     // (the GEMM micro-kernel is unrolled in the IR it emits, so it keeps its register tile).
@@ -999,8 +1007,15 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         })
     }
 
-    /// Emits all kernels, constants, the entry function and the model descriptor.
-    fn program(&mut self, p: &Program, symbol: &str, spec: &MachineSpec) -> Result<(), String> {
+    /// Emits all kernels, constants, the entry function (with the per-kernel hook around each
+    /// call when `instrument`) and the model descriptor.
+    fn program(
+        &mut self,
+        p: &Program,
+        symbol: &str,
+        spec: &MachineSpec,
+        instrument: bool,
+    ) -> Result<(), String> {
         let ptr = self.ptr();
         let i32t = self.cx.i32_type();
         let align = if spec.bare_metal { 16 } else { 64 };
@@ -1025,7 +1040,8 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         let entry = self.module.add_function(&format!("{symbol}_entry"), fnty, Some(Linkage::External));
         entry.add_attribute(AttributeLoc::Function, self.attr("nounwind"));
         let hook_ty = self.cx.void_type().fn_type(&[ptr.into(), i32t.into(), i32t.into()], false);
-        let hook = self.module.add_function("edgec_rt_kernel_hook", hook_ty, Some(Linkage::External));
+        let hook = instrument
+            .then(|| self.module.add_function("edgec_rt_kernel_hook", hook_ty, Some(Linkage::External)));
         let bb = self.cx.append_basic_block(entry, "entry");
         self.b.position_at_end(bb);
         let (pin, pout, parena, pctx) = (
@@ -1053,13 +1069,19 @@ impl<'ctx, 'm> Codegen<'ctx, 'm> {
         };
         for (ci, call) in p.calls.iter().enumerate() {
             let ix = i32t.const_int(ci as u64, false);
-            self.b.build_call(hook, &[pctx.into(), ix.into(), i32t.const_zero().into()], "").map_err(e)?;
+            if let Some(hook) = hook {
+                self.b
+                    .build_call(hook, &[pctx.into(), ix.into(), i32t.const_zero().into()], "")
+                    .map_err(e)?;
+            }
             let args: Vec<_> =
                 call.args.iter().map(|&s| slot_ptr(self, s).map(|p| p.into())).collect::<Result<_, _>>()?;
             self.b.build_call(kernels[call.kernel.index()], &args, "").map_err(e)?;
-            self.b
-                .build_call(hook, &[pctx.into(), ix.into(), i32t.const_int(1, false).into()], "")
-                .map_err(e)?;
+            if let Some(hook) = hook {
+                self.b
+                    .build_call(hook, &[pctx.into(), ix.into(), i32t.const_int(1, false).into()], "")
+                    .map_err(e)?;
+            }
         }
         self.b.build_return(None).map_err(e)?;
 

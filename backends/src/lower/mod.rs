@@ -32,7 +32,10 @@ use edgec_ir::ops::{EvalCtx, OpKind, Traits};
 use edgec_ir::{Attrs, Function, Loc, ScalarType, Tensor, TensorType};
 use std::collections::{HashMap, HashSet};
 
-pub use plan::{memory_svg, plan_memory, ArenaPlan};
+pub use plan::{
+    memory_plot, memory_svg, plan_memory, ArenaBox, ArenaPlan, MemoryPlot, PlotFrame, PLOT_BOUND_COLOR,
+    PLOT_SCRATCH_COLOR, PLOT_TENSOR_COLORS,
+};
 pub use print::print_program;
 
 /// Where a kernel argument lives.

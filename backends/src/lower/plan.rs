@@ -562,15 +562,62 @@ pub(crate) fn check(p: &super::Program, owners: &[Vec<Option<u32>>]) -> Result<(
     Ok(())
 }
 
-/// An SVG picture of a program's arena: time (kernel calls) across, byte offset down, one box per
-/// tensor or scratch buffer from its first to its last use, labelled with the call that made it.
-/// The dashed line is the lower bound.
-pub fn memory_svg(p: &super::Program) -> String {
+/// One box of the memory plot: a tensor or scratch buffer at `offset` for `bytes`, live from call
+/// `first` to call `last` (inclusive), made by the call labelled `label`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArenaBox {
+    pub offset: u64,
+    pub bytes: u64,
+    pub first: usize,
+    pub last: usize,
+    pub label: String,
+    /// A kernel's private scratch (GEMM packing, dequantized weights), not a graph value.
+    pub scratch: bool,
+}
+
+/// What the memory plots draw, in both forms (`memory.svg` here, `memory.png` by the driver).
+#[derive(Clone, Debug)]
+pub struct MemoryPlot {
+    pub title: String,
+    pub calls: usize,
+    pub arena_bytes: u64,
+    pub lower_bound_bytes: u64,
+    pub boxes: Vec<ArenaBox>,
+}
+
+/// Fill colors of the plots: intermediate tensors alternate between two blues so that
+/// neighbours stay apart, scratch is orange; the lower bound is a dashed red line.
+pub const PLOT_TENSOR_COLORS: [(u8, u8, u8); 2] = [(0x80, 0xb1, 0xd3), (0xbe, 0xd7, 0xea)];
+pub const PLOT_SCRATCH_COLOR: (u8, u8, u8) = (0xfd, 0xb4, 0x62);
+pub const PLOT_BOUND_COLOR: (u8, u8, u8) = (0xcc, 0x00, 0x00);
+
+impl MemoryPlot {
+    /// The fill of box `i`.
+    pub fn color(&self, i: usize) -> (u8, u8, u8) {
+        if self.boxes[i].scratch {
+            PLOT_SCRATCH_COLOR
+        } else {
+            PLOT_TENSOR_COLORS[i % 2]
+        }
+    }
+
+    /// The legend: (color, text, dashed line rather than a box).
+    pub fn legend(&self) -> Vec<((u8, u8, u8), String, bool)> {
+        vec![
+            (PLOT_TENSOR_COLORS[0], "tensor (graph value), first to last use".into(), false),
+            (PLOT_SCRATCH_COLOR, "scratch of one kernel call".into(), false),
+            (PLOT_BOUND_COLOR, format!("lower bound: {} B live at once", self.lower_bound_bytes), true),
+        ]
+    }
+}
+
+/// The boxes of a program's arena plan: every tensor or scratch buffer from its first to its
+/// last use.
+pub fn memory_plot(p: &super::Program) -> MemoryPlot {
     use super::Slot;
     use std::collections::BTreeMap;
-    use std::fmt::Write;
-    // Boxes: (offset, bytes) -> (first call, last call, label of the first call).
-    let mut boxes: BTreeMap<(u64, u64, usize), (usize, String)> = BTreeMap::new();
+    // Boxes: (offset, bytes, first call) -> (last call, label of the first call, scratch).
+    let mut boxes: BTreeMap<(u64, u64, usize), (usize, String, bool)> = BTreeMap::new();
     let mut open: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     for (ci, call) in p.calls.iter().enumerate() {
         let k = &p.kernels[call.kernel.index()];
@@ -585,55 +632,120 @@ pub fn memory_svg(p: &super::Program) -> String {
                     ci
                 }
             };
-            boxes.insert((*off, len, start), (ci, call.label.clone()));
+            let scratch = param.access == crate::kir::Access::Scratch;
+            boxes.insert((*off, len, start), (ci, call.label.clone(), scratch));
         }
     }
-    let (w, h, left, top) = (1000.0f64, 600.0f64, 70.0f64, 30.0f64);
-    let calls = p.calls.len().max(1) as f64;
-    let bytes = p.arena.arena_bytes.max(1) as f64;
-    let x = |c: f64| left + c / calls * w;
-    let y = |b: f64| top + b / bytes * h;
+    MemoryPlot {
+        title: format!(
+            "{}: arena {} B, lower bound {} B, no reuse {} B; {} calls (time →), offset ↓",
+            p.name,
+            p.arena.arena_bytes,
+            p.arena.lower_bound_bytes,
+            p.arena.naive_bytes,
+            p.calls.len()
+        ),
+        calls: p.calls.len(),
+        arena_bytes: p.arena.arena_bytes,
+        lower_bound_bytes: p.arena.lower_bound_bytes,
+        boxes: boxes
+            .into_iter()
+            .map(|((offset, bytes, first), (last, label, scratch))| ArenaBox {
+                offset,
+                bytes,
+                first,
+                last,
+                label,
+                scratch,
+            })
+            .collect(),
+    }
+}
+
+/// Geometry shared by the SVG and the PNG: the plot area and where a call or byte offset lands.
+#[derive(Clone, Copy, Debug)]
+pub struct PlotFrame {
+    pub width: f64,
+    pub height: f64,
+    pub left: f64,
+    pub top: f64,
+    /// Total picture size.
+    pub total_width: f64,
+    pub total_height: f64,
+    calls: f64,
+    bytes: f64,
+}
+
+/// Height of the legend below the plot: one row per entry.
+const LEGEND_ROW: f64 = 16.0;
+
+impl PlotFrame {
+    pub fn of(plot: &MemoryPlot) -> PlotFrame {
+        let (width, height, left, top) = (1000.0, 600.0, 70.0, 30.0);
+        let legend = LEGEND_ROW * plot.legend().len() as f64 + 8.0;
+        PlotFrame {
+            width,
+            height,
+            left,
+            top,
+            total_width: width + left + 20.0,
+            total_height: height + top + 30.0 + legend,
+            calls: plot.calls.max(1) as f64,
+            bytes: plot.arena_bytes.max(1) as f64,
+        }
+    }
+    pub fn x(&self, call: f64) -> f64 {
+        self.left + call / self.calls * self.width
+    }
+    pub fn y(&self, byte: f64) -> f64 {
+        self.top + byte / self.bytes * self.height
+    }
+    /// Top of legend row `i` (below the plot and its axis labels).
+    pub fn legend_y(&self, i: usize) -> f64 {
+        self.top + self.height + 26.0 + LEGEND_ROW * i as f64
+    }
+}
+
+/// An SVG picture of a program's arena: time (kernel calls) across, byte offset down, one box per
+/// tensor or scratch buffer from its first to its last use (hover for the call that made it),
+/// the lower bound as a dashed line, and a legend.
+pub fn memory_svg(p: &super::Program) -> String {
+    use std::fmt::Write;
+    let plot = memory_plot(p);
+    let f = PlotFrame::of(&plot);
+    let hex = |(r, g, b): (u8, u8, u8)| format!("#{r:02x}{g:02x}{b:02x}");
+    let (left, top, w, h) = (f.left, f.top, f.width, f.height);
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
-        w + left + 20.0,
-        h + top + 40.0
+        f.total_width, f.total_height
     );
-    let _ = write!(
-        s,
-        r#"<text x="{left}" y="18">{}: arena {} B, lower bound {} B, no reuse {} B; {} calls (time →), offset ↓</text>"#,
-        xml(&p.name),
-        p.arena.arena_bytes,
-        p.arena.lower_bound_bytes,
-        p.arena.naive_bytes,
-        p.calls.len()
-    );
+    let _ = write!(s, r#"<text x="{left}" y="18">{}</text>"#, xml(&plot.title));
     let _ =
         write!(s, r##"<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#f8f8f8" stroke="#888"/>"##);
-    for (i, ((off, len, start), (end, label))) in boxes.iter().enumerate() {
-        // A light palette in plain hex colors (every SVG viewer understands them).
-        const PALETTE: [&str; 8] =
-            ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5"];
-        let fill = PALETTE[i % PALETTE.len()];
-        let (x0, x1) = (x(*start as f64), x(*end as f64 + 1.0));
-        let (y0, y1) = (y(*off as f64), y((*off + *len) as f64));
+    for (i, b) in plot.boxes.iter().enumerate() {
+        let (x0, x1) = (f.x(b.first as f64), f.x(b.last as f64 + 1.0));
+        let (y0, y1) = (f.y(b.offset as f64), f.y((b.offset + b.bytes) as f64));
         let _ = write!(
             s,
-            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{fill}" stroke="#555" stroke-width="0.5"><title>{} — {} B at offset {}, calls {}..={}</title></rect>"##,
+            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#555" stroke-width="0.5"><title>{}{} — {} B at offset {}, calls {}..={}</title></rect>"##,
             (x1 - x0).max(0.5),
             (y1 - y0).max(0.5),
-            xml(label),
-            len,
-            off,
-            start,
-            end
+            hex(plot.color(i)),
+            if b.scratch { "scratch of " } else { "" },
+            xml(&b.label),
+            b.bytes,
+            b.offset,
+            b.first,
+            b.last
         );
     }
-    let lb = y(p.arena.lower_bound_bytes as f64);
+    let lb = f.y(plot.lower_bound_bytes as f64);
+    let red = hex(PLOT_BOUND_COLOR);
     let _ = write!(
         s,
-        r##"<line x1="{left}" y1="{lb:.1}" x2="{:.1}" y2="{lb:.1}" stroke="#c00" stroke-dasharray="6 4"/><text x="4" y="{:.1}" fill="#c00">lower bound</text>"##,
+        r##"<line x1="{left}" y1="{lb:.1}" x2="{:.1}" y2="{lb:.1}" stroke="{red}" stroke-dasharray="6 4"/><text x="4" y="{:.1}" fill="{red}">lower bound</text>"##,
         left + w,
         lb + 4.0
     );
@@ -642,8 +754,28 @@ pub fn memory_svg(p: &super::Program) -> String {
         r#"<text x="4" y="{:.1}">0 B</text><text x="4" y="{:.1}">{} B</text>"#,
         top + 4.0,
         top + h,
-        p.arena.arena_bytes
+        plot.arena_bytes
     );
+    for (i, (color, text, dashed)) in plot.legend().into_iter().enumerate() {
+        let y = f.legend_y(i);
+        if dashed {
+            let _ = write!(
+                s,
+                r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-dasharray="6 4"/>"##,
+                y + 5.0,
+                left + 24.0,
+                y + 5.0,
+                hex(color)
+            );
+        } else {
+            let _ = write!(
+                s,
+                r##"<rect x="{left}" y="{y:.1}" width="24" height="10" fill="{}" stroke="#555" stroke-width="0.5"/>"##,
+                hex(color)
+            );
+        }
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, left + 32.0, y + 9.0, xml(&text));
+    }
     s.push_str("</svg>\n");
     s
 }

@@ -1,10 +1,13 @@
 //! The `edgec` binary: parses flags, runs the command, maps errors to exit codes.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match edgec::cli::Cli::try_parse() {
+    // The long version names what this build links (LLVM) and its backends, known at run time.
+    let version: &'static str = Box::leak(edgec::cli::version_text().into_boxed_str());
+    let matches = edgec::cli::Cli::command().version(version).try_get_matches();
+    let cli = match matches.and_then(|m| edgec::cli::Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

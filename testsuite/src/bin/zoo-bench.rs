@@ -18,6 +18,7 @@
 
 use edgec::{CompileOptions, Session, Target};
 use edgec_backends::llvm::gemm_bench::bench_sgemm_host;
+use edgec_backends::profile::median;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,16 +61,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn zoo_dir() -> PathBuf {
