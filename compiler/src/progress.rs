@@ -92,6 +92,15 @@ impl Progress {
         })
     }
 
+    /// A pass's progress through long work (`quantize-int8`'s calibration runs): shown as the
+    /// bar's message, `calibration runs 3/16`, while the bar counts passes.
+    pub fn sample_steps(&self) -> edgec_passes::pass::StepProgress {
+        let bar = self.bar.clone();
+        edgec_passes::pass::StepProgress(std::sync::Arc::new(move |what, done, total| {
+            bar.set_message(format!("{what} {done}/{total}"));
+        }))
+    }
+
     pub fn message(&self, message: &str) {
         self.bar.set_message(message.to_string());
     }

@@ -324,9 +324,13 @@ impl Session {
             Quantize::Int8 { calibration: Calibration::Samples(s), .. } => Some(Arc::new(s.clone())),
             _ => None,
         };
-        let cx = PassContext { target: backend.pass_target(), calibration };
-        let mut pm = PassManager::parse_with(&self.pipeline_for(backend)?, &cx)?;
         let progress = crate::progress::Progress::new(1, "optimizing");
+        let cx = PassContext {
+            target: backend.pass_target(),
+            calibration,
+            progress: Some(progress.sample_steps()),
+        };
+        let mut pm = PassManager::parse_with(&self.pipeline_for(backend)?, &cx)?;
         pm.progress = Some(progress.pass_steps());
         pm.print_after = self.pipeline.print_after.clone();
         pm.printer = Some(Box::new(|pass, ir| eprint!("// ----- IR after {pass} -----\n{ir}")));

@@ -80,7 +80,7 @@ impl PassManager {
 
     /// Builds a pipeline from comma-separated pass names, each pass made for `target`.
     pub fn parse_for(pipeline: &str, target: &TargetInfo) -> Result<PassManager, PassError> {
-        PassManager::parse_with(pipeline, &PassContext { target: target.clone(), calibration: None })
+        PassManager::parse_with(pipeline, &PassContext { target: target.clone(), ..PassContext::default() })
     }
 
     /// Builds a pipeline (`a,b{opt=v},c`), each pass made with the context and its options.
@@ -98,8 +98,12 @@ impl PassManager {
                     if takes.is_empty() { "none".to_string() } else { takes.join(", ") }
                 )));
             }
-            let args =
-                PassArgs { target: &cx.target, options: &options, calibration: cx.calibration.clone() };
+            let args = PassArgs {
+                target: &cx.target,
+                options: &options,
+                calibration: cx.calibration.clone(),
+                progress: cx.progress.clone(),
+            };
             let pass =
                 (info.create)(&args).map_err(|m| PassError::Pipeline(format!("pass `{name}`: {m}")))?;
             pm.add(pass);

@@ -20,12 +20,31 @@ pub trait Pass {
     }
 }
 
+/// Told `(what, done, total)` as a pass works through a long list (calibration samples), so a
+/// driver can show progress.
+#[derive(Clone)]
+pub struct StepProgress(pub Arc<dyn Fn(&str, usize, usize) + Send + Sync>);
+
+impl StepProgress {
+    pub fn report(&self, what: &str, done: usize, total: usize) {
+        (self.0)(what, done, total)
+    }
+}
+
+impl std::fmt::Debug for StepProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepProgress")
+    }
+}
+
 /// What the driver gives the passes beyond the IR: the target and data the IR does not hold.
 #[derive(Clone, Debug, Default)]
 pub struct PassContext {
     pub target: TargetInfo,
     /// Calibration samples for `quantize-int8`, one input list per sample in parameter order.
     pub calibration: Option<Arc<Vec<Vec<Tensor>>>>,
+    /// Where passes report progress through long work.
+    pub progress: Option<StepProgress>,
 }
 
 /// What a pass's constructor sees: the context and the options the pipeline gave it.
@@ -33,6 +52,7 @@ pub struct PassArgs<'a> {
     pub target: &'a TargetInfo,
     pub options: &'a BTreeMap<String, String>,
     pub calibration: Option<Arc<Vec<Vec<Tensor>>>>,
+    pub progress: Option<StepProgress>,
 }
 
 impl PassArgs<'_> {

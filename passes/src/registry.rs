@@ -173,7 +173,8 @@ pub static PASSES: &[PassInfo] = &[
                     .ok_or_else(|| format!("min-sqnr={v}: expected a finite number of dB"))?,
             };
             let calibration = a.calibration.clone().ok_or("needs calibration samples (`--calibrate DATA.npz`)")?;
-            Ok(Box::new(crate::quant::QuantizeInt8::new(calibration, crate::quant::Int8Options { observer, min_sqnr_db })))
+            let options = crate::quant::Int8Options { observer, min_sqnr_db };
+            Ok(Box::new(crate::quant::QuantizeInt8::new(calibration, options).with_progress(a.progress.clone())))
         },
     },
     PassInfo {

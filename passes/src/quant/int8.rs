@@ -138,13 +138,20 @@ pub fn activation_params(lo: f32, hi: f32) -> (f32, i32) {
 pub struct QuantizeInt8 {
     calibration: std::sync::Arc<Vec<Vec<Tensor>>>,
     options: Int8Options,
+    /// Told about every calibration sample run (the runs are most of the pass's time).
+    progress: Option<crate::pass::StepProgress>,
     /// What the last run quantized.
     pub report: Option<QuantReport>,
 }
 
 impl QuantizeInt8 {
     pub fn new(calibration: std::sync::Arc<Vec<Vec<Tensor>>>, options: Int8Options) -> QuantizeInt8 {
-        QuantizeInt8 { calibration, options, report: None }
+        QuantizeInt8 { calibration, options, progress: None, report: None }
+    }
+
+    pub fn with_progress(mut self, progress: Option<crate::pass::StepProgress>) -> QuantizeInt8 {
+        self.progress = progress;
+        self
     }
 }
 
@@ -157,7 +164,7 @@ impl crate::Pass for QuantizeInt8 {
             pass: self.name().into(),
             message: "the module has no entry function".into(),
         })?;
-        let r = quantize_int8(f, &self.calibration, &self.options)
+        let r = quantize_int8_with(f, &self.calibration, &self.options, self.progress.as_ref())
             .map_err(|message| crate::PassError::Input { pass: "quantization".into(), message })?;
         self.report = Some(r);
         Ok(())
@@ -174,6 +181,23 @@ pub fn quantize_int8(
     calibration: &[Vec<Tensor>],
     opts: &Int8Options,
 ) -> Result<QuantReport, String> {
+    quantize_int8_with(f, calibration, opts, None)
+}
+
+/// [`quantize_int8`], reporting each calibration run to `progress` (two runs per sample: the
+/// ranges, then the layers' SQNR).
+pub fn quantize_int8_with(
+    f: &mut Function,
+    calibration: &[Vec<Tensor>],
+    opts: &Int8Options,
+    progress: Option<&crate::pass::StepProgress>,
+) -> Result<QuantReport, String> {
+    let total = 2 * calibration.len();
+    let step = |done: usize| {
+        if let Some(p) = progress {
+            p.report("calibration runs", done, total);
+        }
+    };
     if calibration.is_empty() {
         return Err("calibration data has no samples".into());
     }
@@ -209,7 +233,8 @@ pub fn quantize_int8(
             }
         }
     };
-    for sample in calibration {
+    for (i, sample) in calibration.iter().enumerate() {
+        step(i);
         // The interpreter reports op results; the function's inputs are observed here.
         for (&p, t) in f.params().iter().zip(sample) {
             observe(&mut stats, p, t);
@@ -254,7 +279,8 @@ pub fn quantize_int8(
     let mut signal = vec![0f64; layers.len()];
     let mut noise = vec![0f64; layers.len()];
     let mut failure: Option<String> = None;
-    for sample in calibration {
+    for (i, sample) in calibration.iter().enumerate() {
+        step(calibration.len() + i);
         let mut inputs: SecondaryMap<Value, Option<Tensor>> = SecondaryMap::with_default(None);
         for (&p, t) in f.params().iter().zip(sample) {
             if *is_x.get(p) {
