@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod compare;
 pub mod filetest;
+pub mod fuzz;
 pub mod node;
 pub mod zoo;
