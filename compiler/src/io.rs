@@ -13,8 +13,7 @@ use edgec_ir::{Function, ScalarType, Tensor};
 use half::f16;
 use ndarray::ArrayD;
 use ndarray_npy::{
-    NpzReader, NpzWriter, ReadDataError, ReadNpyError, ReadNpzError, ReadableElement, WritableElement,
-    WriteDataError,
+    NpzWriter, ReadDataError, ReadNpyError, ReadNpyExt, ReadableElement, WritableElement, WriteDataError,
 };
 use py_literal::Value as PyValue;
 use std::fs::File;
@@ -84,46 +83,108 @@ impl WritableElement for NpyF16 {
 }
 
 /// Reads every array of an `.npz` archive, in archive order.
+///
+/// Each entry is read into memory first and its `.npy` header checked against the bytes that are
+/// really there before `ndarray-npy` decodes it: `ndarray-npy` allocates the element count the
+/// header claims before reading any data, so a 100-byte archive claiming a 2^40-element array
+/// would otherwise ask for terabytes (found by fuzzing).
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, IoError> {
     let file = File::open(path).map_err(|e| read_err(path, e))?;
-    let mut npz = NpzReader::new(file).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
-    let names = npz.names().map_err(|e| read_err(path, e))?;
-    let mut out = Vec::with_capacity(names.len());
-    for entry in names {
-        let t = read_entry(&mut npz, &entry).map_err(|m| read_err(path, format!("array {entry:?}: {m}")))?;
-        let name = entry.strip_suffix(".npy").unwrap_or(&entry).to_string();
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
+    let mut out = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
+        let name = entry.name().to_string();
+        // At most the size the archive declares; memory grows with the data actually
+        // decompressed, never with a size field.
+        let declared = entry.size();
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(declared)
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_err(path, format!("array {name:?}: {e}")))?;
+        let t = read_entry(&bytes).map_err(|m| read_err(path, format!("array {name:?}: {m}")))?;
+        let name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
         out.push((name, t));
     }
     Ok(out)
 }
 
-/// Reads one archive entry whatever its element type: try f32 first, and on a descriptor
+/// Checks that an `.npy` file holds all the data its header describes (element count times element
+/// size, with checked arithmetic); an error when the header is malformed or the data is short.
+fn check_npy_size(npy: &[u8]) -> Result<(), String> {
+    let bad = |m: &str| Err(format!("not a valid .npy array: {m}"));
+    if npy.len() < 10 || &npy[..6] != b"\x93NUMPY" {
+        return bad("no .npy magic");
+    }
+    let (header_len, start): (usize, usize) = match npy[6] {
+        1 => (u16::from_le_bytes([npy[8], npy[9]]) as usize, 10),
+        2 | 3 if npy.len() >= 12 => (u32::from_le_bytes([npy[8], npy[9], npy[10], npy[11]]) as usize, 12),
+        _ => return bad("unknown format version"),
+    };
+    let Some(header) = npy.get(start..start.saturating_add(header_len)) else {
+        return bad("truncated header");
+    };
+    let Ok(header) = std::str::from_utf8(header) else { return bad("header is not text") };
+    let Ok(PyValue::Dict(dict)) = header.trim().parse::<PyValue>() else {
+        return bad("header is not a dictionary");
+    };
+    let get =
+        |key: &str| dict.iter().find(|(k, _)| matches!(k, PyValue::String(s) if s == key)).map(|(_, v)| v);
+    let Some(PyValue::String(descr)) = get("descr") else {
+        return bad("'descr' is missing or not a simple type");
+    };
+    let Some(PyValue::Tuple(dims)) = get("shape") else { return bad("'shape' is missing or not a tuple") };
+    let item: u64 = match descr.trim_start_matches(['<', '>', '|', '=']).get(1..).and_then(|n| n.parse().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ => return bad("unknown element type"),
+    };
+    let mut elems: u64 = 1;
+    let mut shape = Vec::with_capacity(dims.len().min(64));
+    for d in dims {
+        let PyValue::Integer(d) = d else { return bad("a dimension is not an integer") };
+        let Ok(d) = u64::try_from(d.clone()) else { return bad("a dimension is negative or too large") };
+        elems = elems.checked_mul(d).ok_or("the shape's element count overflows")?;
+        shape.push(d);
+    }
+    let need = elems.checked_mul(item).ok_or("the shape's byte count overflows")?;
+    let have = (npy.len() - start - header_len) as u64;
+    if need > have {
+        return Err(format!("shape {shape:?} needs {need} bytes of data but the array holds {have}"));
+    }
+    Ok(())
+}
+
+/// Decodes one `.npy` entry whatever its element type: try f32 first, and on a descriptor
 /// mismatch dispatch on the descriptor `ndarray-npy` reports.
-fn read_entry(npz: &mut NpzReader<File>, entry: &str) -> Result<Tensor, String> {
-    let desc = match npz.by_name::<_, ndarray::IxDyn>(entry) {
+fn read_entry(npy: &[u8]) -> Result<Tensor, String> {
+    check_npy_size(npy)?;
+    let desc = match ArrayD::<f32>::read_npy(npy) {
         Ok(a) => return Ok(Tensor::F32(a)),
-        Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => d,
+        Err(ReadNpyError::WrongDescriptor(d)) => d,
         Err(e) => return Err(e.to_string()),
     };
     let code = match &desc {
         PyValue::String(s) => s.trim_start_matches(['<', '|', '=']).to_string(),
         other => return Err(format!("unsupported array type {other}")),
     };
-    fn get<T: ReadableElement>(npz: &mut NpzReader<File>, entry: &str) -> Result<ArrayD<T>, String> {
-        npz.by_name::<ndarray::OwnedRepr<T>, ndarray::IxDyn>(entry).map_err(|e| e.to_string())
+    fn get<T: ReadableElement>(npy: &[u8]) -> Result<ArrayD<T>, String> {
+        ArrayD::<T>::read_npy(npy).map_err(|e| e.to_string())
     }
     Ok(match code.as_str() {
-        "f8" => Tensor::F64(get(npz, entry)?),
-        "f2" => Tensor::F16(get::<NpyF16>(npz, entry)?.mapv(|v| v.0)),
-        "i8" => Tensor::I64(get(npz, entry)?),
-        "i4" => Tensor::I32(get(npz, entry)?),
-        "i2" => Tensor::I16(get(npz, entry)?),
-        "i1" => Tensor::I8(get(npz, entry)?),
-        "u8" => Tensor::U64(get(npz, entry)?),
-        "u4" => Tensor::U32(get(npz, entry)?),
-        "u2" => Tensor::U16(get(npz, entry)?),
-        "u1" => Tensor::U8(get(npz, entry)?),
-        "b1" => Tensor::Bool(get(npz, entry)?),
+        "f8" => Tensor::F64(get(npy)?),
+        "f2" => Tensor::F16(get::<NpyF16>(npy)?.mapv(|v| v.0)),
+        "i8" => Tensor::I64(get(npy)?),
+        "i4" => Tensor::I32(get(npy)?),
+        "i2" => Tensor::I16(get(npy)?),
+        "i1" => Tensor::I8(get(npy)?),
+        "u8" => Tensor::U64(get(npy)?),
+        "u4" => Tensor::U32(get(npy)?),
+        "u2" => Tensor::U16(get(npy)?),
+        "u1" => Tensor::U8(get(npy)?),
+        "b1" => Tensor::Bool(get(npy)?),
         _ => return Err(format!("unsupported numpy dtype {desc}")),
     })
 }
