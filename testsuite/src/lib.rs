@@ -7,4 +7,5 @@ pub mod compare;
 pub mod filetest;
 pub mod fuzz;
 pub mod node;
+pub mod odd_graphs;
 pub mod zoo;
