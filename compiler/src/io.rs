@@ -32,7 +32,15 @@ pub enum IoError {
 }
 
 fn read_err(path: &Path, message: impl std::fmt::Display) -> IoError {
-    IoError::Read { path: path.to_path_buf(), message: message.to_string() }
+    // Decoder messages can span lines (the .npy header parser's point at the error): join
+    // them, so that the CLI's error stays one line (found by fuzzing).
+    let message = message.to_string();
+    let message = if message.contains(['\n', '\r']) {
+        message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    } else {
+        message
+    };
+    IoError::Read { path: path.to_path_buf(), message }
 }
 
 /// An IEEE half-precision element for `ndarray-npy` (`<f2`).
@@ -127,27 +135,15 @@ fn check_npy_size(npy: &[u8]) -> Result<(), String> {
         return bad("truncated header");
     };
     let Ok(header) = std::str::from_utf8(header) else { return bad("header is not text") };
-    let Ok(PyValue::Dict(dict)) = header.trim().parse::<PyValue>() else {
-        return bad("header is not a dictionary");
-    };
-    let get =
-        |key: &str| dict.iter().find(|(k, _)| matches!(k, PyValue::String(s) if s == key)).map(|(_, v)| v);
-    let Some(PyValue::String(descr)) = get("descr") else {
-        return bad("'descr' is missing or not a simple type");
-    };
-    let Some(PyValue::Tuple(dims)) = get("shape") else { return bad("'shape' is missing or not a tuple") };
+    let (descr, shape) = parse_npy_header(header).map_err(|m| format!("not a valid .npy array: {m}"))?;
     let item: u64 = match descr.trim_start_matches(['<', '>', '|', '=']).get(1..).and_then(|n| n.parse().ok())
     {
         Some(n) if n > 0 => n,
         _ => return bad("unknown element type"),
     };
     let mut elems: u64 = 1;
-    let mut shape = Vec::with_capacity(dims.len().min(64));
-    for d in dims {
-        let PyValue::Integer(d) = d else { return bad("a dimension is not an integer") };
-        let Ok(d) = u64::try_from(d.clone()) else { return bad("a dimension is negative or too large") };
+    for &d in &shape {
         elems = elems.checked_mul(d).ok_or("the shape's element count overflows")?;
-        shape.push(d);
     }
     let need = elems.checked_mul(item).ok_or("the shape's byte count overflows")?;
     let have = (npy.len() - start - header_len) as u64;
@@ -155,6 +151,89 @@ fn check_npy_size(npy: &[u8]) -> Result<(), String> {
         return Err(format!("shape {shape:?} needs {need} bytes of data but the array holds {have}"));
     }
     Ok(())
+}
+
+/// Parses the header dictionary numpy writes, `{'descr': '<f4', 'fortran_order': False, 'shape':
+/// (2, 3), }` (keys in any order, any spacing), into the descriptor and the shape. Anything else
+/// is rejected here, before `ndarray-npy` parses it: its general Python-literal parser takes
+/// exponential time on some 300-byte headers (nested braces, long digit runs; found by fuzzing).
+fn parse_npy_header(h: &str) -> Result<(String, Vec<u64>), String> {
+    let b = h.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1
+        }
+    };
+    let eat = |i: &mut usize, c: u8| -> Result<(), String> {
+        ws(i);
+        if b.get(*i) == Some(&c) {
+            *i += 1;
+            Ok(())
+        } else {
+            Err(format!("expected `{}` in the header at byte {}", c as char, *i))
+        }
+    };
+    let string = |i: &mut usize| -> Result<String, String> {
+        ws(i);
+        let q = *b.get(*i).ok_or("the header ends early")?;
+        if q != b'\'' && q != b'"' {
+            return Err(format!("expected a string in the header at byte {}", *i));
+        }
+        let end = b[*i + 1..].iter().position(|&c| c == q).ok_or("unterminated string in the header")?;
+        let v = h[*i + 1..*i + 1 + end].to_string();
+        *i += end + 2;
+        Ok(v)
+    };
+    let (mut descr, mut shape, mut seen_order) = (None, None, false);
+    eat(&mut i, b'{')?;
+    loop {
+        ws(&mut i);
+        if b.get(i) == Some(&b'}') {
+            break;
+        }
+        let key = string(&mut i)?;
+        eat(&mut i, b':')?;
+        ws(&mut i);
+        match key.as_str() {
+            "descr" => descr = Some(string(&mut i)?),
+            "fortran_order" if h[i..].starts_with("False") => (seen_order, i) = (true, i + 5),
+            "fortran_order" if h[i..].starts_with("True") => (seen_order, i) = (true, i + 4),
+            "shape" => {
+                eat(&mut i, b'(')?;
+                let mut dims = Vec::new();
+                loop {
+                    ws(&mut i);
+                    if b.get(i) == Some(&b')') {
+                        i += 1;
+                        break;
+                    }
+                    let n = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    let d = h[i..i + n]
+                        .parse::<u64>()
+                        .map_err(|_| "a dimension is not a non-negative integer")?;
+                    dims.push(d);
+                    i += n;
+                    ws(&mut i);
+                    match b.get(i) {
+                        Some(b',') => i += 1,
+                        Some(b')') => {}
+                        _ => return Err("expected `,` or `)` in the shape".into()),
+                    }
+                }
+                shape = Some(dims);
+            }
+            _ => return Err(format!("unexpected header entry {key:?}")),
+        }
+        ws(&mut i);
+        if b.get(i) == Some(&b',') {
+            i += 1;
+        }
+    }
+    match (descr, shape, seen_order) {
+        (Some(d), Some(s), true) => Ok((d, s)),
+        _ => Err("the header lacks 'descr', 'fortran_order' or 'shape'".into()),
+    }
 }
 
 /// Decodes one `.npy` entry whatever its element type: try f32 first, and on a descriptor
