@@ -13,8 +13,7 @@ use edgec_ir::{Function, ScalarType, Tensor};
 use half::f16;
 use ndarray::ArrayD;
 use ndarray_npy::{
-    NpzReader, NpzWriter, ReadDataError, ReadNpyError, ReadNpzError, ReadableElement, WritableElement,
-    WriteDataError,
+    NpzWriter, ReadDataError, ReadNpyError, ReadNpyExt, ReadableElement, WritableElement, WriteDataError,
 };
 use py_literal::Value as PyValue;
 use std::fs::File;
@@ -33,7 +32,15 @@ pub enum IoError {
 }
 
 fn read_err(path: &Path, message: impl std::fmt::Display) -> IoError {
-    IoError::Read { path: path.to_path_buf(), message: message.to_string() }
+    // Decoder messages can span lines (the .npy header parser's point at the error): join
+    // them, so that the CLI's error stays one line (found by fuzzing).
+    let message = message.to_string();
+    let message = if message.contains(['\n', '\r']) {
+        message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    } else {
+        message
+    };
+    IoError::Read { path: path.to_path_buf(), message }
 }
 
 /// An IEEE half-precision element for `ndarray-npy` (`<f2`).
@@ -84,46 +91,179 @@ impl WritableElement for NpyF16 {
 }
 
 /// Reads every array of an `.npz` archive, in archive order.
+///
+/// Each entry is read into memory first and its `.npy` header checked against the bytes that are
+/// really there before `ndarray-npy` decodes it: `ndarray-npy` allocates the element count the
+/// header claims before reading any data, so a 100-byte archive claiming a 2^40-element array
+/// would otherwise ask for terabytes (found by fuzzing).
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, IoError> {
     let file = File::open(path).map_err(|e| read_err(path, e))?;
-    let mut npz = NpzReader::new(file).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
-    let names = npz.names().map_err(|e| read_err(path, e))?;
-    let mut out = Vec::with_capacity(names.len());
-    for entry in names {
-        let t = read_entry(&mut npz, &entry).map_err(|m| read_err(path, format!("array {entry:?}: {m}")))?;
-        let name = entry.strip_suffix(".npy").unwrap_or(&entry).to_string();
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
+    let mut out = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| read_err(path, format!("not an .npz archive: {e}")))?;
+        let name = entry.name().to_string();
+        // At most the size the archive declares; memory grows with the data actually
+        // decompressed, never with a size field.
+        let declared = entry.size();
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(declared)
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_err(path, format!("array {name:?}: {e}")))?;
+        let t = read_entry(&bytes).map_err(|m| read_err(path, format!("array {name:?}: {m}")))?;
+        let name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
         out.push((name, t));
     }
     Ok(out)
 }
 
-/// Reads one archive entry whatever its element type: try f32 first, and on a descriptor
+/// Checks that an `.npy` file holds all the data its header describes (element count times element
+/// size, with checked arithmetic); an error when the header is malformed or the data is short.
+fn check_npy_size(npy: &[u8]) -> Result<(), String> {
+    let bad = |m: &str| Err(format!("not a valid .npy array: {m}"));
+    if npy.len() < 10 || &npy[..6] != b"\x93NUMPY" {
+        return bad("no .npy magic");
+    }
+    let (header_len, start): (usize, usize) = match npy[6] {
+        1 => (u16::from_le_bytes([npy[8], npy[9]]) as usize, 10),
+        2 | 3 if npy.len() >= 12 => (u32::from_le_bytes([npy[8], npy[9], npy[10], npy[11]]) as usize, 12),
+        _ => return bad("unknown format version"),
+    };
+    let Some(header) = npy.get(start..start.saturating_add(header_len)) else {
+        return bad("truncated header");
+    };
+    let Ok(header) = std::str::from_utf8(header) else { return bad("header is not text") };
+    let (descr, shape) = parse_npy_header(header).map_err(|m| format!("not a valid .npy array: {m}"))?;
+    let item: u64 = match descr.trim_start_matches(['<', '>', '|', '=']).get(1..).and_then(|n| n.parse().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ => return bad("unknown element type"),
+    };
+    let mut elems: u64 = 1;
+    for &d in &shape {
+        elems = elems.checked_mul(d).ok_or("the shape's element count overflows")?;
+    }
+    let need = elems.checked_mul(item).ok_or("the shape's byte count overflows")?;
+    let have = (npy.len() - start - header_len) as u64;
+    if need > have {
+        return Err(format!("shape {shape:?} needs {need} bytes of data but the array holds {have}"));
+    }
+    Ok(())
+}
+
+/// Parses the header dictionary numpy writes, `{'descr': '<f4', 'fortran_order': False, 'shape':
+/// (2, 3), }` (keys in any order, any spacing), into the descriptor and the shape. Anything else
+/// is rejected here, before `ndarray-npy` parses it: its general Python-literal parser takes
+/// exponential time on some 300-byte headers (nested braces, long digit runs; found by fuzzing).
+fn parse_npy_header(h: &str) -> Result<(String, Vec<u64>), String> {
+    let b = h.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1
+        }
+    };
+    let eat = |i: &mut usize, c: u8| -> Result<(), String> {
+        ws(i);
+        if b.get(*i) == Some(&c) {
+            *i += 1;
+            Ok(())
+        } else {
+            Err(format!("expected `{}` in the header at byte {}", c as char, *i))
+        }
+    };
+    let string = |i: &mut usize| -> Result<String, String> {
+        ws(i);
+        let q = *b.get(*i).ok_or("the header ends early")?;
+        if q != b'\'' && q != b'"' {
+            return Err(format!("expected a string in the header at byte {}", *i));
+        }
+        let end = b[*i + 1..].iter().position(|&c| c == q).ok_or("unterminated string in the header")?;
+        let v = h[*i + 1..*i + 1 + end].to_string();
+        *i += end + 2;
+        Ok(v)
+    };
+    let (mut descr, mut shape, mut seen_order) = (None, None, false);
+    eat(&mut i, b'{')?;
+    loop {
+        ws(&mut i);
+        if b.get(i) == Some(&b'}') {
+            break;
+        }
+        let key = string(&mut i)?;
+        eat(&mut i, b':')?;
+        ws(&mut i);
+        match key.as_str() {
+            "descr" => descr = Some(string(&mut i)?),
+            "fortran_order" if h[i..].starts_with("False") => (seen_order, i) = (true, i + 5),
+            "fortran_order" if h[i..].starts_with("True") => (seen_order, i) = (true, i + 4),
+            "shape" => {
+                eat(&mut i, b'(')?;
+                let mut dims = Vec::new();
+                loop {
+                    ws(&mut i);
+                    if b.get(i) == Some(&b')') {
+                        i += 1;
+                        break;
+                    }
+                    let n = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    let d = h[i..i + n]
+                        .parse::<u64>()
+                        .map_err(|_| "a dimension is not a non-negative integer")?;
+                    dims.push(d);
+                    i += n;
+                    ws(&mut i);
+                    match b.get(i) {
+                        Some(b',') => i += 1,
+                        Some(b')') => {}
+                        _ => return Err("expected `,` or `)` in the shape".into()),
+                    }
+                }
+                shape = Some(dims);
+            }
+            _ => return Err(format!("unexpected header entry {key:?}")),
+        }
+        ws(&mut i);
+        if b.get(i) == Some(&b',') {
+            i += 1;
+        }
+    }
+    match (descr, shape, seen_order) {
+        (Some(d), Some(s), true) => Ok((d, s)),
+        _ => Err("the header lacks 'descr', 'fortran_order' or 'shape'".into()),
+    }
+}
+
+/// Decodes one `.npy` entry whatever its element type: try f32 first, and on a descriptor
 /// mismatch dispatch on the descriptor `ndarray-npy` reports.
-fn read_entry(npz: &mut NpzReader<File>, entry: &str) -> Result<Tensor, String> {
-    let desc = match npz.by_name::<_, ndarray::IxDyn>(entry) {
+fn read_entry(npy: &[u8]) -> Result<Tensor, String> {
+    check_npy_size(npy)?;
+    let desc = match ArrayD::<f32>::read_npy(npy) {
         Ok(a) => return Ok(Tensor::F32(a)),
-        Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => d,
+        Err(ReadNpyError::WrongDescriptor(d)) => d,
         Err(e) => return Err(e.to_string()),
     };
     let code = match &desc {
         PyValue::String(s) => s.trim_start_matches(['<', '|', '=']).to_string(),
         other => return Err(format!("unsupported array type {other}")),
     };
-    fn get<T: ReadableElement>(npz: &mut NpzReader<File>, entry: &str) -> Result<ArrayD<T>, String> {
-        npz.by_name::<ndarray::OwnedRepr<T>, ndarray::IxDyn>(entry).map_err(|e| e.to_string())
+    fn get<T: ReadableElement>(npy: &[u8]) -> Result<ArrayD<T>, String> {
+        ArrayD::<T>::read_npy(npy).map_err(|e| e.to_string())
     }
     Ok(match code.as_str() {
-        "f8" => Tensor::F64(get(npz, entry)?),
-        "f2" => Tensor::F16(get::<NpyF16>(npz, entry)?.mapv(|v| v.0)),
-        "i8" => Tensor::I64(get(npz, entry)?),
-        "i4" => Tensor::I32(get(npz, entry)?),
-        "i2" => Tensor::I16(get(npz, entry)?),
-        "i1" => Tensor::I8(get(npz, entry)?),
-        "u8" => Tensor::U64(get(npz, entry)?),
-        "u4" => Tensor::U32(get(npz, entry)?),
-        "u2" => Tensor::U16(get(npz, entry)?),
-        "u1" => Tensor::U8(get(npz, entry)?),
-        "b1" => Tensor::Bool(get(npz, entry)?),
+        "f8" => Tensor::F64(get(npy)?),
+        "f2" => Tensor::F16(get::<NpyF16>(npy)?.mapv(|v| v.0)),
+        "i8" => Tensor::I64(get(npy)?),
+        "i4" => Tensor::I32(get(npy)?),
+        "i2" => Tensor::I16(get(npy)?),
+        "i1" => Tensor::I8(get(npy)?),
+        "u8" => Tensor::U64(get(npy)?),
+        "u4" => Tensor::U32(get(npy)?),
+        "u2" => Tensor::U16(get(npy)?),
+        "u1" => Tensor::U8(get(npy)?),
+        "b1" => Tensor::Bool(get(npy)?),
         _ => return Err(format!("unsupported numpy dtype {desc}")),
     })
 }

@@ -174,7 +174,19 @@ impl<'s> Parser<'s> {
         let line = self.line_of(pos);
         let start = self.line_starts[line - 1];
         let col = self.src.get(start..pos).map_or(1, |s| s.chars().count() + 1);
-        IrError::Parse { line, col, message: message.into() }
+        // Messages quote names and tokens from the file, and a quoted name may hold a newline
+        // (`"a\nb"`): escape control characters so that the error stays one line (found by
+        // fuzzing).
+        let message: String = message.into();
+        let message = if message.chars().any(char::is_control) {
+            message
+                .chars()
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect()
+        } else {
+            message
+        };
+        IrError::Parse { line, col, message }
     }
 
     fn error_here(&self, message: impl Into<String>) -> IrError {

@@ -242,8 +242,19 @@ impl Tensor {
 
     /// Builds a tensor from raw little-endian bytes (the layout of [`Tensor::to_le_bytes`]).
     pub fn from_le_bytes(ty: ScalarType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
-        let n: usize = shape.iter().product();
-        let need = (n * ty.bits()).div_ceil(8);
+        // The shape comes from a file: check its size rather than let it wrap. ndarray also
+        // requires the product of the non-zero dims to fit in isize even when a zero dim makes
+        // the tensor empty, so [0, 2^40, 2^40] is rejected here too (found by fuzzing; it
+        // panicked in `from_shape_vec`).
+        let too_big = || format!("shape {shape:?} of {ty} has too many elements");
+        let nonzero = shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&p| isize::try_from(p).is_ok())
+            .ok_or_else(too_big)?;
+        let n = if shape.contains(&0) { 0 } else { nonzero };
+        let need = n.checked_mul(ty.bits()).ok_or_else(too_big)?.div_ceil(8);
         if bytes.len() != need {
             return Err(format!("expected {need} bytes for {n} elements of {ty}, found {}", bytes.len()));
         }

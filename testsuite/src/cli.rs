@@ -10,8 +10,11 @@ pub fn edgec_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
-        // target/<profile>/deps/<test> -> target/<profile>/edgec
-        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+        // target/<profile>/deps/<test> -> target/<profile>/edgec; a test-suite bin
+        // (target/<profile>/<bin>) sits next to it.
+        let dir = exe.parent().expect("target/<profile>");
+        let profile_dir =
+            if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target") } else { dir };
         let bin = profile_dir.join(format!("edgec{}", std::env::consts::EXE_SUFFIX));
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);

@@ -5,5 +5,7 @@
 pub mod cli;
 pub mod compare;
 pub mod filetest;
+pub mod fuzz;
 pub mod node;
+pub mod odd_graphs;
 pub mod zoo;

@@ -629,6 +629,10 @@ struct TransposeGeom {
 impl TransposeGeom {
     fn new(attrs: &Attrs, kernel: Vec<usize>) -> OpResult<TransposeGeom> {
         let nd = kernel.len();
+        // As for Conv: a zero kernel has no taps (and `out_dim` subtracts one from it).
+        if kernel.contains(&0) {
+            return Err(format!("kernel_shape must be positive, found {kernel:?}"));
+        }
         let strides = spatial_attr(attrs, "strides", nd, 1)?;
         let output_padding: Vec<usize> = match attrs.ints("output_padding") {
             Some(v) if !v.is_empty() => {
@@ -670,31 +674,39 @@ impl TransposeGeom {
     }
 
     /// Output extent and begin pad (negative when the output is larger than the natural
-    /// extent) of spatial dim `d`.
+    /// extent) of spatial dim `d`. Kernel, dilation, stride, padding and output shape all come
+    /// from the model, so every step is checked: a product that wraps is an error, not a wrong
+    /// extent (a stride of 2^62 made the fuzzer's models overflow).
     fn out_dim(&self, d: usize, input: usize) -> OpResult<(usize, i64)> {
-        let ek = ((self.kernel[d] - 1) * self.dilations[d] + 1) as i64;
-        let natural = self.strides[d] as i64 * (input as i64 - 1) + self.output_padding[d] as i64 + ek;
-        let split = |out: i64| -> i64 {
-            let total = natural - out;
+        let ovf = || format!("spatial dim {d}: the output extent overflows");
+        let i = |v: usize| i64::try_from(v).map_err(|_| ovf());
+        let ek = i(self.kernel[d] - 1)?
+            .checked_mul(i(self.dilations[d])?)
+            .and_then(|v| v.checked_add(1))
+            .ok_or_else(ovf)?;
+        let natural = i(self.strides[d])?
+            .checked_mul(i(input)? - 1)
+            .and_then(|v| v.checked_add(i(self.output_padding[d]).ok()?))
+            .and_then(|v| v.checked_add(ek))
+            .ok_or_else(ovf)?;
+        let split = |out: i64| -> OpResult<i64> {
+            let total = natural.checked_sub(out).ok_or_else(ovf)?;
             // Floor division, so that a negative total puts the extra output at the end.
             let half = total.div_euclid(2);
-            if self.auto_pad == AutoPad::SameUpper {
-                half
-            } else {
-                total - half
-            }
+            Ok(if self.auto_pad == AutoPad::SameUpper { half } else { total - half })
         };
         let (out, begin) = if let Some(os) = &self.output_shape {
-            let o = os[d] as i64;
-            (o, split(o))
+            let o = i(os[d])?;
+            (o, split(o)?)
         } else if matches!(self.auto_pad, AutoPad::SameUpper | AutoPad::SameLower) {
-            let o = input as i64 * self.strides[d] as i64;
-            (o, split(o))
+            let o = i(input)?.checked_mul(i(self.strides[d])?).ok_or_else(ovf)?;
+            (o, split(o)?)
         } else if self.auto_pad == AutoPad::Valid {
             (natural, 0)
         } else {
             let (pb, pe) = self.pads[d];
-            (natural - pb as i64 - pe as i64, pb as i64)
+            let out = natural.checked_sub(i(pb)?).and_then(|v| v.checked_sub(i(pe).ok()?)).ok_or_else(ovf)?;
+            (out, i(pb)?)
         };
         if out < 0 {
             return Err(format!("spatial dim {d}: the output extent {out} is negative"));
