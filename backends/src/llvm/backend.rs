@@ -137,7 +137,7 @@ impl Llvm {
         let p = self.program(c)?;
         let obj = dir.join("model.o");
         std::fs::write(&obj, self.object(c)?).map_err(|e| io_error(&obj, e))?;
-        let io_bytes: u64 = p.inputs.iter().chain(&p.outputs).map(|d| d.bytes().div_ceil(64) * 64).sum();
+        let io_bytes: u64 = p.inputs.iter().chain(&p.outputs).map(harness_io_bytes).sum();
         let exe = dir.join("model.elf");
         toolchain::link_harness_with(
             self.kind,
@@ -496,6 +496,11 @@ fn parse_profile(stdout: &str, calls: usize, kind: TargetKind) -> Result<KernelT
     })
 }
 
+/// Bytes a harness gives an input or output: its size rounded up to 64 (cache-line aligned).
+fn harness_io_bytes(d: &crate::lower::IoDesc) -> u64 {
+    d.bytes().div_ceil(64).saturating_mul(64)
+}
+
 /// The memory of the board a bare-metal target runs on by default: QEMU's mps2 boards, where
 /// the harness keeps the arena and the inputs and outputs in the lower 8 MiB of PSRAM and the
 /// weights with the code in the 4 MiB at address 0 (`runtime/c/cortex_m/mps2_an500.ld`).
@@ -527,40 +532,36 @@ fn check_memory(
         (source("--ram-bytes", options.ram_bytes), source("--flash-bytes", options.flash_bytes));
     let ram = options.ram_bytes.or(board.map(|b| b.1));
     let flash = options.flash_bytes.or(board.map(|b| b.2));
-    let io: Vec<(&str, u64)> = p
-        .inputs
-        .iter()
-        .chain(&p.outputs)
-        .map(|d| (d.name.as_str(), d.bytes().div_ceil(64).saturating_mul(64)))
-        .collect();
+    let io: Vec<(&str, u64)> =
+        p.inputs.iter().chain(&p.outputs).map(|d| (d.name.as_str(), harness_io_bytes(d))).collect();
     let io_bytes = io.iter().try_fold(0u64, |a, (_, b)| a.checked_add(*b));
     let need = io_bytes.and_then(|io| io.checked_add(p.arena.arena_bytes));
     if let Some(ram) = ram {
         if need.is_none_or(|n| n > ram) {
-            // The largest intermediate tensor, or the largest input or output if that is larger.
-            let mut largest: Option<(u64, String, edgec_ir::Loc, &'static str)> = None;
+            // The largest tensor in RAM: an input or output (first, so they win ties) or an
+            // intermediate; weights and their panel views live in flash.
+            let mut largest: Option<(u64, String)> = None;
+            let mut consider = |b: u64, what: &dyn Fn() -> String| {
+                if largest.as_ref().is_none_or(|l| b > l.0) {
+                    largest = Some((b, what()));
+                }
+            };
+            for &(name, b) in &io {
+                consider(b, &|| format!("input/output `{name}`"));
+            }
             for &op in f.body_ops() {
                 let d = &f.ops[op];
-                // Weights and their panel views live in flash, not in RAM.
                 if matches!(d.kind, edgec_ir::OpKind::Constant | edgec_ir::OpKind::FromPanels) {
                     continue;
                 }
                 for &r in &d.results {
                     let b = f.values[r].ty.size_bytes().unwrap_or(u64::MAX);
-                    if largest.as_ref().is_none_or(|l| b > l.0) {
-                        largest = Some((b, format!("{r}"), d.loc.clone(), d.kind.name()));
-                    }
+                    consider(b, &|| {
+                        format!("the {} result of node {}", d.kind.name(), crate::lower::loc_text(&d.loc))
+                    });
                 }
             }
-            let big_io = io.iter().max_by_key(|(_, b)| *b);
-            let what = match (largest, big_io) {
-                (Some(l), Some(&(name, b))) if b >= l.0 => format!("input/output `{name}` ({b} bytes)"),
-                (None, Some(&(name, b))) => format!("input/output `{name}` ({b} bytes)"),
-                (Some((b, _, loc, op)), _) => {
-                    format!("the {op} result of node {} ({b} bytes)", crate::lower::loc_text(&loc))
-                }
-                (None, None) => "nothing".into(),
-            };
+            let what = largest.map_or("nothing".into(), |(b, what)| format!("{what} ({b} bytes)"));
             let need = need.map_or("more than 2^64".into(), |n| n.to_string());
             return Err(BackendError::Usage(format!(
                 "the model needs {need} bytes of RAM (arena {} + inputs and outputs {}), more than {ram_of} {ram} bytes; the largest tensor is {what}",
