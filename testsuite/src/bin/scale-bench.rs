@@ -191,21 +191,18 @@ fn main() {
         }
         return;
     }
-    let shapes: Vec<&str> = match args.first().map(String::as_str) {
-        Some("all") => {
+    const SHAPES: [&str; 3] = ["chain", "wide", "transformer"];
+    let shapes: Vec<&str> = match args.first().and_then(|a| SHAPES.iter().find(|s| **s == a)) {
+        Some(s) => {
             args.remove(0);
-            vec!["chain", "wide", "transformer"]
+            vec![*s]
         }
-        Some(s @ ("chain" | "wide" | "transformer")) => {
-            let s = match s {
-                "chain" => "chain",
-                "wide" => "wide",
-                _ => "transformer",
-            };
-            args.remove(0);
-            vec![s]
+        None => {
+            if args.first().is_some_and(|a| a == "all") {
+                args.remove(0);
+            }
+            SHAPES.to_vec()
         }
-        _ => vec!["chain", "wide", "transformer"],
     };
     let sizes: Vec<usize> = if args.is_empty() {
         vec![1000, 4000, 16000]
